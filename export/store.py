@@ -1,0 +1,88 @@
+"""The model store on disk: `<store>/<policy>/<version>/` holds one bundle each.
+
+`publish` copies a finished bundle in and marks it active. The active version is a small
+pointer file `<store>/<policy>/ACTIVE`, replaced atomically (write + rename) so a reader
+sees the old or the new name, never half of one. Torch-free: the service imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from export.manifest import MANIFEST_FILE, Manifest
+
+ACTIVE_POINTER = "ACTIVE"
+
+
+class StoreError(Exception):
+    """The store has no usable bundle where one was asked for."""
+
+
+def bundle_path(store: Path, policy: str, version: str) -> Path:
+    """Folder of one version of one policy."""
+    return store / policy / version
+
+
+def read_manifest(bundle_dir: Path) -> Manifest:
+    """Parse and validate a bundle's manifest.json."""
+    path = bundle_dir / MANIFEST_FILE
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+    return Manifest.model_validate_json(text)
+
+
+def active_version(store: Path, policy: str) -> str:
+    """Name of the version the policy serves, from its ACTIVE pointer."""
+    pointer = store / policy / ACTIVE_POINTER
+    try:
+        version = pointer.read_text().strip()
+    except FileNotFoundError as exc:
+        raise StoreError(f"policy '{policy}' has no active version in {store}") from exc
+    if not version:
+        raise StoreError(f"{pointer} is empty")
+    return version
+
+
+def versions(store: Path, policy: str) -> list[str]:
+    """Versions on disk for a policy, oldest first by modification time."""
+    root = store / policy
+    if not root.is_dir():
+        return []
+    dirs = [p for p in root.iterdir() if p.is_dir() and (p / MANIFEST_FILE).is_file()]
+    return [p.name for p in sorted(dirs, key=lambda p: p.stat().st_mtime)]
+
+
+def set_active(store: Path, policy: str, version: str) -> None:
+    """Point the policy at an existing version, atomically."""
+    if not (bundle_path(store, policy, version) / MANIFEST_FILE).is_file():
+        raise StoreError(f"no bundle {policy}/{version} in {store}")
+    root = store / policy
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=".active-")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(version + "\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a service running as another user must read it
+    os.replace(tmp, root / ACTIVE_POINTER)
+
+
+def publish(bundle_dir: Path, store: Path, activate: bool = True) -> Manifest:
+    """Copy a bundle into the store under its manifest's policy/version and optionally activate it."""
+    manifest = read_manifest(bundle_dir)
+    target = bundle_path(store, manifest.policy, manifest.version)
+    if target.exists():
+        raise StoreError(f"{manifest.policy}/{manifest.version} is already in {store}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{manifest.version}-"))
+    try:
+        shutil.copytree(bundle_dir, staging, dirs_exist_ok=True)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if activate:
+        set_active(store, manifest.policy, manifest.version)
+    return manifest

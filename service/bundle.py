@@ -1,0 +1,113 @@
+"""Loading one model bundle: verify it whole, open its graph in onnxruntime, warm it up.
+
+A bundle that fails any check is refused with a BundleError saying why; nothing half-loaded
+is ever handed to the registry (DESIGN.md, "Model bundle").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from pydantic import ValidationError
+
+from export.manifest import CASCADE_GRAPH, Manifest, cascade_graph_spec, sha256_of
+from export.store import StoreError, read_manifest
+from service.cascade import run_cascade, synthetic_inputs
+
+_ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
+
+
+class BundleError(Exception):
+    """The bundle on disk cannot be served."""
+
+
+@dataclass(frozen=True)
+class LoadedBundle:
+    """A verified bundle with its open onnxruntime session."""
+
+    path: Path
+    manifest: Manifest
+    session: ort.InferenceSession
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+
+def load_bundle(path: Path, intra_op_threads: int = 1) -> LoadedBundle:
+    """Verify the manifest, every sha256 and the graph signature, then open and warm the graph."""
+    try:
+        manifest = read_manifest(path)
+    except (StoreError, ValidationError) as exc:
+        raise BundleError(f"{path}: invalid manifest: {exc}") from exc
+    _verify_hashes(path, manifest)
+    graph_file = path / manifest.graphs[CASCADE_GRAPH].file
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = ort.InferenceSession(str(graph_file), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
+        raise BundleError(f"{graph_file}: onnxruntime cannot load it: {exc}") from exc
+    _verify_signature(session, manifest)
+    bundle = LoadedBundle(path=path, manifest=manifest, session=session)
+    _warm_up(bundle)
+    return bundle
+
+
+def _verify_hashes(path: Path, manifest: Manifest) -> None:
+    on_disk = {p.name for p in path.iterdir() if p.is_file() and p.name != "manifest.json"}
+    missing = set(manifest.files) - on_disk
+    if missing:
+        raise BundleError(f"{path}: files listed in the manifest are missing: {sorted(missing)}")
+    for name, expected in manifest.files.items():
+        actual = sha256_of(path / name)
+        if actual != expected:
+            raise BundleError(f"{path / name}: sha256 {actual} does not match the manifest's {expected}")
+
+
+def _verify_signature(session: ort.InferenceSession, manifest: Manifest) -> None:
+    """The graph's real inputs and outputs must be exactly what the feature schema implies."""
+    expected = cascade_graph_spec(manifest.feature_schema)
+    for kind, actual_args, specs in (
+        ("input", session.get_inputs(), expected.inputs),
+        ("output", session.get_outputs(), expected.outputs),
+    ):
+        actual = {a.name: a for a in actual_args}
+        if set(actual) != {s.name for s in specs}:
+            raise BundleError(
+                f"graph {kind}s {sorted(actual)} differ from the contract's {[s.name for s in specs]}"
+            )
+        for spec in specs:
+            arg = actual[spec.name]
+            if arg.type != _ORT_TYPES[spec.dtype]:
+                raise BundleError(f"graph {kind} '{spec.name}' is {arg.type}, the contract says {spec.dtype}")
+            if len(arg.shape) != len(spec.shape):
+                raise BundleError(
+                    f"graph {kind} '{spec.name}' has rank {len(arg.shape)}, expected {len(spec.shape)}"
+                )
+            for axis, (got, want) in enumerate(zip(arg.shape, spec.shape, strict=True)):
+                # Fixed widths must match; dynamic axes (N, k) may carry any symbolic name.
+                if isinstance(want, int) and isinstance(got, int) and got != want:
+                    raise BundleError(
+                        f"graph {kind} '{spec.name}' axis {axis} is {got} wide, "
+                        f"the manifest's schema says {want}"
+                    )
+
+
+def _warm_up(bundle: LoadedBundle) -> None:
+    """One inference per stage-size regime, so the first real request pays no allocation cost."""
+    manifest = bundle.manifest
+    noise = np.zeros((1, manifest.fusion.dim), dtype=np.float32)
+    for n in sorted({1, *manifest.stage_sizes, 2 * max(manifest.stage_sizes)}):
+        k = min(10, n)
+        try:
+            outputs = run_cascade(bundle.session, manifest, synthetic_inputs(manifest, n, k), noise)
+        except Exception as exc:  # any failure here means the graph cannot serve
+            raise BundleError(f"{bundle.path}: warm-up inference with {n} candidates failed: {exc}") from exc
+        if outputs.top_indices.shape != (k,):
+            raise BundleError(f"{bundle.path}: warm-up returned {outputs.top_indices.shape} items for k={k}")

@@ -1,0 +1,81 @@
+"""The cascade runtime: numpy in, numpy out, one onnxruntime call per request.
+
+Knows nothing of HTTP. The graph (export/manifest.py, CASCADE_INPUTS/OUTPUTS) runs
+matching → pre-ranking → ranking and the fusion actor; this module only prepares its feeds
+and names its outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from export.manifest import CASCADE_OUTPUTS, Manifest
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class CascadeInputs:
+    """One request's tensors, already validated against the manifest's feature schema."""
+
+    user: F32  # [1, user_dim]
+    context: F32  # [1, context_dim]
+    item_features: F32  # [N, item_dim]
+    mtl_predictions: F32  # [N, objectives]
+    k: int
+
+
+@dataclass(frozen=True)
+class CascadeOutputs:
+    """The graph's outputs, by name (see CASCADE_OUTPUTS)."""
+
+    top_indices: I64
+    top_scores: F32
+    stage_observations: F32
+    stage_actions: F32
+    stage_survivors: I64
+    fusion_mean: F32
+    fusion_std: F32
+    fusion_raw_action: F32
+    fusion_action: F32
+    log_prob: F32
+    novelty: F32
+
+
+_OUTPUT_NAMES = list(CASCADE_OUTPUTS)
+assert list(CascadeOutputs.__dataclass_fields__) == _OUTPUT_NAMES, "CascadeOutputs must mirror the contract"
+
+
+def run_cascade(
+    session: ort.InferenceSession, manifest: Manifest, inputs: CascadeInputs, noise: F32
+) -> CascadeOutputs:
+    """Run the whole cascade for one request; `noise` is the fusion actor's [1, A] latent draw."""
+    feeds = {
+        "user": inputs.user,
+        "context": inputs.context,
+        "item_features": inputs.item_features,
+        "mtl_predictions": inputs.mtl_predictions,
+        "fusion_noise": noise,
+        "stage_sizes": np.asarray(manifest.stage_sizes, dtype=np.int64),
+        "k": np.asarray([inputs.k], dtype=np.int64),
+    }
+    values = session.run(_OUTPUT_NAMES, feeds)
+    return CascadeOutputs(*values)
+
+
+def synthetic_inputs(manifest: Manifest, n: int, k: int, seed: int = 0) -> CascadeInputs:
+    """Random but well-formed inputs of N candidates: for warm-up and self-checks, not for serving."""
+    schema = manifest.feature_schema
+    rng = np.random.default_rng(seed)
+    return CascadeInputs(
+        user=rng.standard_normal((1, schema.user_dim), dtype=np.float32),
+        context=np.zeros((1, schema.context_dim), dtype=np.float32),
+        item_features=rng.standard_normal((n, schema.item_dim), dtype=np.float32),
+        mtl_predictions=rng.random((n, len(schema.objectives)), dtype=np.float32),
+        k=k,
+    )

@@ -1,0 +1,79 @@
+"""The decision record contract (DESIGN.md): one per served request, in a Redis Stream.
+
+The service produces it; the trainer and off-policy evaluation consume it by importing this
+module. It holds what the policy saw (each actor's state), what it did (each action, the
+latent draws, the propensity) and what it served, so a request can be evaluated or trained on
+without the service, and replayed exactly through the same bundle version.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from service.schema import Timings
+
+SCHEMA_VERSION = 1
+STREAM_FIELD = b"d"  # the stream entry's single field; its value is the record as JSON
+
+
+class CandidateLog(msgspec.Struct):
+    """The request's candidates: ids always; the matrices only when the service is told to log them."""
+
+    ids: list[str]
+    digest: str  # sha256 of features ‖ predictions as little-endian float32 bytes
+    features: list[list[float]] | None = None
+    predictions: list[list[float]] | None = None
+
+
+class StageLog(msgspec.Struct):
+    name: str
+    keep: int  # the stage size the manifest asked for
+    survivors: int  # how many it kept for this request
+    observation: list[float]  # what the stage actor saw (user ⊕ context ⊕ mean input features)
+    action: list[float]  # the stage actor's head weights
+
+
+class FusionLog(msgspec.Struct):
+    state: list[float]  # user ⊕ context: the fusion actor's input
+    mean: list[float]
+    std: list[float]
+    noise: list[float]  # the latent draws fed to the graph; zeros when not exploring
+    raw_action: list[float]  # mean + std·noise
+    action: list[float]  # clipped to the manifest bounds: the weights served
+    names: list[str]
+
+
+class DecisionRecord(msgspec.Struct):
+    schema_version: int
+    request_id: str
+    time: float  # seconds since the epoch, UTC
+    user_id: str
+    policy: str
+    version: str
+    arm: str  # "control" for the active version; "canary" / "shadow" for those arms
+    k: int
+    user_features: list[float]
+    context: list[float]
+    candidates: CandidateLog
+    stages: list[StageLog]
+    fusion: FusionLog
+    served_ids: list[str]
+    served_scores: list[float]
+    log_prob: float  # log π(raw action | state) under the serving policy, unrounded
+    novelty: float  # RND bonus of the fusion state
+    explored: bool
+    timings: Timings
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(DecisionRecord)
+
+
+def encode(record: DecisionRecord) -> bytes:
+    """JSON bytes of a record, as stored in the stream field."""
+    return _encoder.encode(record)
+
+
+def decode(data: bytes) -> DecisionRecord:
+    """Parse a stored record; raises msgspec.ValidationError if it does not match the contract."""
+    return _decoder.decode(data)

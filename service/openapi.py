@@ -1,0 +1,74 @@
+"""Publishing the msgspec schema (service/schema.py) in FastAPI's OpenAPI document.
+
+Routes read raw bytes for speed, so FastAPI cannot infer their bodies; these helpers point
+each route at the msgspec-generated component instead, keeping one declaration per type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service.problems import PROBLEM_MEDIA_TYPE, Problem
+
+_REF = "#/components/schemas/{name}"
+_REASONS = {
+    200: "OK",
+    202: "Accepted",
+    400: "Malformed body",
+    404: "Unknown policy",
+    413: "Body too large",
+    415: "Unsupported media type",
+    422: "A field is invalid; `field` names it",
+    503: "Not ready (no bundle loaded) or a dependency is unavailable",
+}
+
+
+def _ref(kind: type) -> dict[str, str]:
+    return {"$ref": _REF.format(name=kind.__name__)}
+
+
+def body_of(kind: type) -> dict[str, Any]:
+    """`openapi_extra` declaring a required JSON body of this Struct."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": _ref(kind)}}}}
+
+
+def responses_of(kind: type, *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Route `responses`: 2xx with this Struct, 4xx/5xx with problem details."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        if status < 300:
+            out[status] = {
+                "description": _REASONS[status],
+                "content": {"application/json": {"schema": _ref(kind)}},
+            }
+        else:
+            out[status] = {
+                "description": _REASONS[status],
+                "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref(Problem)}},
+            }
+    return out
+
+
+def install_openapi(app: FastAPI, kinds: list[type]) -> None:
+    """Make `app.openapi()` carry the msgspec components of `kinds` and Problem."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        _, components = msgspec.json.schema_components([*kinds, Problem], ref_template=_REF)
+        document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+        for path in document["paths"].values():
+            for operation in path.values():
+                # FastAPI adds a default 200 to every route; 202-only routes must not show it.
+                responses = operation.get("responses", {})
+                if "202" in responses:
+                    responses.pop("200", None)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = build  # type: ignore[method-assign]

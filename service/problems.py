@@ -1,0 +1,89 @@
+"""Errors as values with a type, and their one mapping to RFC 9457 problem details."""
+
+from __future__ import annotations
+
+import msgspec
+from fastapi import Request
+from fastapi.responses import Response
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_TYPE_ROOT = "https://cascade-serve.dev/problems/"
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """RFC 9457 problem details: `type` is stable, `detail` is for humans, `field` names the culprit."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    instance: str | None = None
+
+
+class ProblemError(Exception):
+    """Raised anywhere on the request path; the app turns it into a problem+json response."""
+
+    def __init__(self, status: int, kind: str, title: str, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.title = title
+        self.detail = detail
+        self.field = field
+
+    def to_problem(self, instance: str | None = None) -> Problem:
+        return Problem(
+            type=_TYPE_ROOT + self.kind,
+            title=self.title,
+            status=self.status,
+            detail=self.detail,
+            field=self.field,
+            instance=instance,
+        )
+
+
+def invalid_field(field: str, detail: str) -> ProblemError:
+    """422: the body parsed but a value is not acceptable."""
+    return ProblemError(422, "invalid-field", "Invalid field", detail, field)
+
+
+def malformed_body(detail: str) -> ProblemError:
+    """400: the body is not a document of the declared media type."""
+    return ProblemError(400, "malformed-body", "Malformed body", detail, "body")
+
+
+def body_too_large(limit: int) -> ProblemError:
+    return ProblemError(
+        413, "body-too-large", "Body too large", f"request body exceeds {limit} bytes", "body"
+    )
+
+
+def unsupported_media_type(media_type: str) -> ProblemError:
+    return ProblemError(
+        415,
+        "unsupported-media-type",
+        "Unsupported media type",
+        f"content-type '{media_type}' is not accepted; send application/json",
+        "content-type",
+    )
+
+
+def not_ready(detail: str) -> ProblemError:
+    return ProblemError(503, "not-ready", "Service not ready", detail)
+
+
+def unknown_policy(policy: str) -> ProblemError:
+    return ProblemError(
+        404, "unknown-policy", "Unknown policy", f"policy '{policy}' is not served here", "policy"
+    )
+
+
+def problem_response(error: ProblemError, request: Request | None = None) -> Response:
+    """Encode a ProblemError as an application/problem+json response."""
+    instance = request.url.path if request is not None else None
+    return Response(
+        content=msgspec.json.encode(error.to_problem(instance)),
+        status_code=error.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+    )

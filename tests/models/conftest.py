@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+import pytest
+
+from models.demo import DemoTraining
+from tests.tiny_policy import tiny_training
+
+
+@pytest.fixture(scope="session")
+def trained() -> DemoTraining:
+    return tiny_training()

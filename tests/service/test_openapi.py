@@ -1,0 +1,27 @@
+"""openapi.yaml is the published contract: it must be exactly what the app serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from fastapi.testclient import TestClient
+
+OPENAPI_FILE = Path(__file__).resolve().parents[2] / "openapi.yaml"
+
+
+def test_committed_openapi_matches_the_app(client: TestClient) -> None:
+    committed = yaml.safe_load(OPENAPI_FILE.read_text())
+    served = client.get("/openapi.json").json()
+
+    assert committed == served, "openapi.yaml is stale: run `make openapi` and commit it"
+
+
+def test_every_v1_route_documents_problem_responses(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for operation in operations.values():
+            assert "422" in operation["responses"], path
+            assert "application/problem+json" in operation["responses"]["422"]["content"], path
