@@ -52,7 +52,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--store", type=Path, default=Path("store"))
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
@@ -94,8 +96,8 @@ def main() -> None:
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{args.requests} sequential rank requests, {args.candidates} candidates, k={args.k}, 1 worker")
     print(
-        f"client round trip ms: p50 {statistics.median(client_ms):.2f}  p99 {_percentile(client_ms, 99):.2f}  "
-        f"mean {statistics.fmean(client_ms):.2f}"
+        f"client round trip ms: p50 {statistics.median(client_ms):.2f}  "
+        f"p99 {_percentile(client_ms, 99):.2f}  mean {statistics.fmean(client_ms):.2f}"
     )
     print(
         f"server total_ms:      p50 {statistics.median(server_ms):.2f}  p99 {_percentile(server_ms, 99):.2f}"
