@@ -53,7 +53,7 @@ class PolicyConfig:
         """Request widths and objectives of a simulated world, default network sizes."""
         return cls(
             user_dim=sim.user_dim,
-            context_dim=sim.context_dim,
+            context_dim=sim.observed_context_dim,
             item_dim=sim.item_dim,
             objectives=sim.objectives,
             dense_mask=sim.dense_mask,
@@ -94,9 +94,7 @@ class Selection(NamedTuple):
     observations: torch.Tensor  # [B, 3, obs_dim]
     actions: torch.Tensor  # [B, 3, objectives]
     survivors: torch.Tensor  # [3] int64, candidates kept by each stage (same for the whole batch)
-    log_prob: (
-        torch.Tensor
-    )  # [B] Σ_i log π_i(a_i | o_i) of sampled stage actions; zeros when served at the mean
+    log_prob: torch.Tensor  # [B] Σ_i log π_i(a_i | o_i) of sampled stage actions; zeros when served at the mean
 
 
 def size_of(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -141,9 +139,7 @@ class CascadePolicy(nn.Module):
                 MLPHead(c.state_dim, c.item_dim, c.dense_mask, c.max_watch_time, c.ranking_hidden),
             ]
         )
-        self.stage_actors = nn.ModuleList(
-            [StageActor(c.obs_dim, c.n_objectives, c.actor_hidden) for _ in STAGES]
-        )
+        self.stage_actors = nn.ModuleList([StageActor(c.obs_dim, c.n_objectives, c.actor_hidden) for _ in STAGES])
         self.fusion = FusionActor(c.state_dim, c.fusion_low, c.fusion_high, c.fusion_hidden)
         self.rnd = RND(c.state_dim, c.rnd_out)
 
@@ -163,11 +159,14 @@ class CascadePolicy(nn.Module):
         stage_sizes: torch.Tensor,
         k: torch.Tensor,
         stage_noise: torch.Tensor | None = None,
+        stage_actions: torch.Tensor | None = None,
     ) -> Selection:
         """Run the three stages for B requests sharing the candidate count N.
 
         state [B, S] (user ⊕ context), items [B, N, I], stage_sizes [3] int64, k [1] int64. With
-        stage_noise [B, 3, J] the stage actors explore (training); without it they serve their mean.
+        stage_noise [B, 3, J] the stage actors explore (training); without it they serve their mean. With
+        stage_actions [B, 3, J] the stages replay those actions instead of asking their actors: UNEX-RL's
+        cascading information chain rebuilds every downstream observation from o_1 and upstream actions.
         """
         # Original row numbers 0..N-1 per request, built from the data so N stays dynamic under tracing.
         rows = torch.cumsum(torch.ones_like(items[..., 0], dtype=torch.int64), dim=1) - 1
@@ -179,7 +178,9 @@ class CascadePolicy(nn.Module):
             assert isinstance(actor, StageActor)
             # o_i: the user state and a summary of the candidates this stage receives (information chain).
             obs = torch.cat([state, features.mean(dim=1)], dim=-1)
-            if stage_noise is None:
+            if stage_actions is not None:
+                action = stage_actions[:, i]
+            elif stage_noise is None:
                 action = actor(obs)
             else:
                 action, stage_log_prob = actor.sample(obs, stage_noise[:, i])

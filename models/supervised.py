@@ -38,7 +38,12 @@ def response_batch(
         responses = sim.expected_responses(requests.users, requests.candidates, requests.context)
     else:
         responses = sim.respond(requests.users, requests.candidates, requests.context, rng).sampled
-    state = np.concatenate([requests.user_features, requests.context], axis=1)
+    columns = [requests.user_features, requests.context]
+    if sim.config.session_features:
+        # Session features (depth, satisfaction in [0, 1]) do not change a response: drawn at random so the
+        # heads learn to ignore them, whatever the session looks like when they serve.
+        columns.append(rng.uniform(0.0, 1.0, (n_users, len(sim.config.session_features))).astype(np.float32))
+    state = np.concatenate(columns, axis=1)
     return (
         torch.from_numpy(state),
         torch.from_numpy(sim.item_features[requests.candidates]),
@@ -80,9 +85,7 @@ def train_heads(
     optimiser = torch.optim.Adam(policy.heads.parameters(), lr=lr)
     losses: list[float] = []
     for _ in range(steps):
-        loss = heads_loss(
-            policy, *response_batch(sim, users_per_batch, items_per_user, rng, targets), weights
-        )
+        loss = heads_loss(policy, *response_batch(sim, users_per_batch, items_per_user, rng, targets), weights)
         optimiser.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]  # Tensor.backward has no annotations
         optimiser.step()

@@ -45,6 +45,10 @@ class SimConfig:
     prediction_noise: float = 0.3
     # Multiplicative noise of a sampled watch time: Gamma with mean 1 and this coefficient of variation.
     watch_time_cv: float = 0.5
+    # Session features appended to the context the policy sees (seed 001: the state holds the user's
+    # history). Empty by default: request-level worlds (the demo, the service tests) keep context_dim
+    # columns. Allowed names: "depth" (requests so far / max depth) and "satisfaction" (sim/session.py).
+    session_features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.context_dim < 3:
@@ -56,6 +60,8 @@ class SimConfig:
         for name, rate in zip(self.objectives, self.base_rates, strict=True):
             if name not in self.dense_objectives and not 0.0 < rate < 1.0:
                 raise ValueError(f"base rate of sparse objective {name} must be in (0, 1)")
+        if not set(self.session_features) <= {"depth", "satisfaction"}:
+            raise ValueError("session_features may only hold 'depth' and 'satisfaction'")
 
     @property
     def n_objectives(self) -> int:
@@ -71,8 +77,13 @@ class SimConfig:
         return [f"user_{i}" for i in range(self.user_dim)]
 
     @property
+    def observed_context_dim(self) -> int:
+        """Context width the policy sees: the request context, then the session features."""
+        return self.context_dim + len(self.session_features)
+
+    @property
     def context_columns(self) -> list[str]:
-        return [f"ctx_{i}" for i in range(self.context_dim)]
+        return [f"ctx_{i}" for i in range(self.context_dim)] + [f"session_{n}" for n in self.session_features]
 
     @property
     def item_columns(self) -> list[str]:

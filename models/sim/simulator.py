@@ -67,12 +67,10 @@ class Simulator:
         user_map = world.standard_normal((L, cfg.user_dim)) / np.sqrt(L)
         item_map = world.standard_normal((L, cfg.item_dim)) / np.sqrt(L)
         self.user_features = (
-            self.user_latent @ user_map
-            + cfg.user_feature_noise * world.standard_normal((cfg.n_users, cfg.user_dim))
+            self.user_latent @ user_map + cfg.user_feature_noise * world.standard_normal((cfg.n_users, cfg.user_dim))
         ).astype(np.float32)
         self.item_features = (
-            self.item_latent @ item_map
-            + cfg.item_feature_noise * world.standard_normal((cfg.n_items, cfg.item_dim))
+            self.item_latent @ item_map + cfg.item_feature_noise * world.standard_normal((cfg.n_items, cfg.item_dim))
         ).astype(np.float32)
 
         # Entries N(0, 1/L²) give z_uᵀ M_j z_i unit variance for standard-normal latents.
@@ -109,9 +107,7 @@ class Simulator:
         context[np.arange(n), 2 + rng.integers(0, n_devices, size=n)] = 1.0
         return context
 
-    def candidate_pools(
-        self, n_requests: int, n_candidates: int, rng: np.random.Generator | None = None
-    ) -> IntArray:
+    def candidate_pools(self, n_requests: int, n_candidates: int, rng: np.random.Generator | None = None) -> IntArray:
         """[B, N] item indices, each row N distinct catalogue items."""
         if not 0 < n_candidates <= self.config.n_items:
             raise ValueError(f"n_candidates must be in 1..{self.config.n_items}, got {n_candidates}")
@@ -128,9 +124,7 @@ class Simulator:
             users=users,
             user_features=self.user_features[users],
             context=self.sample_contexts(n_requests, rng),
-            candidates=self.candidate_pools(
-                n_requests, n_candidates or self.config.candidates_per_request, rng
-            ),
+            candidates=self.candidate_pools(n_requests, n_candidates or self.config.candidates_per_request, rng),
         )
 
     # ---------------------------------------------------------------------------------- responses

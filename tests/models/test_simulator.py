@@ -141,7 +141,5 @@ def test_example_request_file_round_trips(tmp_path: Path, sim: Simulator) -> Non
 
 def test_simulator_imports_without_torch() -> None:
     code = "import sys, models.sim, models.sim.requests; assert 'torch' not in sys.modules, 'torch imported'"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2]
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert result.returncode == 0, result.stderr
