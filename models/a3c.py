@@ -1,4 +1,5 @@
-"""A3C with γ = 0 (REINFORCE with a learned baseline) for the request-level actors — seed 001.
+"""A3C for the request-level actors — seed 001. `train_actors`: γ = 0 on single requests (the demo);
+`train_a3c`: the fusion actor on sessions with any γ (γ = 0 bandit vs γ = 0.95, the experiment table).
 
 Seed 001, "Request-based MDP for RS", loss functions:
 
@@ -22,13 +23,26 @@ sampled responses, as a trainer reading real feedback would.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import torch
+from torch import nn
 
 from models.cascade import CascadePolicy
+from models.episodes import (
+    RunConfig,
+    TrainLog,
+    Transition,
+    critic_net,
+    grad_norm,
+    progress,
+    reward_scale,
+    td_advantage,
+    transitions,
+)
 from models.networks import mlp
 from models.rollout import RequestBatch, expected_reward, request_batch, served_items
 from models.sim.simulator import Simulator
@@ -52,18 +66,14 @@ class A3CTraining:
     critic_losses: list[float]
 
 
-def _reward(
-    sim: Simulator, batch: RequestBatch, items: np.ndarray, kind: str, rng: np.random.Generator
-) -> np.ndarray:
+def _reward(sim: Simulator, batch: RequestBatch, items: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     if kind == "expected":
         return expected_reward(sim, batch, items)
     requests = batch.requests
     return sim.reward(sim.respond(requests.users, items, requests.context, rng).sampled)
 
 
-def train_actors(
-    policy: CascadePolicy, sim: Simulator, rng: np.random.Generator, config: A3CConfig
-) -> A3CTraining:
+def train_actors(policy: CascadePolicy, sim: Simulator, rng: np.random.Generator, config: A3CConfig) -> A3CTraining:
     """Train the fusion and stage actors with REINFORCE-with-baseline (A3C, γ = 0)."""
     critic = mlp([policy.config.state_dim, 64, 1])
     actors = [*policy.fusion.parameters(), *policy.stage_actors.parameters()]
@@ -81,9 +91,7 @@ def train_actors(
     for _ in range(config.steps):
         batch = request_batch(sim, config.batch, config.n_candidates, rng)
         stage_noise = torch.from_numpy(rng.standard_normal((config.batch, 3, n_objectives), dtype=np.float32))
-        fusion_noise = torch.from_numpy(
-            rng.standard_normal((config.batch, policy.fusion.action_dim), dtype=np.float32)
-        )
+        fusion_noise = torch.from_numpy(rng.standard_normal((config.batch, policy.fusion.action_dim), dtype=np.float32))
         selection = policy.select(batch.state, batch.items, sizes, k, stage_noise)
         fusion = policy.fusion(batch.state, fusion_noise)
         with torch.no_grad():
@@ -109,3 +117,59 @@ def train_actors(
         critic_losses.append(critic_loss.item())
     policy.heads.requires_grad_(True)
     return A3CTraining(rewards=rewards, critic_losses=critic_losses)
+
+
+# ------------------------------------------------------------------------------ sessions, γ ≥ 0
+
+
+@dataclass(frozen=True)
+class SessionA3CConfig:
+    """A3C of the fusion actor on sessions: γ = 0 is the contextual bandit, γ = 0.95 the RL of seed 001."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    gamma: float = 0.95
+
+
+RewardFn = Callable[[Transition], torch.Tensor]
+
+
+def train_a3c(
+    policy: CascadePolicy,
+    sim: Simulator,
+    rng: np.random.Generator,
+    config: SessionA3CConfig,
+    *,
+    reward_fn: RewardFn | None = None,
+    bonus: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    widen: nn.Module | None = None,
+    critic: nn.Module | None = None,
+) -> TrainLog:
+    """Train the fusion actor on the weighted request reward with one critic (seed 001's A3C losses).
+
+    `reward_fn(t)` replaces the observed total reward (SRS), `bonus(s)` is added to it (RND: r_e + novelty)
+    and `widen` widens the exploration noise of novel states (RND); all are in reward-scale units.
+    """
+    run = config.run
+    critic = critic or critic_net(policy.config.state_dim)
+    actor_params = list(policy.fusion.parameters())
+    actor_opt = torch.optim.Adam(actor_params, lr=run.actor_lr)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=run.critic_lr)
+    log, scale = TrainLog(), None
+    stream = transitions(policy, sim, rng, run, widen=widen)
+    for t in progress(stream, run, f"a3c γ={config.gamma}"):
+        reward = t.rewards.sum(-1) if reward_fn is None else reward_fn(t)
+        scale = scale or reward_scale(t.rewards)
+        r = reward / scale
+        if bonus is not None:
+            r = r + bonus(t.state)
+        advantage, critic_loss = td_advantage(critic, r, t.state, t.next_state, t.done, config.gamma)
+        actor_loss = -(t.fusion.log_prob * advantage).mean()  # −log π(a|s)·(r + γV(s') − V(s))
+        actor_opt.zero_grad()
+        actor_loss.backward()
+        norm = grad_norm(actor_params)
+        actor_opt.step()
+        critic_opt.zero_grad()
+        critic_loss.backward()  # (r + γV(s') − V(s))²
+        critic_opt.step()
+        log.record(t, critic_loss.item(), norm, signal_std=float(r.std()))
+    return log

@@ -88,9 +88,7 @@ class FusionActor(nn.Module):
         assert isinstance(last, nn.Linear)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
-        self.log_std = nn.Parameter(
-            torch.log(init_std_fraction * (high_t - low_t)).clamp(LOG_STD_MIN, LOG_STD_MAX)
-        )
+        self.log_std = nn.Parameter(torch.log(init_std_fraction * (high_t - low_t)).clamp(LOG_STD_MIN, LOG_STD_MAX))
 
     @property
     def action_dim(self) -> int:

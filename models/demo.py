@@ -44,9 +44,7 @@ class DemoConfig:
     a3c: A3CConfig = field(default_factory=lambda: A3CConfig(steps=300, actor_lr=5e-3))
     exploration_probability: float = 0.1
     noise_clip: float = 2.0
-    eval_requests: int = (
-        300  # full-size requests (candidates_per_request, served stage sizes) for the manifest
-    )
+    eval_requests: int = 300  # full-size requests (candidates_per_request, served stage sizes) for the manifest
     threads: int = 2
 
 
@@ -132,9 +130,7 @@ def feature_schema(sim: SimConfig) -> FeatureSchema:
     )
 
 
-def bundle_description(
-    policy: CascadePolicy, config: DemoConfig
-) -> tuple[FeatureSchema, list[Stage], FusionAction]:
+def bundle_description(policy: CascadePolicy, config: DemoConfig) -> tuple[FeatureSchema, list[Stage], FusionAction]:
     """Feature schema, stages and fusion action spec of a demo bundle, from the policy and the config."""
     stages = [Stage(name=name, keep=keep) for name, keep in zip(STAGES, config.stage_sizes, strict=True)]
     fusion = FusionAction(

@@ -37,9 +37,7 @@ class PredictionHead(nn.Module):
     def forward(self, user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(user, items)) * self.scale
 
-    def objective_losses(
-        self, user: torch.Tensor, items: torch.Tensor, responses: torch.Tensor
-    ) -> torch.Tensor:
+    def objective_losses(self, user: torch.Tensor, items: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
         """Per-objective loss [objectives]: BCE for sparse ones, squared error (in max units) for dense."""
         logits = self.logits(user, items)
         bce = functional.binary_cross_entropy_with_logits(logits, responses.clamp(0.0, 1.0), reduction="none")

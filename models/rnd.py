@@ -44,3 +44,29 @@ def train_rnd(
         optimiser.step()
         losses.append(loss.item())
     return losses
+
+
+class ExplorationWidener(nn.Module):
+    """Per-state multiplier of the fusion actor's exploration noise: novel users explore more.
+
+    scale(s) = clamp(novelty(s) / reference, 1, max_scale), `reference` the mean novelty of states the
+    predictor was trained on. The service's bounds still hold: the noise stays clipped at the manifest's
+    noise_clip before scaling is applied to at most max_scale, and the action is clipped to [low, high].
+    """
+
+    def __init__(self, rnd: RND, reference: float, max_scale: float = 2.0) -> None:
+        super().__init__()
+        self.rnd, self.reference, self.max_scale = rnd, reference, max_scale
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return (self.rnd(state) / self.reference).clamp(1.0, self.max_scale)
+
+
+def novelty_bonus(rnd: RND, reference: float, weight: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Seed 001's "reward = r_e + ||f(s) − f*(s)||²", the novelty in units of its training mean × weight."""
+
+    def bonus(state: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return weight * rnd(state) / reference
+
+    return bonus

@@ -27,9 +27,7 @@ def user_states(sim: Simulator, n: int, rng: np.random.Generator) -> torch.Tenso
     return torch.from_numpy(np.concatenate([sim.user_features[users], sim.sample_contexts(n, rng)], axis=1))
 
 
-def request_batch(
-    sim: Simulator, n_requests: int, n_candidates: int, rng: np.random.Generator
-) -> RequestBatch:
+def request_batch(sim: Simulator, n_requests: int, n_candidates: int, rng: np.random.Generator) -> RequestBatch:
     requests = sim.sample_requests(n_requests, n_candidates, rng)
     predictions = sim.predictions(requests.users, requests.candidates, requests.context, rng)
     state = np.concatenate([requests.user_features, requests.context], axis=1)
@@ -41,9 +39,7 @@ def request_batch(
     )
 
 
-def served_items(
-    batch: RequestBatch, selection: Selection, fusion_action: torch.Tensor, k: torch.Tensor
-) -> np.ndarray:
+def served_items(batch: RequestBatch, selection: Selection, fusion_action: torch.Tensor, k: torch.Tensor) -> np.ndarray:
     """Catalogue indices [B, k] of the items the fused score puts first among the ranking survivors."""
     predictions = gather_rows(batch.predictions, selection.rows)
     rows, _ = top_k(fused_scores(predictions, fusion_action), selection.rows, k)

@@ -22,9 +22,7 @@ OUTPUTS = [
 ]  # fmt: skip
 
 
-def make_inputs(
-    policy: CascadePolicy, n: int, k: int, seed: int = 0, noise: float = 0.0
-) -> tuple[torch.Tensor, ...]:
+def make_inputs(policy: CascadePolicy, n: int, k: int, seed: int = 0, noise: float = 0.0) -> tuple[torch.Tensor, ...]:
     """One request with N = n candidates, in the graph's input order."""
     g = torch.Generator().manual_seed(seed)
     c = policy.config
@@ -72,9 +70,7 @@ def test_supervised_heads_learn_the_simulated_responses(trained: DemoTraining) -
     "n",
     sorted({1, 2, 9, 10, 11} | {s + d for s in SIZES for d in (-1, 0, 1)} | {1000}),
 )
-def test_graph_keeps_min_of_n_and_stage_size_below_at_and_above_each_stage(
-    trained: DemoTraining, n: int
-) -> None:
+def test_graph_keeps_min_of_n_and_stage_size_below_at_and_above_each_stage(trained: DemoTraining, n: int) -> None:
     inputs = make_inputs(trained.policy, n, k=10)
     out = run(trained.policy, inputs)
     assert out["stage_survivors"].tolist() == expected_survivors(n, 10, SIZES)
