@@ -9,9 +9,7 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(
-    help="cascade-serve: train, export, publish and serve cascade policies.", no_args_is_help=True
-)
+app = typer.Typer(help="cascade-serve: train, export, publish and serve cascade policies.", no_args_is_help=True)
 
 StoreOption = Annotated[Path, typer.Option(help="Model store root", envvar="CASCADE_STORE")]
 
@@ -36,6 +34,34 @@ def demo(
     )
     write_example_request(example, seed=seed)
     typer.echo(f"example request: {example}")
+
+
+@app.command()
+def experiment(
+    name: Annotated[str, typer.Argument(help="Which experiment: 'seeds' (every method, several seeds)")] = "seeds",
+    seeds: Annotated[int, typer.Option(help="Number of random seeds (0..n-1), at least 3")] = 5,
+    steps: Annotated[int, typer.Option(help="Updates per method")] = 600,
+    workers: Annotated[int, typer.Option(help="Seeds trained in parallel processes")] = 2,
+    runs: Annotated[Path, typer.Option(help="Run folder: config, seed, curves, metrics, bundles")] = Path(
+        "runs/experiment-seeds"
+    ),
+    results: Annotated[Path, typer.Option(help="Where to write the results (a PNG lands beside it)")] = Path(
+        "models/RESULTS.md"
+    ),
+) -> None:
+    """Train and evaluate every seed method on the simulator over several seeds; write RESULTS.md + a plot."""
+    if name != "seeds":
+        raise typer.BadParameter(f"unknown experiment {name!r}; known: seeds")
+    if seeds < 3:
+        raise typer.BadParameter("at least 3 seeds")
+    from dataclasses import replace
+
+    from models.experiment import ExperimentConfig, run_experiment
+
+    base = ExperimentConfig()
+    config = replace(base, seeds=tuple(range(seeds)), run=replace(base.run, steps=steps, progress=workers == 1))
+    path = run_experiment(config, runs, results, workers=workers)
+    typer.echo(f"wrote {path} and {path.with_name('results.png')}; runs in {runs}")
 
 
 @app.command()
@@ -74,6 +100,43 @@ def serve(
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+@app.command()
+def publish(
+    bundle: Annotated[Path, typer.Argument(help="Folder of an exported bundle (manifest.json + graphs)")],
+    store: StoreOption = Path("store"),
+    activate: Annotated[bool, typer.Option(help="Serve it now (routing in Redis, if REDIS_URL is set)")] = True,
+) -> None:
+    """Verify a bundle, copy it into the store and (optionally) make it the served version.
+
+    The store's ACTIVE pointer is always updated with --activate; with REDIS_URL set, the routing
+    state in Redis (the source of truth of running services) is updated too and every worker swaps.
+    """
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from export.store import publish as copy_into_store
+    from service.bundle import load_bundle
+    from service.routing import RoutingStore
+    from service.settings import Settings
+
+    loaded = load_bundle(bundle)  # refuse before copying: hashes, graph signature, warm-up
+    manifest = copy_into_store(bundle, store, activate=activate)
+    typer.echo(f"published {manifest.policy}/{manifest.version} into {store} (verified: {loaded.version})")
+    settings = Settings()
+    if activate and settings.redis_url:
+
+        async def route() -> None:
+            redis = Redis.from_url(settings.redis_url or "")
+            try:
+                await RoutingStore(redis, settings.routing_namespace).activate(manifest.policy, manifest.version)
+            finally:
+                await redis.aclose()
+
+        asyncio.run(route())
+        typer.echo(f"routing: {manifest.policy} now serves {manifest.version}")
 
 
 @app.command()
