@@ -52,9 +52,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", type=Path, default=Path("store"))
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
@@ -99,9 +97,7 @@ def main() -> None:
         f"client round trip ms: p50 {statistics.median(client_ms):.2f}  "
         f"p99 {_percentile(client_ms, 99):.2f}  mean {statistics.fmean(client_ms):.2f}"
     )
-    print(
-        f"server total_ms:      p50 {statistics.median(server_ms):.2f}  p99 {_percentile(server_ms, 99):.2f}"
-    )
+    print(f"server total_ms:      p50 {statistics.median(server_ms):.2f}  p99 {_percentile(server_ms, 99):.2f}")
 
 
 if __name__ == "__main__":

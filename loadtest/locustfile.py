@@ -13,11 +13,13 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import gevent
 import numpy as np
 import orjson
 from locust import FastHttpUser, between, constant, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner
+from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from models.sim.requests import rank_request, served_responses
 from models.sim.simulator import Simulator
@@ -74,6 +76,16 @@ def _build_pool(environment: Environment, **_: Any) -> None:
         body = rank_request(sim, rng, n_candidates=N_CANDIDATES, k=K)
         bodies.append(RankBody(body, orjson.dumps(body)))
     _pool = Pool(sim, bodies)
+
+
+@events.test_stop.add_listener
+def _let_csv_catch_up(environment: Environment, **_: Any) -> None:
+    # Locust rewrites the stats CSV once a second and not at exit, so without this pause the CSV
+    # misses the last second (and everything after the run-time limit) that the printed table has
+    # (locustio/locust#2299). Users are stopped here, so the next write holds the final numbers.
+    options = environment.parsed_options
+    if options is not None and getattr(options, "csv_prefix", None):
+        gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.5)
 
 
 def _pool_or_fail() -> Pool:
