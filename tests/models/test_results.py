@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models.experiment import ExperimentConfig
+from models.results import write_results
+
+METHODS = (
+    "hand_tuned_cem", "a3c_gamma_0", "a3c_gamma_0.95", "multi_critic", "lagrangian_a3c", "two_stage",
+    "a3c_srs", "a3c_srs2", "a3c_rnd", "independent_stages", "unex_rl",
+)  # fmt: skip
+
+
+def _fake(seed: int, method: str) -> dict[str, object]:
+    rng = np.random.default_rng([seed, len(method)])
+    metrics = {"return": 100.0 + len(method) + seed, "depth": 5.0 + seed}
+    for name in ("watch_time", "like", "follow", "share", "comment"):
+        metrics[name] = float(rng.uniform(1, 2))
+        metrics[f"{name}_per_request"] = float(rng.uniform(0.1, 0.2))
+    log = {"rewards": list(rng.uniform(size=40)), "grad_norms": list(rng.uniform(size=40)), "critic_losses": []}
+    log["extra"] = {"signal_std": [0.5]}
+    thresholds = {name: 1.0 for name in ("like", "follow", "share", "comment")}
+    return {"metrics": metrics, "seconds": 1.0, "thresholds": thresholds, "log": log}
+
+
+def test_results_are_rendered_from_the_runs_not_typed_in(tmp_path: Path) -> None:
+    per_seed = {seed: {m: _fake(seed, m) for m in METHODS} for seed in range(3)}
+    path = write_results(per_seed, ExperimentConfig(), tmp_path / "RESULTS.md", seconds=90.0, machine="test box")
+    text = path.read_text()
+    # Returns are 100 + len(name) + seed: both names have 14 characters, so the rows are equal, seed by seed.
+    assert "| a3c_gamma_0.95 vs hand_tuned_cem | return | 115.0 ± 1.0 | 115.0 ± 1.0 | 0.0 ± 0.0 |" in text
+    assert "test box" in text and "1.5 min for 3 seeds" in text
+    assert (tmp_path / "results.png").stat().st_size > 10_000
