@@ -83,17 +83,13 @@ def export_bundle(
     export_cascade(policy, graph_path, feature_schema, stage_sizes, opset=opset)
     spec = cascade_graph_spec(feature_schema, file=CASCADE_FILE)
     check_graph_signature(graph_path, spec)
-    parity = check_parity(
-        policy, graph_path, feature_schema, stage_sizes, default_k=default_k, tolerance=tolerance
-    )
+    parity = check_parity(policy, graph_path, feature_schema, stage_sizes, default_k=default_k, tolerance=tolerance)
 
-    files = {
-        p.name: sha256_of(p) for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != MANIFEST_FILE
-    }
+    files = {p.name: sha256_of(p) for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != MANIFEST_FILE}
     manifest = Manifest(
         policy=policy_name,
         version=version,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        created_at=datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
         feature_schema=feature_schema,
         stages=list(stages),
         fusion=fusion_action_spec,
@@ -118,9 +114,7 @@ def check_policy_matches(policy: CascadePolicy, schema: FeatureSchema, fusion: F
     if widths != expected:
         raise ExportError(f"policy widths/objectives {widths} differ from the feature schema {expected}")
     if fusion.names != config.action_names:
-        raise ExportError(
-            f"fusion action names {fusion.names} differ from the policy's {config.action_names}"
-        )
+        raise ExportError(f"fusion action names {fusion.names} differ from the policy's {config.action_names}")
     low = policy.fusion.low.detach().cpu().numpy()
     high = policy.fusion.high.detach().cpu().numpy()
     if not (np.allclose(low, fusion.low, atol=1e-6) and np.allclose(high, fusion.high, atol=1e-6)):
@@ -252,9 +246,7 @@ def check_parity(
         for name, want, have in zip(CASCADE_OUTPUTS, expected, got, strict=True):
             have = np.asarray(have)
             if want.shape != have.shape:
-                raise ParityError(
-                    f"{name}: torch shape {want.shape}, onnxruntime {have.shape} (N={n}, k={k})"
-                )
+                raise ParityError(f"{name}: torch shape {want.shape}, onnxruntime {have.shape} (N={n}, k={k})")
             if CASCADE_OUTPUTS[name][0] == "int64":
                 if not np.array_equal(want, have):
                     raise ParityError(f"{name} differs between torch and onnxruntime (N={n}, k={k})")

@@ -214,12 +214,6 @@ def cascade_graph_spec(schema: FeatureSchema, file: str = "cascade.onnx") -> Gra
     """The GraphSpec every cascade graph must satisfy for this feature schema."""
     return GraphSpec(
         file=file,
-        inputs=[
-            TensorSpec(name=n, dtype=t, shape=resolved_shape(d, schema))
-            for n, (t, d) in CASCADE_INPUTS.items()
-        ],
-        outputs=[
-            TensorSpec(name=n, dtype=t, shape=resolved_shape(d, schema))
-            for n, (t, d) in CASCADE_OUTPUTS.items()
-        ],
+        inputs=[TensorSpec(name=n, dtype=t, shape=resolved_shape(d, schema)) for n, (t, d) in CASCADE_INPUTS.items()],
+        outputs=[TensorSpec(name=n, dtype=t, shape=resolved_shape(d, schema)) for n, (t, d) in CASCADE_OUTPUTS.items()],
     )

@@ -79,23 +79,18 @@ def _verify_signature(session: ort.InferenceSession, manifest: Manifest) -> None
     ):
         actual = {a.name: a for a in actual_args}
         if set(actual) != {s.name for s in specs}:
-            raise BundleError(
-                f"graph {kind}s {sorted(actual)} differ from the contract's {[s.name for s in specs]}"
-            )
+            raise BundleError(f"graph {kind}s {sorted(actual)} differ from the contract's {[s.name for s in specs]}")
         for spec in specs:
             arg = actual[spec.name]
             if arg.type != _ORT_TYPES[spec.dtype]:
                 raise BundleError(f"graph {kind} '{spec.name}' is {arg.type}, the contract says {spec.dtype}")
             if len(arg.shape) != len(spec.shape):
-                raise BundleError(
-                    f"graph {kind} '{spec.name}' has rank {len(arg.shape)}, expected {len(spec.shape)}"
-                )
+                raise BundleError(f"graph {kind} '{spec.name}' has rank {len(arg.shape)}, expected {len(spec.shape)}")
             for axis, (got, want) in enumerate(zip(arg.shape, spec.shape, strict=True)):
                 # Fixed widths must match; dynamic axes (N, k) may carry any symbolic name.
                 if isinstance(want, int) and isinstance(got, int) and got != want:
                     raise BundleError(
-                        f"graph {kind} '{spec.name}' axis {axis} is {got} wide, "
-                        f"the manifest's schema says {want}"
+                        f"graph {kind} '{spec.name}' axis {axis} is {got} wide, the manifest's schema says {want}"
                     )
 
 

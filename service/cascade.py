@@ -51,9 +51,7 @@ _OUTPUT_NAMES = list(CASCADE_OUTPUTS)
 assert list(CascadeOutputs.__dataclass_fields__) == _OUTPUT_NAMES, "CascadeOutputs must mirror the contract"
 
 
-def run_cascade(
-    session: ort.InferenceSession, manifest: Manifest, inputs: CascadeInputs, noise: F32
-) -> CascadeOutputs:
+def run_cascade(session: ort.InferenceSession, manifest: Manifest, inputs: CascadeInputs, noise: F32) -> CascadeOutputs:
     """Run the whole cascade for one request; `noise` is the fusion actor's [1, A] latent draw."""
     feeds = {
         "user": inputs.user,

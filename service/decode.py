@@ -103,9 +103,7 @@ def rank_inputs(request: RankRequest, manifest: Manifest) -> CascadeInputs:
             raise invalid_field(field, f"has {len(rows)} rows for {n} candidate ids")
     duplicate = _first_duplicate(candidates.ids) if len(set(candidates.ids)) != n else None
     if duplicate is not None:
-        raise invalid_field(
-            f"candidates.ids[{duplicate}]", f"duplicate candidate id '{candidates.ids[duplicate]}'"
-        )
+        raise invalid_field(f"candidates.ids[{duplicate}]", f"duplicate candidate id '{candidates.ids[duplicate]}'")
     if not 1 <= request.k <= n:
         raise invalid_field("k", f"k must be between 1 and the number of candidates ({n}), got {request.k}")
     context = request.context if request.context is not None else [0.0] * schema.context_dim

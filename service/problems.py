@@ -54,9 +54,7 @@ def malformed_body(detail: str) -> ProblemError:
 
 
 def body_too_large(limit: int) -> ProblemError:
-    return ProblemError(
-        413, "body-too-large", "Body too large", f"request body exceeds {limit} bytes", "body"
-    )
+    return ProblemError(413, "body-too-large", "Body too large", f"request body exceeds {limit} bytes", "body")
 
 
 def unsupported_media_type(media_type: str) -> ProblemError:
@@ -74,9 +72,7 @@ def not_ready(detail: str) -> ProblemError:
 
 
 def unknown_policy(policy: str) -> ProblemError:
-    return ProblemError(
-        404, "unknown-policy", "Unknown policy", f"policy '{policy}' is not served here", "policy"
-    )
+    return ProblemError(404, "unknown-policy", "Unknown policy", f"policy '{policy}' is not served here", "policy")
 
 
 def problem_response(error: ProblemError, request: Request | None = None) -> Response:

@@ -65,9 +65,7 @@ def test_onnx_graph_matches_torch_below_at_and_above_stage_sizes(
 ) -> None:
     out, manifest = bundle
     session = ort.InferenceSession(str(out / "cascade.onnx"), providers=["CPUExecutionProvider"])
-    inputs = example_inputs(
-        manifest.feature_schema, n, manifest.stage_sizes, k, np.random.default_rng(n * 31 + k)
-    )
+    inputs = example_inputs(manifest.feature_schema, n, manifest.stage_sizes, k, np.random.default_rng(n * 31 + k))
     got = dict(zip(CASCADE_OUTPUTS, session.run(list(CASCADE_OUTPUTS), inputs), strict=True))
     with torch.no_grad():
         want = [t.numpy() for t in trained.policy(*(torch.from_numpy(v) for v in inputs.values()))]

@@ -76,9 +76,7 @@ def test_bad_rank_body_gets_problem_naming_the_field(
     body = copy.deepcopy(make_request(n_candidates=20, k=5))
     mutate(body)
 
-    response = client.post(
-        "/v1/rank", content=orjson.dumps(body), headers={"content-type": "application/json"}
-    )
+    response = client.post("/v1/rank", content=orjson.dumps(body), headers={"content-type": "application/json"})
 
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -130,18 +128,14 @@ def test_body_over_the_limit_without_content_length_gets_413(small_limit_client:
             yield b"x" * 2048
 
     # A generator body is sent chunked: no Content-Length to trust, the bytes themselves count.
-    response = small_limit_client.post(
-        "/v1/rank", content=chunks(), headers={"content-type": "application/json"}
-    )
+    response = small_limit_client.post("/v1/rank", content=chunks(), headers={"content-type": "application/json"})
 
     assert response.status_code == 413
     assert response.json()["field"] == "body"
 
 
 def test_wrong_media_type_gets_415(client: TestClient) -> None:
-    response = client.post(
-        "/v1/rank", content=b"a=b", headers={"content-type": "application/x-www-form-urlencoded"}
-    )
+    response = client.post("/v1/rank", content=b"a=b", headers={"content-type": "application/x-www-form-urlencoded"})
 
     assert response.status_code == 415
     assert response.json()["field"] == "content-type"
@@ -151,10 +145,7 @@ def test_the_worker_keeps_serving_after_bad_input(
     client: TestClient, make_request: Callable[..., dict[str, Any]]
 ) -> None:
     for raw in (b"{", b'{"k": "x"}', b"[]"):
-        assert (
-            client.post("/v1/rank", content=raw, headers={"content-type": "application/json"}).status_code
-            < 500
-        )
+        assert client.post("/v1/rank", content=raw, headers={"content-type": "application/json"}).status_code < 500
     assert client.post("/v1/rank", json=make_request(n_candidates=30, k=3)).status_code == 200
 
 

@@ -14,9 +14,7 @@ from service.settings import Settings
 
 
 def _records(redis_client: redis.Redis, stream: str) -> list[FeedbackRecord]:
-    return [
-        msgspec.json.decode(fields[b"f"], type=FeedbackRecord) for _, fields in redis_client.xrange(stream)
-    ]
+    return [msgspec.json.decode(fields[b"f"], type=FeedbackRecord) for _, fields in redis_client.xrange(stream)]
 
 
 def test_feedback_for_a_served_request_is_stored(
