@@ -4,6 +4,8 @@ so `cascade serve` runs in the serving image, which has no torch."""
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -85,6 +87,9 @@ def serve(
         embedded = EmbeddedRedis(settings.embedded_redis_dir)
         os.environ["CASCADE_REDIS_URL"] = embedded.url
         typer.echo(f"embedded Redis at {embedded.url}")
+    # uvicorn re-raises SIGTERM on itself after a clean shutdown, which would kill this process before
+    # `finally` stops the embedded Redis; exiting through SystemExit lets the cleanup run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
             "service.main:build",

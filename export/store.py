@@ -7,6 +7,7 @@ sees the old or the new name, never half of one. Torch-free: the service imports
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -49,12 +50,19 @@ def active_version(store: Path, policy: str) -> str:
 
 
 def versions(store: Path, policy: str) -> list[str]:
-    """Versions on disk for a policy, oldest first by modification time."""
+    """Versions on disk for a policy, oldest first by their manifest's creation time."""
     root = store / policy
     if not root.is_dir():
         return []
-    dirs = [p for p in root.iterdir() if p.is_dir() and (p / MANIFEST_FILE).is_file()]
-    return [p.name for p in sorted(dirs, key=lambda p: p.stat().st_mtime)]
+    created: list[tuple[str, str]] = []
+    for path in root.iterdir():
+        manifest = path / MANIFEST_FILE
+        if path.is_dir() and manifest.is_file():
+            try:
+                created.append((json.loads(manifest.read_text()).get("created_at", ""), path.name))
+            except (OSError, ValueError):
+                created.append(("", path.name))  # unreadable: oldest, so retention removes it first
+    return [name for _, name in sorted(created)]
 
 
 def set_active(store: Path, policy: str, version: str) -> None:
@@ -86,3 +94,14 @@ def publish(bundle_dir: Path, store: Path, activate: bool = True) -> Manifest:
     if activate:
         set_active(store, manifest.policy, manifest.version)
     return manifest
+
+
+def prune(store: Path, policy: str, keep: int, protect: set[str]) -> list[str]:
+    """Delete the oldest versions beyond the newest `keep`, never one in `protect`; return what went."""
+    on_disk = versions(store, policy)
+    protect = protect | {active_version(store, policy)} if (store / policy / ACTIVE_POINTER).exists() else protect
+    newest = set(on_disk[-keep:])
+    removed = [v for v in on_disk if v not in newest and v not in protect]
+    for version in removed:
+        shutil.rmtree(bundle_path(store, policy, version), ignore_errors=True)
+    return removed

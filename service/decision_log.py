@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -52,25 +53,36 @@ class DecisionLog:
         self._task: asyncio.Task[None] | None = None
         self.counters = LogCounters()
         self.redis_healthy = True
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
 
-    def append(self, record: DecisionRecord) -> bool:
-        """Queue one record without waiting; False (and counted) if the queue is full."""
+    def append(self, record: DecisionRecord) -> None:
+        """Queue one record without waiting. Safe from any thread: requests are served in a threadpool."""
+        data = decision_record.encode(record)  # encode in the caller's thread, off the event loop
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            self._put(data, record.request_id)
+        else:
+            self._loop.call_soon_threadsafe(self._put, data, record.request_id)
+
+    def _put(self, data: bytes, request_id: str) -> None:
         try:
-            self._queue.put_nowait(decision_record.encode(record))
+            self._queue.put_nowait(data)
         except asyncio.QueueFull:
             self.counters.dropped += 1
             self._metrics.log_dropped.inc()
-            log.error("decision log queue full: dropped record %s", record.request_id)
-            return False
+            log.error("decision log queue full: dropped record %s", request_id)
+            return
         self.counters.enqueued += 1
         self._metrics.log_queue_depth.set(self._queue.qsize())
-        return True
 
     @property
     def depth(self) -> int:
         return self._queue.qsize()
 
     def start(self) -> None:
+        """Start the writer on the running event loop (the loop that owns the queue)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._task = asyncio.create_task(self._run(), name="decision-log-writer")
 
     async def stop(self, timeout: float = 5.0) -> None:

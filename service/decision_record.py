@@ -50,7 +50,7 @@ class DecisionRecord(msgspec.Struct):
     user_id: str
     policy: str
     version: str
-    arm: str  # "control" for the active version; "canary" / "shadow" for those arms
+    arm: str  # "control" (active version), "canary", or "shadow" (scored and logged, never served)
     k: int
     user_features: list[float]
     context: list[float]
@@ -63,6 +63,7 @@ class DecisionRecord(msgspec.Struct):
     novelty: float  # RND bonus of the fusion state
     explored: bool
     timings: Timings
+    shadow_of: str | None = None  # on a shadow record: the request id of the decision actually served
 
 
 _encoder = msgspec.json.Encoder()

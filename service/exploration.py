@@ -6,6 +6,8 @@ request replays exactly (DESIGN.md, "Decision record": the latent draws).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from export.manifest import Manifest
@@ -17,13 +19,16 @@ class NoiseSource:
 
     def __init__(self, seed: int | None = None) -> None:
         self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()  # requests run in a threadpool; a Generator is not thread-safe
 
     def draw(self, manifest: Manifest) -> tuple[F32, bool]:
         """[1, A] standard-normal draws clipped to ±noise_clip, or zeros when this request exploits."""
         exploration = manifest.fusion.exploration
         dim = manifest.fusion.dim
-        if self._rng.random() >= exploration.probability:
+        with self._lock:
+            explore = self._rng.random() < exploration.probability
+            noise = self._rng.standard_normal((1, dim), dtype=np.float32)
+        if not explore:
             return np.zeros((1, dim), dtype=np.float32), False
-        noise = self._rng.standard_normal((1, dim), dtype=np.float32)
         np.clip(noise, -exploration.noise_clip, exploration.noise_clip, out=noise)
         return noise, True

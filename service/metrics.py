@@ -32,6 +32,25 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.swaps = Counter("cascade_swaps", "Routing changes applied", ["policy"], registry=self.registry)
+        self.swap_failures = Counter(
+            "cascade_swap_failures",
+            "Routing changes refused (bundle failed to load)",
+            ["policy"],
+            registry=self.registry,
+        )
+        self.serving_revision = Gauge(
+            "cascade_serving_revision",
+            "Routing revision this worker serves",
+            ["policy"],
+            registry=self.registry,
+        )
+        self.shadow_skipped = Counter(
+            "cascade_shadow_skipped",
+            "Shadow scorings skipped: feature schema differs from the served one",
+            ["policy"],
+            registry=self.registry,
+        )
         self.log_queue_depth = Gauge(
             "cascade_decision_log_queue_depth", "Decision records waiting for Redis", registry=self.registry
         )

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
 
 from service.problems import PROBLEM_MEDIA_TYPE, Problem
 
@@ -19,12 +20,23 @@ _REASONS = {
     200: "OK",
     202: "Accepted",
     400: "Malformed body",
-    404: "Unknown policy",
+    401: "No bearer token",
+    403: "Wrong bearer token, or the admin API is disabled",
+    409: "Conflict with the current state",
+    404: "Unknown policy or version",
     413: "Body too large",
     415: "Unsupported media type",
     422: "A field is invalid; `field` names it",
     503: "Not ready (no bundle loaded) or a dependency is unavailable",
 }
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(value: object, status: int = 200) -> Response:
+    """A msgspec-encoded JSON response (the routes' one way of answering with a schema type)."""
+    return Response(_encoder.encode(value), status_code=status, media_type="application/json")
 
 
 def _ref(kind: type) -> dict[str, str]:

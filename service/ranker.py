@@ -12,11 +12,12 @@ from service.bundle import LoadedBundle
 from service.cascade import CascadeInputs, CascadeOutputs, run_cascade
 from service.decision_log import DecisionLog
 from service.decision_record import SCHEMA_VERSION, CandidateLog, DecisionRecord, FusionLog, StageLog
-from service.decode import rank_inputs
+from service.decode import decode_json, rank_inputs
 from service.exploration import NoiseSource
 from service.metrics import Metrics
 from service.problems import not_ready, unknown_policy
-from service.registry import Registry
+from service.registry import Registry, Serving
+from service.routing import in_canary
 from service.schema import RankedItem, RankRequest, RankResponse, StageSurvivors, Timings
 
 
@@ -39,24 +40,30 @@ class Ranker:
         self._default_policy = default_policy
         self._log_candidate_features = log_candidate_features
 
-    def bundle_for(self, policy: str | None) -> LoadedBundle:
-        """The bundle serving `policy` (default policy if None); 404 if unknown, 503 if not loaded."""
+    def serving_for(self, policy: str | None) -> Serving:
+        """The snapshot serving `policy` (default policy if None); 404 if unknown, 503 if not loaded."""
         name = policy or self._default_policy
-        bundle = self._registry.get(name)
-        if bundle is not None:
-            return bundle
+        serving = self._registry.get(name)
+        if serving is not None:
+            return serving
         if name != self._default_policy and self._registry.error(name) is None:
             raise unknown_policy(name)
-        raise not_ready(
-            f"policy '{name}' has no loaded bundle: {self._registry.error(name) or 'not loaded yet'}"
-        )
+        raise not_ready(f"policy '{name}' has no loaded bundle: {self._registry.error(name) or 'not loaded yet'}")
 
-    def rank(self, request: RankRequest, started: float, decode_ms: float) -> RankResponse:
-        """Validate against the bundle, run the cascade, log the decision, build the response."""
-        # Hold one bundle reference for the whole request: a swap mid-request cannot mix versions.
-        bundle = self.bundle_for(request.policy)
+    def rank_body(self, body: bytes, started: float) -> RankResponse:
+        """Decode a JSON rank body and serve it (blocking: decoding and the cascade are CPU work)."""
+        return self.rank(decode_json(body, RankRequest), started)
+
+    def rank(self, request: RankRequest, started: float) -> RankResponse:
+        """Pick the arm, validate against its bundle, run the cascade, log the decision, build the response."""
+        # Hold one snapshot for the whole request: a swap mid-request cannot mix versions.
+        serving = self.serving_for(request.policy)
+        bundle, arm = serving.active, "control"
+        if serving.canary is not None and in_canary(bundle.manifest.policy, request.user.id, serving.canary_fraction):
+            bundle, arm = serving.canary, "canary"
         manifest = bundle.manifest
         inputs = rank_inputs(request, manifest)
+        decode_ms = (time.perf_counter() - started) * 1000  # body read + parse + checks + arrays
         noise, explored = self._noise.draw(manifest)
         compute_start = time.perf_counter()
         outputs = run_cascade(bundle.session, manifest, inputs, noise)
@@ -74,14 +81,15 @@ class Ranker:
             compute_ms=compute_ms,
             total_ms=(time.perf_counter() - started) * 1000,
         )
-        record = self._record(
-            request, bundle, inputs, outputs, noise, explored, served_ids, request_id, timings
-        )
+        record = self._record(request, bundle, inputs, outputs, noise, explored, served_ids, request_id, timings, arm)
         self._log.append(record)
+        if serving.shadow is not None:
+            self._log_shadow(request, serving.shadow, bundle, inputs, noise, explored, request_id, timings)
         return RankResponse(
             request_id=request_id,
             policy=manifest.policy,
             version=manifest.version,
+            arm=arm,
             items=[RankedItem(id=i, score=s) for i, s in zip(served_ids, scores, strict=True)],
             fusion_weights=dict(zip(manifest.fusion.names, weights, strict=True)),
             stage_survivors=StageSurvivors(*survivors),
@@ -90,6 +98,40 @@ class Ranker:
             log_prob=float(outputs.log_prob[0]),
             timings=timings,
         )
+
+    def _log_shadow(
+        self,
+        request: RankRequest,
+        shadow: LoadedBundle,
+        served: LoadedBundle,
+        inputs: CascadeInputs,
+        noise: np.ndarray,
+        explored: bool,
+        request_id: str,
+        timings: Timings,
+    ) -> None:
+        """Score the same request with the shadow version (same inputs, same draws) and log, never serve."""
+        if shadow.manifest.feature_schema != served.manifest.feature_schema:
+            self._metrics.shadow_skipped.labels(shadow.manifest.policy).inc()
+            return
+        outputs = run_cascade(shadow.session, shadow.manifest, inputs, noise)
+        ids = request.candidates.ids
+        shadow_ids = [ids[i] for i in outputs.top_indices.tolist()]
+        shadow_id = f"{request_id}.shadow"
+        record = self._record(
+            request,
+            shadow,
+            inputs,
+            outputs,
+            noise,
+            explored,
+            shadow_ids,
+            shadow_id,
+            timings,
+            "shadow",
+            request_id,
+        )
+        self._log.append(record)
 
     def _record(
         self,
@@ -102,6 +144,8 @@ class Ranker:
         served_ids: list[str],
         request_id: str,
         timings: Timings,
+        arm: str,
+        shadow_of: str | None = None,
     ) -> DecisionRecord:
         manifest = bundle.manifest
         digest = hashlib.sha256(inputs.item_features.tobytes())
@@ -129,7 +173,7 @@ class Ranker:
             user_id=request.user.id,
             policy=manifest.policy,
             version=manifest.version,
-            arm="control",
+            arm=arm,
             k=inputs.k,
             user_features=user,
             context=context,
@@ -150,4 +194,5 @@ class Ranker:
             novelty=float(outputs.novelty[0]),
             explored=explored,
             timings=timings,
+            shadow_of=shadow_of,
         )

@@ -19,18 +19,14 @@ class User(msgspec.Struct, forbid_unknown_fields=True):
     """The requesting user."""
 
     id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    features: Annotated[
-        Row, msgspec.Meta(description="Observable user features, manifest user_columns order")
-    ]
+    features: Annotated[Row, msgspec.Meta(description="Observable user features, manifest user_columns order")]
 
 
 class Candidates(msgspec.Struct, forbid_unknown_fields=True):
     """Candidate items with their features and multi-task (MTL) predictions, row i ↔ ids[i]."""
 
     ids: list[ItemId]
-    features: Annotated[
-        list[Row], msgspec.Meta(description="One row per candidate, manifest item_columns order")
-    ]
+    features: Annotated[list[Row], msgspec.Meta(description="One row per candidate, manifest item_columns order")]
     predictions: Annotated[
         list[Row],
         msgspec.Meta(description="One row per candidate, manifest objectives order (MTL predictions)"),
@@ -43,12 +39,8 @@ class RankRequest(msgspec.Struct, forbid_unknown_fields=True):
     user: User
     candidates: Candidates
     k: Annotated[int, msgspec.Meta(description="How many items to return; 1 ≤ k ≤ number of candidates")]
-    context: (
-        Annotated[Row, msgspec.Meta(description="Request context, manifest context_columns order")] | None
-    ) = None
-    policy: (
-        Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="Policy to serve")] | None
-    ) = None
+    context: Annotated[Row, msgspec.Meta(description="Request context, manifest context_columns order")] | None = None
+    policy: Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="Policy to serve")] | None = None
 
 
 class RankedItem(msgspec.Struct):
@@ -74,6 +66,7 @@ class RankResponse(msgspec.Struct):
     request_id: str
     policy: str
     version: str
+    arm: Annotated[str, msgspec.Meta(description="control (active version) or canary")]
     items: list[RankedItem]
     fusion_weights: dict[str, float]
     stage_survivors: StageSurvivors
@@ -92,9 +85,7 @@ class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
     ]
     item_id: ItemId | None = None
     event_id: (
-        Annotated[
-            str, msgspec.Meta(max_length=128, description="Client id of this event; a retry is stored once")
-        ]
+        Annotated[str, msgspec.Meta(max_length=128, description="Client id of this event; a retry is stored once")]
         | None
     ) = None
 
@@ -115,3 +106,45 @@ class ReadyState(msgspec.Struct):
 
 class Health(msgspec.Struct):
     status: str
+
+
+VersionName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+class ActivateRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Serve this version of the policy to everyone outside the canary."""
+
+    version: VersionName
+
+
+class CanaryRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Route a stable share of users (by hash of their id) to a version; version null clears it."""
+
+    version: VersionName | None
+    fraction: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
+
+
+class ShadowRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Score every request with this version too and log it, never serve it; null clears it."""
+
+    version: VersionName | None
+
+
+class PolicyStatus(msgspec.Struct):
+    """A policy's routing (shared by all workers) and what the answering worker serves."""
+
+    policy: str
+    revision: int
+    active: str | None
+    previous: str | None
+    canary: str | None
+    canary_fraction: float
+    shadow: str | None
+    worker_pid: int
+    worker_serving: dict[str, str | float | None] | None
+    on_disk: list[str]
+    error: str | None = None
+
+
+class ModelsResponse(msgspec.Struct):
+    policies: list[PolicyStatus]

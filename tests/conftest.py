@@ -58,6 +58,7 @@ def settings(store: Path, redis_url: str) -> Settings:
         redis_url=redis_url,
         decision_stream=f"{prefix}:decisions",
         feedback_stream=f"{prefix}:feedback",
+        routing_namespace=prefix,
         exploration_seed=0,
     )
 

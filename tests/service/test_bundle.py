@@ -76,7 +76,7 @@ def test_a_failed_load_leaves_the_serving_version_in_place(bundle_copy: Path) ->
     good = registry.load_active("demo")
     broken = bundle_copy.parent / "broken"
     shutil.copytree(bundle_copy, broken)
-    _rewrite_manifest(broken, {"version": "broken"})  # its manifest hash list no longer matters: bytes do
+    _rewrite_manifest(broken, {"version": "broken"})
     with (broken / "cascade.onnx").open("ab") as graph:
         graph.write(b"\0")
     set_active(store, "demo", "broken")

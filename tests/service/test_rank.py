@@ -84,7 +84,7 @@ def test_served_rows_follow_the_logged_action_when_replayed(
     record = decision_record.decode(fields[decision_record.STREAM_FIELD])
 
     registry = Registry(settings.store)
-    bundle = registry.load_active("demo")
+    bundle = registry.load_active("demo").active
     inputs = CascadeInputs(
         user=np.asarray([record.user_features], dtype=np.float32),
         context=np.asarray([record.context], dtype=np.float32),
@@ -92,9 +92,7 @@ def test_served_rows_follow_the_logged_action_when_replayed(
         mtl_predictions=np.asarray(body["candidates"]["predictions"], dtype=np.float32),
         k=record.k,
     )
-    replay = run_cascade(
-        bundle.session, bundle.manifest, inputs, np.asarray([record.fusion.noise], np.float32)
-    )
+    replay = run_cascade(bundle.session, bundle.manifest, inputs, np.asarray([record.fusion.noise], np.float32))
     replayed_ids = [body["candidates"]["ids"][i] for i in replay.top_indices.tolist()]
     assert replayed_ids == record.served_ids == [item["id"] for item in served["items"]]
     assert float(replay.log_prob[0]) == record.log_prob

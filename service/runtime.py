@@ -1,0 +1,89 @@
+"""What a running app holds, built at start-up and released at shutdown, in dependency order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from service.decision_log import DecisionLog
+from service.embedded_redis import EmbeddedRedis
+from service.exploration import NoiseSource
+from service.feedback import FeedbackStore
+from service.metrics import Metrics
+from service.ranker import Ranker
+from service.registry import Registry
+from service.routing import RoutingStore
+from service.routing_watcher import RoutingWatcher
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The service's parts for one app instance (one worker)."""
+
+    settings: Settings
+    metrics: Metrics
+    registry: Registry
+    redis: Redis
+    routing: RoutingStore
+    decision_log: DecisionLog
+    ranker: Ranker
+    feedback: FeedbackStore
+
+
+def served_policies(settings: Settings) -> list[str]:
+    """The default policy plus every policy with bundles in the store."""
+    on_disk = sorted(p.name for p in settings.store.iterdir() if p.is_dir()) if settings.store.is_dir() else []
+    return [settings.policy, *(name for name in on_disk if name != settings.policy and not name.startswith("."))]
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Start Redis (embedded if no URL), the registry and its watcher, the decision log; stop them after."""
+    embedded = None
+    redis_url = settings.redis_url
+    if redis_url is None:
+        embedded = await asyncio.to_thread(EmbeddedRedis, settings.embedded_redis_dir)
+        redis_url = embedded.url
+    redis = Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    metrics = Metrics()
+    registry = Registry(settings.store, settings.ort_intra_op_threads)
+    routing = RoutingStore(redis, settings.routing_namespace)
+    watcher = RoutingWatcher(
+        routing, redis, registry, served_policies(settings), metrics, settings.routing_poll_seconds
+    )
+    # Start anyway if nothing loads: /healthz answers, /readyz says why it is not ready.
+    await watcher.start()
+    decision_log = DecisionLog(
+        redis,
+        settings.decision_stream,
+        metrics,
+        capacity=settings.log_queue_size,
+        batch_size=settings.log_batch_size,
+        retry_seconds=settings.log_retry_seconds,
+    )
+    decision_log.start()
+    ranker = Ranker(
+        registry,
+        decision_log,
+        NoiseSource(settings.exploration_seed),
+        metrics,
+        settings.policy,
+        settings.log_candidate_features,
+    )
+    feedback = FeedbackStore(redis, settings.feedback_stream, settings.feedback_dedupe_seconds)
+    try:
+        yield Runtime(settings, metrics, registry, redis, routing, decision_log, ranker, feedback)
+    finally:
+        await watcher.stop()
+        await decision_log.stop(settings.log_flush_seconds)
+        await redis.aclose()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
