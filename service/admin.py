@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import os
 from collections.abc import Callable
+from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -26,6 +27,7 @@ from service.routing import RoutingState
 from service.runtime import Runtime
 from service.schema import ActivateRequest, CanaryRequest, ModelsResponse, PolicyStatus, ShadowRequest
 
+T = TypeVar("T")
 _bearer = HTTPBearer(auto_error=False, description="CASCADE_ADMIN_TOKEN")
 _BEARER = Depends(_bearer)
 
@@ -80,6 +82,16 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
         if not (rt.settings.store / policy).is_dir():
             raise unknown_policy(policy)
 
+    async def change_request(policy: str, request: Request, kind: type[T]) -> tuple[Runtime, T]:
+        """The runtime and the decoded body of an admin change naming a version (verified, if any)."""
+        rt = runtime()
+        known(rt, policy)
+        body = decode_json(await read_json_body(request, rt.settings.max_body_bytes), kind)
+        version: str | None = getattr(body, "version", None)
+        if version is not None:
+            await verified(rt, policy, version, "version")
+        return rt, body
+
     @router.get(
         "/v1/models", summary="Policies, their routing and versions", responses=responses_of(ModelsResponse, 200)
     )
@@ -99,10 +111,7 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
         responses=responses_of(PolicyStatus, 200, 400, *problems),
     )
     async def activate(policy: str, request: Request) -> Response:
-        rt = runtime()
-        known(rt, policy)
-        body = decode_json(await read_json_body(request, rt.settings.max_body_bytes), ActivateRequest)
-        await verified(rt, policy, body.version, "version")
+        rt, body = await change_request(policy, request, ActivateRequest)
         return await changed(rt, policy, await rt.routing.activate(policy, body.version))
 
     @router.post(
@@ -129,11 +138,7 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
         responses=responses_of(PolicyStatus, 200, 400, *problems),
     )
     async def canary(policy: str, request: Request) -> Response:
-        rt = runtime()
-        known(rt, policy)
-        body = decode_json(await read_json_body(request, rt.settings.max_body_bytes), CanaryRequest)
-        if body.version is not None:
-            await verified(rt, policy, body.version, "version")
+        rt, body = await change_request(policy, request, CanaryRequest)
         return await changed(rt, policy, await rt.routing.set_canary(policy, body.version, body.fraction))
 
     @router.post(
@@ -144,11 +149,7 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
         responses=responses_of(PolicyStatus, 200, 400, *problems),
     )
     async def shadow(policy: str, request: Request) -> Response:
-        rt = runtime()
-        known(rt, policy)
-        body = decode_json(await read_json_body(request, rt.settings.max_body_bytes), ShadowRequest)
-        if body.version is not None:
-            await verified(rt, policy, body.version, "version")
+        rt, body = await change_request(policy, request, ShadowRequest)
         return await changed(rt, policy, await rt.routing.set_shadow(policy, body.version))
 
     return router
