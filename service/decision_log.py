@@ -1,18 +1,25 @@
-"""The decision log: the request path enqueues, a background writer pipelines XADDs to Redis.
+"""The decision log: the request path enqueues, a background writer sends batches to a Redis Stream.
 
-A response never waits on Redis. When Redis refuses a batch the writer keeps it and retries,
-so a Redis outage shorter than the queue's capacity loses nothing; records that find the
-queue full are counted as dropped (visible in /readyz and /metrics). A durable spool for
-longer outages is the next step (issue 8).
+A response never waits on Redis. Each batch is one MULTI/EXEC of XADDs, so it lands whole or not at
+all. When Redis refuses a batch, it goes to this worker's local spool (service/spool.py) and so does
+everything after it, until the writer has replayed the spool to Redis in order; only then are new
+batches written directly again. A record is dropped only when the spool's disk limit is hit, and
+each drop is counted (metric, /readyz) and logged. At shutdown the queue is flushed to Redis or,
+failing that, to the spool; the next worker to start replays spools left by workers that are gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
 import threading
+import time
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -20,6 +27,7 @@ from redis.exceptions import RedisError
 from service import decision_record
 from service.decision_record import DecisionRecord
 from service.metrics import Metrics
+from service.spool import Spool, spool_paths
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +36,28 @@ log = logging.getLogger(__name__)
 class LogCounters:
     enqueued: int = 0
     written: int = 0
+    spooled: int = 0
+    replayed: int = 0
     dropped: int = 0
     failed_writes: int = 0
 
 
+@dataclass(frozen=True)
+class SpoolSettings:
+    directory: Path
+    max_bytes: int
+    fsync: bool
+
+
 class DecisionLog:
-    """Bounded in-memory queue in front of a Redis Stream."""
+    """Bounded in-memory queue in front of a Redis Stream, with a local spool behind it."""
 
     def __init__(
         self,
         redis: Redis,
         stream: str,
         metrics: Metrics,
+        spool: SpoolSettings,
         capacity: int = 10_000,
         batch_size: int = 256,
         retry_seconds: float = 0.5,
@@ -50,27 +68,31 @@ class DecisionLog:
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=capacity)
         self._batch_size = batch_size
         self._retry_seconds = retry_seconds
+        self._spool_settings = spool
+        self._prefix = hashlib.sha1(stream.encode()).hexdigest()[:10]
+        self._spool: Spool | None = None
         self._task: asyncio.Task[None] | None = None
-        self.counters = LogCounters()
-        self.redis_healthy = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
+        self._last_replay = 0.0
+        self.counters = LogCounters()
+        self.redis_healthy = True
 
     def append(self, record: DecisionRecord) -> None:
         """Queue one record without waiting. Safe from any thread: requests are served in a threadpool."""
         data = decision_record.encode(record)  # encode in the caller's thread, off the event loop
         if self._loop is None or threading.get_ident() == self._loop_thread:
-            self._put(data, record.request_id)
+            self._put(data)
         else:
-            self._loop.call_soon_threadsafe(self._put, data, record.request_id)
+            self._loop.call_soon_threadsafe(self._put, data)
 
-    def _put(self, data: bytes, request_id: str) -> None:
+    def _put(self, data: bytes) -> None:
         try:
             self._queue.put_nowait(data)
         except asyncio.QueueFull:
-            self.counters.dropped += 1
-            self._metrics.log_dropped.inc()
-            log.error("decision log queue full: dropped record %s", request_id)
+            # The writer fell behind by a whole queue: spool directly rather than lose the record.
+            self.counters.enqueued += 1
+            self._to_spool([data])
             return
         self.counters.enqueued += 1
         self._metrics.log_queue_depth.set(self._queue.qsize())
@@ -80,60 +102,152 @@ class DecisionLog:
         return self._queue.qsize()
 
     def start(self) -> None:
-        """Start the writer on the running event loop (the loop that owns the queue)."""
+        """Open this worker's spool and start the writer on the running event loop."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        directory = self._spool_settings.directory
+        name = f"{self._prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}.spool"
+        self._spool = Spool(directory / name, self._spool_settings.max_bytes, self._spool_settings.fsync)
         self._task = asyncio.create_task(self._run(), name="decision-log-writer")
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Flush what is queued (up to `timeout`), then stop the writer."""
-        try:
+        """Flush the queue to Redis (or the spool) within `timeout`, spool the rest, stop the writer."""
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), timeout)
-        except TimeoutError:
-            log.error("decision log: %d records not written at shutdown", self._queue.qsize())
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        leftover = []
+        while not self._queue.empty():
+            leftover.append(self._queue.get_nowait())
+        if leftover:
+            self._to_spool(leftover)
+            log.warning("decision log: %d records spooled at shutdown", len(leftover))
+        if self._spool is not None:
+            self._spool.close()
 
     async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._write_until_done(batch)
-            for _ in batch:
-                self._queue.task_done()
-            self._metrics.log_queue_depth.set(self._queue.qsize())
-
-    async def _write_until_done(self, batch: list[bytes]) -> None:
-        """XADD the batch in one pipeline; on failure keep it and retry, never drop it."""
+        await self._adopt_orphans()
         while True:
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for data in batch:
-                        pipe.xadd(self._stream, {decision_record.STREAM_FIELD: data})
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
-                self.counters.failed_writes += 1
-                self._metrics.log_write_failures.inc()
-                if self.redis_healthy:
-                    log.warning("decision log: Redis write failed, retrying: %s", exc)
-                self.redis_healthy = False
-                await asyncio.sleep(self._retry_seconds)
+                # With records in the spool, wake up periodically to replay even when no traffic comes.
+                wait = self._retry_seconds if self._spool_pending() else None
+                first = await asyncio.wait_for(self._queue.get(), wait)
+            except TimeoutError:
+                await self._replay()
                 continue
-            self.redis_healthy = True
-            self.counters.written += len(batch)
-            self._metrics.log_written.inc(len(batch))
+            batch = [first]
+            while len(batch) < self._batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._deliver(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+                self._metrics.log_queue_depth.set(self._queue.qsize())
+
+    def _spool_pending(self) -> bool:
+        return self._spool is not None and self._spool.size > 0
+
+    async def _deliver(self, batch: list[bytes]) -> None:
+        if not self._spool_pending() and await self._write(batch):
             return
+        self._to_spool(batch)  # behind what is already spooled: order is kept
+        await self._replay()
+
+    async def _write(self, batch: list[bytes]) -> bool:
+        """One MULTI/EXEC of XADDs; False (nothing written) if Redis refused it."""
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for data in batch:
+                    pipe.xadd(self._stream, {decision_record.STREAM_FIELD: data})
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self.counters.failed_writes += 1
+            self._metrics.log_write_failures.inc()
+            if self.redis_healthy:
+                log.warning("decision log: Redis write failed, spooling: %s", exc)
+            self.redis_healthy = False
+            return False
+        if not self.redis_healthy:
+            log.info("decision log: Redis is back")
+        self.redis_healthy = True
+        self.counters.written += len(batch)
+        self._metrics.log_written.inc(len(batch))
+        return True
+
+    def _to_spool(self, records: list[bytes]) -> None:
+        assert self._spool is not None
+        dropped = self._spool.append(records)
+        self.counters.spooled += len(records) - dropped
+        self._metrics.log_spooled.inc(len(records) - dropped)
+        if dropped:
+            self.counters.dropped += dropped
+            self._metrics.log_dropped.inc(dropped)
+            log.error("decision log: spool full at %d bytes, dropped %d records", self._spool.size, dropped)
+
+    async def _replay(self) -> None:
+        """Send the spool to Redis in order, batch by batch; keep whatever Redis does not take."""
+        if self._spool is None or not self._spool_pending():
+            return
+        if time.monotonic() - self._last_replay < self._retry_seconds:
+            return
+        self._last_replay = time.monotonic()
+        await self._replay_file(self._spool)
+
+    async def _replay_file(self, spool: Spool) -> bool:
+        """True once the whole spool reached Redis; what reached it is cut from the spool."""
+        consumed_offset, consumed_records = 0, 0
+        chunk: list[bytes] = []
+        chunk_end = 0
+        complete = True
+        for offset, data in spool.records():
+            chunk.append(data)
+            chunk_end = offset
+            if len(chunk) == self._batch_size:
+                if not await self._write(chunk):
+                    complete = False
+                    break
+                consumed_offset, consumed_records, chunk = chunk_end, consumed_records + len(chunk), []
+        if complete and chunk:
+            if await self._write(chunk):
+                consumed_offset, consumed_records = chunk_end, consumed_records + len(chunk)
+            else:
+                complete = False
+        if consumed_offset:
+            spool.consume(consumed_offset)
+            self.counters.replayed += consumed_records
+            self._metrics.log_replayed.inc(consumed_records)
+        return complete
+
+    async def _adopt_orphans(self) -> None:
+        """Replay spools of this stream left by workers that are gone (their lock is free)."""
+        assert self._spool is not None
+        for path in spool_paths(self._spool_settings.directory, self._prefix):
+            if path == self._spool.path:
+                continue
+            try:
+                orphan = Spool(path, self._spool_settings.max_bytes, self._spool_settings.fsync)
+            except BlockingIOError:
+                continue  # a live worker owns it
+            try:
+                if orphan.size and await self._replay_file(orphan):
+                    log.info("decision log: replayed the spool %s of a finished worker", path.name)
+            finally:
+                orphan.close()
 
     def state(self) -> dict[str, int | str]:
         """Counters and health for /readyz."""
+        healthy = self.redis_healthy and not self._spool_pending() and self.counters.dropped == 0
         return {
-            "status": "ok" if self.redis_healthy and self.counters.dropped == 0 else "degraded",
+            "status": "ok" if healthy else "degraded",
             "queued": self.depth,
-            "pending": self.counters.enqueued - self.counters.written,  # queued or in the writer's hands
+            "pending": self.counters.enqueued - self.counters.written - self.counters.dropped,
+            "spool_bytes": self._spool.size if self._spool else 0,
             "written": self.counters.written,
+            "spooled": self.counters.spooled,
+            "replayed": self.counters.replayed,
             "dropped": self.counters.dropped,
             "failed_writes": self.counters.failed_writes,
         }

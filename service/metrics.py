@@ -57,13 +57,19 @@ class Metrics:
         self.log_written = Counter(
             "cascade_decision_log_written", "Decision records written to Redis", registry=self.registry
         )
+        self.log_spooled = Counter(
+            "cascade_decision_log_spooled", "Decision records written to the local spool", registry=self.registry
+        )
+        self.log_replayed = Counter(
+            "cascade_decision_log_replayed", "Spooled decision records replayed to Redis", registry=self.registry
+        )
         self.log_dropped = Counter(
             "cascade_decision_log_dropped",
-            "Decision records dropped because the queue was full",
+            "Decision records dropped: the spool hit its disk limit",
             registry=self.registry,
         )
         self.log_write_failures = Counter(
             "cascade_decision_log_write_failures",
-            "Batches Redis refused (then retried)",
+            "Batches Redis refused (then spooled)",
             registry=self.registry,
         )

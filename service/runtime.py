@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from service.decision_log import DecisionLog
+from service.decision_log import DecisionLog, SpoolSettings
 from service.embedded_redis import EmbeddedRedis
 from service.exploration import NoiseSource
 from service.feedback import FeedbackStore
@@ -65,6 +65,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         redis,
         settings.decision_stream,
         metrics,
+        SpoolSettings(settings.log_spool_dir, settings.log_spool_max_bytes, settings.log_spool_fsync),
         capacity=settings.log_queue_size,
         batch_size=settings.log_batch_size,
         retry_seconds=settings.log_retry_seconds,

@@ -46,8 +46,17 @@ class Settings(BaseSettings):
     log_retry_seconds: float = Field(default=0.5, gt=0)
     """Pause before the writer retries a batch Redis refused."""
 
+    log_spool_dir: Path = Path(".spool")
+    """Where a worker spools decision records while Redis is unavailable (replayed in order later)."""
+
+    log_spool_max_bytes: int = Field(default=1 << 30, gt=0)
+    """Disk limit of one worker's spool; past it records are dropped, counted and logged."""
+
+    log_spool_fsync: bool = True
+    """fsync the spool after each batch, so a crash of the host loses no spooled record."""
+
     log_flush_seconds: float = Field(default=5.0, ge=0)
-    """At shutdown, how long to keep writing queued records before giving up (and saying so)."""
+    """At shutdown, how long to keep writing queued records to Redis before spooling the rest."""
 
     log_candidate_features: bool = False
     """Also log each request's full candidate matrices (large). Off: a sha256 digest references them."""

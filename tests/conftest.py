@@ -50,7 +50,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def settings(store: Path, redis_url: str) -> Settings:
+def settings(store: Path, redis_url: str, tmp_path: Path) -> Settings:
     # Streams unique per test, so each test counts only its own records.
     prefix = f"test:{uuid.uuid4().hex[:8]}"
     return Settings(
@@ -59,6 +59,7 @@ def settings(store: Path, redis_url: str) -> Settings:
         decision_stream=f"{prefix}:decisions",
         feedback_stream=f"{prefix}:feedback",
         routing_namespace=prefix,
+        log_spool_dir=tmp_path / "spool",
         exploration_seed=0,
     )
 
