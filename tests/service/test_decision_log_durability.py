@@ -144,3 +144,78 @@ def test_spool_keeps_order_enforces_its_limit_and_survives_a_torn_tail(tmp_path:
     with pytest.raises(BlockingIOError):
         Spool(tmp_path / "a.spool", max_bytes=100)  # owned by a live writer
     spool.close()
+
+
+@pytest.mark.e2e
+def test_sigterm_during_a_burst_loses_no_record(
+    own_redis: RestartableRedis, store: Path, tmp_path: Path, make_request: Callable[..., dict[str, Any]]
+) -> None:
+    """A real server (cascade serve) stopped by SIGTERM under load: every answered request is logged."""
+    import os
+    import signal
+    import socket
+    import sys
+    import threading
+
+    import httpx
+    import orjson
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    stream = "test:sigterm:decisions"
+    env = {
+        **os.environ,
+        "REDIS_URL": own_redis.url,
+        "CASCADE_DECISION_STREAM": stream,
+        "CASCADE_ROUTING_NAMESPACE": "test:sigterm",
+        "CASCADE_LOG_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cascade_cli", "serve", "--store", str(store), "--port", str(port)],
+        env=env,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    bodies = [orjson.dumps(make_request(n_candidates=200, k=5)) for _ in range(5)]
+    answered: list[str] = []
+    lock = threading.Lock()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the server did not become ready")
+
+        def client_loop(index: int) -> None:
+            with httpx.Client(base_url=base, headers={"content-type": "application/json"}, timeout=5) as http:
+                for i in range(400):
+                    try:
+                        response = http.post("/v1/rank", content=bodies[(index + i) % len(bodies)])
+                    except httpx.HTTPError:
+                        return  # the server stopped accepting: expected after SIGTERM
+                    if response.status_code == 200:
+                        with lock:
+                            answered.append(response.json()["request_id"])
+
+        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        while len(answered) < 60:
+            time.sleep(0.01)
+        os.killpg(server.pid, signal.SIGTERM)
+        for thread in threads:
+            thread.join(timeout=30)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+
+    stored = _stream_ids(own_redis.url, stream, len(answered))
+    assert len(stored) == len(set(stored))
+    assert set(answered) <= set(stored)
+    assert len(answered) >= 60
