@@ -17,6 +17,7 @@ from service import decision_record
 from service.app import create_app
 from service.settings import Settings
 from service.spool import Spool, read_records
+from tests.live_server import free_port, wait_until_ready
 
 
 class RestartableRedis:
@@ -153,16 +154,13 @@ def test_sigterm_during_a_burst_loses_no_record(
     """A real server (cascade serve) stopped by SIGTERM under load: every answered request is logged."""
     import os
     import signal
-    import socket
     import sys
     import threading
 
     import httpx
     import orjson
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     stream = "test:sigterm:decisions"
     env = {
         **os.environ,
@@ -181,15 +179,7 @@ def test_sigterm_during_a_burst_loses_no_record(
     answered: list[str] = []
     lock = threading.Lock()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("the server did not become ready")
+        wait_until_ready(base, server)
 
         def client_loop(index: int) -> None:
             with httpx.Client(base_url=base, headers={"content-type": "application/json"}, timeout=5) as http:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from redis.asyncio import Redis
 
 from export.store import active_version
 from service.routing import RoutingStore
+from tests.live_server import free_port, wait_until_ready
 from tests.versions import add_version, private_store
 
 VERSIONS = [f"v{i:02d}" for i in range(1, 11)]
@@ -45,19 +45,13 @@ class Sample:
     latency_ms: float
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def swap_server(store: Path, redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     own = private_store(store, tmp_path / "store")
     for version in VERSIONS:
         add_version(own, version)
     namespace = f"test:{uuid.uuid4().hex[:8]}"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
@@ -69,17 +63,7 @@ def swap_server(store: Path, redis_url: str, tmp_path: Path) -> Iterator[tuple[s
     process = subprocess.Popen(command, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "the server exited during start-up"
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("the server was not ready within 90 s")
+        wait_until_ready(base, process, seconds=90)
         time.sleep(1.0)  # both workers: readyz may have come from the first one up
         yield base, own, namespace
     finally:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 import venv
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.live_server import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,15 +52,9 @@ def serve_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return env_dir
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def image_server(serve_venv: Path, store: Path, redis_url: str) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("CASCADE_", "PYTHON"))},
         "CASCADE_STORE": str(store),
@@ -84,17 +78,7 @@ def image_server(serve_venv: Path, store: Path, redis_url: str) -> Iterator[str]
     process = subprocess.Popen(command, cwd=serve_venv, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, "the server exited during start-up"
-            time.sleep(0.2)
-        else:
-            pytest.fail("the server did not become ready within 60 s")
+        wait_until_ready(base, process)
         yield base
     finally:
         process.terminate()
