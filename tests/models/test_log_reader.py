@@ -1,0 +1,58 @@
+"""The trainer's side of the decision log: a consumer group on the real stream, in real Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from fastapi.testclient import TestClient
+
+from models.log_reader import DecisionReader
+from service.settings import Settings
+from tests.redis_streams import wait_for_stream
+
+
+def _serve(client: TestClient, make_request: Callable[..., dict[str, Any]], count: int) -> list[str]:
+    return [client.post("/v1/rank", json=make_request(n_candidates=40, k=3)).json()["request_id"] for _ in range(count)]
+
+
+def test_records_stay_pending_until_acknowledged(
+    client: TestClient, settings: Settings, redis_client: redis.Redis, make_request: Callable[..., dict[str, Any]]
+) -> None:
+    served = _serve(client, make_request, 6)
+    wait_for_stream(redis_client, settings.decision_stream, 6)
+    reader = DecisionReader(redis_client, settings.decision_stream, "trainers", "t1")
+    reader.ensure_group()
+    reader.ensure_group()  # idempotent
+
+    batch = reader.read(count=10)
+
+    assert [d.record.request_id for d in batch] == served
+    assert reader.pending() == 6
+    assert reader.ack(batch[:4]) == 4
+    assert reader.pending() == 2
+    assert reader.read(count=10) == []  # delivered records are not delivered again to the group
+
+
+def test_a_consumer_killed_mid_batch_has_its_records_claimed_by_another(
+    client: TestClient, settings: Settings, redis_client: redis.Redis, make_request: Callable[..., dict[str, Any]]
+) -> None:
+    served = _serve(client, make_request, 10)
+    wait_for_stream(redis_client, settings.decision_stream, 10)
+    dying = DecisionReader(redis_client, settings.decision_stream, "trainers", "dying", claim_idle_ms=50)
+    dying.ensure_group()
+    taken = dying.read(count=4)  # ...and the process dies before acknowledging them
+    survivor = DecisionReader(redis_client, settings.decision_stream, "trainers", "survivor", claim_idle_ms=50)
+    time.sleep(0.1)  # past the idle time after which a record counts as abandoned
+
+    first = survivor.read(count=4)
+    survivor.ack(first)  # used durably, so they are not abandoned a second time
+    rest = survivor.read(count=10)
+    survivor.ack(rest)
+
+    assert [d.record.request_id for d in taken] == served[:4]
+    assert [d.record.request_id for d in first] == served[:4]  # claimed, not lost
+    assert [d.record.request_id for d in rest] == served[4:]
+    assert survivor.pending() == 0
