@@ -35,7 +35,9 @@ def demo(
         f"(parity max abs error {manifest.parity.max_abs_error:.2e})"
     )
     write_example_request(example, seed=seed)
-    typer.echo(f"example request: {example}")
+    by_id = example.with_name(f"{example.stem}-by-id{example.suffix}")
+    write_example_request(by_id, seed=seed, by_id=True)
+    typer.echo(f"example requests: {example} (inline features), {by_id} (candidates by id)")
 
 
 @app.command()

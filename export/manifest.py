@@ -14,6 +14,7 @@ request; stage sizes and k are graph inputs so the manifest, not the code, sets 
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Final, Literal
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 FORMAT_VERSION: Final = 1
 MANIFEST_FILE = "manifest.json"
 CASCADE_GRAPH = "cascade"
+POLICY_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # also tells policy folders from the store's own
 
 # Graph signature of the cascade graph. N is the dynamic candidate axis; A is the fusion
 # action width (2 × objectives: a power w_j and a bias b_j per objective).
@@ -150,7 +152,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format_version: Literal[1] = FORMAT_VERSION
-    policy: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    policy: str = Field(pattern=f"^{POLICY_NAME.pattern}$")
     version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     created_at: str
     feature_schema: FeatureSchema

@@ -29,6 +29,7 @@ from models.cascade import STAGES, CascadePolicy, PolicyConfig
 from models.rnd import train_rnd
 from models.rollout import evaluate_fusion, user_states
 from models.sim.config import SimConfig
+from models.sim.items import write_catalogue
 from models.sim.simulator import Simulator
 from models.supervised import train_heads
 
@@ -148,11 +149,14 @@ def build_demo(
     seed: int = 0,
     version: str | None = None,
     config: DemoConfig | None = None,
+    item_table: bool = True,
 ) -> Manifest:
     """Train the demo policy, export it with a parity check and publish it as the active version in `store`.
 
     `version` defaults to the UTC time (e.g. 20250101T120000.123456Z); `config` (tests: fewer steps)
-    overrides the default training settings, its seed replaced by `seed`.
+    overrides the default training settings, its seed replaced by `seed`. With `item_table`, the
+    simulator's catalogue is written beside it as the active item table (same version name), so
+    requests can name candidates by id.
     """
     config = replace(config or DemoConfig(), seed=seed)
     trained = train_demo_policy(config)
@@ -172,4 +176,7 @@ def build_demo(
             evaluation=trained.evaluation,
             default_k=config.k,
         )
-        return publish(bundle, store, activate=True)
+        manifest = publish(bundle, store, activate=True)
+    if item_table:
+        write_catalogue(store, trained.simulator, config.seed, version=version)
+    return manifest

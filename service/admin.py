@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from export.manifest import POLICY_NAME
 from export.store import StoreError, prune, versions
 from service.bundle import BundleError
 from service.decode import decode_json
@@ -24,7 +25,7 @@ from service.http_body import read_json_body
 from service.openapi import body_of, json_response, responses_of
 from service.problems import ProblemError, invalid_field, unknown_policy
 from service.routing import RoutingState
-from service.runtime import Runtime
+from service.runtime import Runtime, served_policies
 from service.schema import ActivateRequest, CanaryRequest, ModelsResponse, PolicyStatus, ShadowRequest
 
 T = TypeVar("T")
@@ -79,7 +80,7 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
         return json_response(await status(rt, policy, state))
 
     def known(rt: Runtime, policy: str) -> None:
-        if not (rt.settings.store / policy).is_dir():
+        if not POLICY_NAME.fullmatch(policy) or not (rt.settings.store / policy).is_dir():
             raise unknown_policy(policy)
 
     async def change_request(policy: str, request: Request, kind: type[T]) -> tuple[Runtime, T]:
@@ -97,7 +98,7 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
     )
     async def models() -> Response:
         rt = runtime()
-        names = sorted({rt.settings.policy, *(p.name for p in rt.settings.store.glob("*") if p.is_dir())})
+        names = sorted({rt.settings.policy, *served_policies(rt.settings)})
         return json_response(ModelsResponse(policies=[await status(rt, name) for name in names]))
 
     admin = [Depends(require_admin)]

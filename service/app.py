@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -17,15 +17,26 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.admin import admin_router
-from service.decode import decode_json
-from service.http_body import read_json_body
-from service.openapi import body_of, install_openapi, json_response, responses_of
+from service.decode import decode_body
+from service.http_body import Body, read_body, wants_msgpack
+from service.openapi import body_of, encoded_response, install_openapi, json_response, responses_of
 from service.problems import ProblemError, not_ready, problem_response
 from service.runtime import Runtime, open_runtime
-from service.schema import FeedbackAccepted, FeedbackRequest, Health, RankRequest, RankResponse, ReadyState
+from service.schema import (
+    FeedbackAccepted,
+    FeedbackRequest,
+    FusionRequest,
+    FusionResponse,
+    Health,
+    RankRequest,
+    RankResponse,
+    ReadyState,
+)
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+Served = RankResponse | FusionResponse
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -73,36 +84,52 @@ def create_app(settings: Settings) -> FastAPI:
             ProblemError(500, "internal", "Internal error", "the server failed; see its log"), request
         )
 
+    async def serve(request: Request, endpoint: str, handle: Callable[[Body, float], Served]) -> Response:
+        """Read the body, run `handle` off the event loop, answer in the codec the client accepts."""
+        started = time.perf_counter()
+        rt = runtime()
+        rt.metrics.in_flight.inc()
+        try:
+            body = await read_body(request, rt.settings.max_body_bytes)
+            # Decoding and the cascade take milliseconds of CPU: run them off the event loop so health
+            # probes and feedback are not queued behind them (onnxruntime releases the GIL).
+            result = await run_in_threadpool(handle, body, started)
+        finally:
+            rt.metrics.in_flight.dec()
+        timings = result.timings
+        response = encoded_response(result, msgpack=wants_msgpack(request))
+        rt.metrics.observe(endpoint, result.policy, result.version, timings, time.perf_counter() - started)
+        response.headers["x-cascade-worker"] = worker
+        return response
+
     @app.post(
         "/v1/rank",
         summary="Rank candidates through the cascade",
-        openapi_extra=body_of(RankRequest),
-        responses=responses_of(RankResponse, 200, 400, 404, 413, 415, 422, 503),
+        openapi_extra=body_of(RankRequest, msgpack=True),
+        responses=responses_of(RankResponse, 200, 400, 404, 413, 415, 422, 503, msgpack=True),
     )
     async def rank(request: Request) -> Response:
-        started = time.perf_counter()
-        rt = runtime()
-        body = await read_json_body(request, rt.settings.max_body_bytes)
-        # Decoding and the cascade take milliseconds of CPU: run them off the event loop so health
-        # probes and feedback are not queued behind them (onnxruntime releases the GIL).
-        result = await run_in_threadpool(rt.ranker.rank_body, body, started)
-        rt.metrics.latency.labels("rank", result.policy, result.version).observe(time.perf_counter() - started)
-        rt.metrics.requests.labels("rank", "200").inc()
-        response = json_response(result)
-        response.headers["x-cascade-worker"] = worker
-        return response
+        return await serve(request, "rank", runtime().ranker.rank_body)
+
+    @app.post(
+        "/v1/fusion",
+        summary="Fusion weights alone: request-level, or per item when candidates are given",
+        openapi_extra=body_of(FusionRequest, msgpack=True),
+        responses=responses_of(FusionResponse, 200, 400, 404, 413, 415, 422, 503, msgpack=True),
+    )
+    async def fusion(request: Request) -> Response:
+        return await serve(request, "fusion", runtime().ranker.fusion_body)
 
     @app.post(
         "/v1/feedback",
         summary="Report rewards for a served request",
         status_code=202,
-        openapi_extra=body_of(FeedbackRequest),
+        openapi_extra=body_of(FeedbackRequest, msgpack=True),
         responses=responses_of(FeedbackAccepted, 202, 400, 413, 415, 422, 503),
     )
     async def feedback(request: Request) -> Response:
         rt = runtime()
-        body = await read_json_body(request, rt.settings.max_body_bytes)
-        decoded = decode_json(body, FeedbackRequest)
+        decoded = decode_body(await read_body(request, rt.settings.max_body_bytes), FeedbackRequest)
         try:
             stored = await rt.feedback.append(decoded)
         except (RedisError, OSError) as exc:
@@ -133,6 +160,8 @@ def create_app(settings: Settings) -> FastAPI:
                 version=serving.active.version,
                 redis=redis_state,
                 decision_log=rt.decision_log.state(),
+                item_table=rt.items.version,
+                item_table_error=rt.items.error,
             )
         )
 
@@ -146,5 +175,6 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(generate_latest(runtime().metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(admin_router(runtime))
-    install_openapi(app, [RankRequest, RankResponse, FeedbackRequest, FeedbackAccepted, ReadyState, Health])
+    schema_types = [RankRequest, RankResponse, FusionRequest, FusionResponse, FeedbackRequest, FeedbackAccepted]
+    install_openapi(app, [*schema_types, ReadyState, Health])
     return app

@@ -23,6 +23,7 @@ class CandidateLog(msgspec.Struct):
     digest: str  # sha256 of features ‖ predictions as little-endian float32 bytes
     features: list[list[float]] | None = None
     predictions: list[list[float]] | None = None
+    item_table: str | None = None  # version of the item table rows were looked up in, when not sent inline
 
 
 class StageLog(msgspec.Struct):
@@ -64,6 +65,7 @@ class DecisionRecord(msgspec.Struct):
     explored: bool
     timings: Timings
     shadow_of: str | None = None  # on a shadow record: the request id of the decision actually served
+    kind: str = "rank"  # "rank" (/v1/rank) or "fusion" (/v1/fusion: no candidates, no stages, weights only)
 
 
 _encoder = msgspec.json.Encoder()

@@ -8,15 +8,18 @@ against the serving bundle's feature schema.
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
 import numpy as np
 
-from export.manifest import Manifest
+from export.item_table import ItemTable
+from export.manifest import FeatureSchema, Manifest
 from service.cascade import F32, CascadeInputs
-from service.problems import ProblemError, invalid_field, malformed_body
-from service.schema import RankRequest
+from service.http_body import Body
+from service.item_catalog import rows_of, table_matrices
+from service.problems import ProblemError, invalid_field, malformed_body, not_ready
+from service.schema import Candidates, Matrix, RankRequest, Tensor, User
 
 T = TypeVar("T")
 
@@ -24,14 +27,30 @@ _AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:required|unknown) field `(?P<name>[^`]+)`")
 
 
+_json_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+_msgpack_decoders: dict[type, msgspec.msgpack.Decoder[Any]] = {}
+
+
 def decode_json(body: bytes, kind: type[T]) -> T:
     """Decode and type-check a JSON body; 400 if it is not JSON, 422 naming the field otherwise."""
+    return decode_body(Body(body, "json"), kind)
+
+
+def decode_body(body: Body, kind: type[T]) -> T:
+    """Decode and type-check a JSON or msgpack body against the same schema type."""
     try:
-        return msgspec.json.decode(body, type=kind)
+        if body.codec == "msgpack":
+            msgpack_decoder = _msgpack_decoders.get(kind) or _msgpack_decoders.setdefault(
+                kind, msgspec.msgpack.Decoder(kind)
+            )
+            return cast(T, msgpack_decoder.decode(body.data))
+        json_decoder = _json_decoders.get(kind) or _json_decoders.setdefault(kind, msgspec.json.Decoder(kind))
+        return cast(T, json_decoder.decode(body.data))
     except msgspec.ValidationError as exc:
         raise _validation_problem(str(exc)) from exc
     except msgspec.DecodeError as exc:
-        raise malformed_body(f"body is not valid JSON: {exc}") from exc
+        name = "msgpack" if body.codec == "msgpack" else "JSON"
+        raise malformed_body(f"body is not valid {name}: {exc}") from exc
 
 
 def _validation_problem(message: str) -> ProblemError:
@@ -88,29 +107,94 @@ def _first_duplicate(ids: list[str]) -> int | None:
     return None
 
 
-def rank_inputs(request: RankRequest, manifest: Manifest) -> CascadeInputs:
-    """Check a decoded rank request against the bundle's feature schema; build the graph's inputs."""
+def rank_inputs(request: RankRequest, manifest: Manifest, table: ItemTable | None = None) -> CascadeInputs:
+    """Check a decoded rank request against the bundle's feature schema; build the graph's inputs.
+
+    Candidate rows come from the body when sent (JSON rows or a raw float32 Tensor) and from the
+    item table, by id, when not.
+    """
     schema = manifest.feature_schema
     candidates = request.candidates
     n = len(candidates.ids)
     if n == 0:
         raise invalid_field("candidates.ids", "at least one candidate is required")
-    for field, rows in (
-        ("candidates.features", candidates.features),
-        ("candidates.predictions", candidates.predictions),
-    ):
-        if len(rows) != n:
-            raise invalid_field(field, f"has {len(rows)} rows for {n} candidate ids")
-    duplicate = _first_duplicate(candidates.ids) if len(set(candidates.ids)) != n else None
-    if duplicate is not None:
+    if len(set(candidates.ids)) != n:
+        duplicate = _first_duplicate(candidates.ids) or 0
         raise invalid_field(f"candidates.ids[{duplicate}]", f"duplicate candidate id '{candidates.ids[duplicate]}'")
     if not 1 <= request.k <= n:
         raise invalid_field("k", f"k must be between 1 and the number of candidates ({n}), got {request.k}")
-    context = request.context if request.context is not None else [0.0] * schema.context_dim
+    features, predictions = candidate_matrices(candidates, manifest, table)
+    user, context = _user_state(request.user, request.context, schema)
+    return CascadeInputs(user=user, context=context, item_features=features, mtl_predictions=predictions, k=request.k)
+
+
+def user_inputs(user: User, context: list[float] | None, manifest: Manifest) -> CascadeInputs:
+    """Inputs for the request-level fusion actor alone.
+
+    Its outputs depend on user ⊕ context only, but the graph needs at least one candidate: one
+    all-zero row goes in and the stage outputs it produces are discarded, never served or logged.
+    """
+    schema = manifest.feature_schema
+    user_vector, context_vector = _user_state(user, context, schema)
     return CascadeInputs(
-        user=_vector(request.user.features, schema.user_dim, "user.features"),
-        context=_vector(context, schema.context_dim, "context"),
-        item_features=_matrix(candidates.features, schema.item_dim, "candidates.features"),
-        mtl_predictions=_matrix(candidates.predictions, len(schema.objectives), "candidates.predictions"),
-        k=request.k,
+        user=user_vector,
+        context=context_vector,
+        item_features=np.zeros((1, schema.item_dim), dtype=np.float32),
+        mtl_predictions=np.zeros((1, len(schema.objectives)), dtype=np.float32),
+        k=1,
     )
+
+
+def _user_state(user: User, context: list[float] | None, schema: FeatureSchema) -> tuple[F32, F32]:
+    given = context if context is not None else [0.0] * schema.context_dim
+    return _vector(user.features, schema.user_dim, "user.features"), _vector(given, schema.context_dim, "context")
+
+
+def candidate_matrices(candidates: Candidates, manifest: Manifest, table: ItemTable | None) -> tuple[F32, F32]:
+    """[N, item_dim] features and [N, objectives] predictions: from the body where sent, else from the table."""
+    schema = manifest.feature_schema
+    n = len(candidates.ids)
+    table_features: F32 | None = None
+    table_predictions: F32 | None = None
+    if candidates.features is None or candidates.predictions is None:
+        table_features, table_predictions = _table_rows(candidates.ids, schema, table)
+    features = (
+        _given(candidates.features, n, schema.item_dim, "candidates.features")
+        if candidates.features is not None
+        else table_features
+    )
+    predictions = (
+        _given(candidates.predictions, n, len(schema.objectives), "candidates.predictions")
+        if candidates.predictions is not None
+        else table_predictions
+    )
+    assert features is not None and predictions is not None
+    return features, predictions
+
+
+def _table_rows(ids: list[str], schema: FeatureSchema, table: ItemTable | None) -> tuple[F32, F32]:
+    rows = rows_of(table, ids)
+    assert table is not None  # rows_of refuses a missing table
+    if table.manifest.item_columns != schema.item_columns or table.manifest.objectives != schema.objectives:
+        raise not_ready(f"item table {table.version} does not match the serving bundle's feature schema")
+    return table_matrices(table, rows)
+
+
+def _given(matrix: Matrix, n: int, width: int, field: str) -> F32:
+    if isinstance(matrix, Tensor):
+        return _tensor(matrix, n, width, field)
+    if len(matrix) != n:
+        raise invalid_field(field, f"has {len(matrix)} rows for {n} candidate ids")
+    return _matrix(matrix, width, field)
+
+
+def _tensor(tensor: Tensor, n: int, width: int, field: str) -> F32:
+    """A zero-copy float32 view of a binary tensor, after checking its shape, size and values."""
+    if tensor.shape != [n, width]:
+        raise invalid_field(f"{field}.shape", f"must be [{n}, {width}] (candidates × columns), got {tensor.shape}")
+    size = n * width * 4
+    if len(tensor.data) != size:
+        raise invalid_field(f"{field}.data", f"must hold {size} bytes ({n}×{width} float32), got {len(tensor.data)}")
+    array: F32 = np.frombuffer(tensor.data, dtype="<f4").reshape(n, width)
+    _require_finite(array, field)
+    return array

@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from fastapi import Request
 
 from service.problems import body_too_large, unsupported_media_type
 
 JSON_MEDIA_TYPE = "application/json"
+MSGPACK_MEDIA_TYPE = "application/msgpack"
+Codec = Literal["json", "msgpack"]
+_CODECS: dict[str, Codec] = {
+    JSON_MEDIA_TYPE: "json",
+    MSGPACK_MEDIA_TYPE: "msgpack",
+    "application/x-msgpack": "msgpack",  # the older, unregistered name many clients still send
+}
 
 
-async def read_json_body(request: Request, limit: int) -> bytes:
-    """The body bytes of a JSON request; 415 for another media type, 413 past `limit` bytes.
+@dataclass(frozen=True)
+class Body:
+    data: bytes
+    codec: Codec
+
+
+def media_type_of(request: Request) -> str:
+    return request.headers.get("content-type", JSON_MEDIA_TYPE).split(";", 1)[0].strip().lower()
+
+
+async def read_body(request: Request, limit: int, codecs: tuple[Codec, ...] = ("json", "msgpack")) -> Body:
+    """The body bytes and their codec (by Content-Type); 415 for another media type, 413 past `limit` bytes.
 
     The limit is enforced on the bytes actually received, not only on Content-Length, so a
     client that lies about (or omits) its length still cannot make a worker buffer more.
     """
-    media_type = request.headers.get("content-type", JSON_MEDIA_TYPE).split(";", 1)[0].strip().lower()
-    if media_type != JSON_MEDIA_TYPE:
+    media_type = media_type_of(request)
+    codec = _CODECS.get(media_type)
+    if codec is None or codec not in codecs:
         raise unsupported_media_type(media_type)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -28,4 +49,14 @@ async def read_json_body(request: Request, limit: int) -> bytes:
         if received > limit:
             raise body_too_large(limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+    return Body(b"".join(chunks), codec)
+
+
+async def read_json_body(request: Request, limit: int) -> bytes:
+    """The bytes of a JSON-only body (admin routes)."""
+    return (await read_body(request, limit, ("json",))).data
+
+
+def wants_msgpack(request: Request) -> bool:
+    """Answer in msgpack only when the client asks for it; JSON stays the default."""
+    return MSGPACK_MEDIA_TYPE in request.headers.get("accept", "")

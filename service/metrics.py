@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from service.schema import Timings
+
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
@@ -30,6 +32,18 @@ class Metrics:
             "onnxruntime time of the cascade graph",
             ["policy", "version"],
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.phase_seconds = Histogram(
+            "cascade_phase_seconds",
+            "Time per phase of a request: decode (body to tensors), compute (the cascade graph), respond",
+            ["endpoint", "phase"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "cascade_requests_in_flight",
+            "Rank and fusion requests this worker is reading, computing or answering",
             registry=self.registry,
         )
         self.swaps = Counter("cascade_swaps", "Routing changes applied", ["policy"], registry=self.registry)
@@ -73,3 +87,12 @@ class Metrics:
             "Batches Redis refused (then spooled)",
             registry=self.registry,
         )
+
+    def observe(self, endpoint: str, policy: str, version: str, timings: Timings, seconds: float) -> None:
+        """Account one served request: its count, its latency and the time of each phase."""
+        self.requests.labels(endpoint, "200").inc()
+        self.latency.labels(endpoint, policy, version).observe(seconds)
+        phases = self.phase_seconds
+        phases.labels(endpoint, "decode").observe(timings.decode_ms / 1000)
+        phases.labels(endpoint, "compute").observe(timings.compute_ms / 1000)
+        phases.labels(endpoint, "respond").observe(max(0.0, seconds - timings.total_ms / 1000))

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
+from service.http_body import JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE
 from service.problems import PROBLEM_MEDIA_TYPE, Problem
 
 _REF = "#/components/schemas/{name}"
@@ -32,31 +33,42 @@ _REASONS = {
 
 
 _encoder = msgspec.json.Encoder()
+_msgpack_encoder = msgspec.msgpack.Encoder()
 
 
 def json_response(value: object, status: int = 200) -> Response:
     """A msgspec-encoded JSON response (the routes' one way of answering with a schema type)."""
-    return Response(_encoder.encode(value), status_code=status, media_type="application/json")
+    return Response(_encoder.encode(value), status_code=status, media_type=JSON_MEDIA_TYPE)
+
+
+def encoded_response(value: object, msgpack: bool, status: int = 200) -> Response:
+    """The same schema type as msgpack (when the client accepts it) or JSON."""
+    if msgpack:
+        return Response(_msgpack_encoder.encode(value), status_code=status, media_type=MSGPACK_MEDIA_TYPE)
+    return json_response(value, status)
 
 
 def _ref(kind: type) -> dict[str, str]:
     return {"$ref": _REF.format(name=kind.__name__)}
 
 
-def body_of(kind: type) -> dict[str, Any]:
-    """`openapi_extra` declaring a required JSON body of this Struct."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": _ref(kind)}}}}
+def _content(kind: type, msgpack: bool) -> dict[str, Any]:
+    """The media types a Struct travels in: JSON always, msgpack (same schema) where the route takes it."""
+    media = [JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE] if msgpack else [JSON_MEDIA_TYPE]
+    return {name: {"schema": _ref(kind)} for name in media}
 
 
-def responses_of(kind: type, *statuses: int) -> dict[int | str, dict[str, Any]]:
-    """Route `responses`: 2xx with this Struct, 4xx/5xx with problem details."""
+def body_of(kind: type, msgpack: bool = False) -> dict[str, Any]:
+    """`openapi_extra` declaring a required body of this Struct (JSON, and msgpack when `msgpack`)."""
+    return {"requestBody": {"required": True, "content": _content(kind, msgpack)}}
+
+
+def responses_of(kind: type, *statuses: int, msgpack: bool = False) -> dict[int | str, dict[str, Any]]:
+    """Route `responses`: 2xx with this Struct (msgpack too on `Accept: application/msgpack`), else problems."""
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         if status < 300:
-            out[status] = {
-                "description": _REASONS[status],
-                "content": {"application/json": {"schema": _ref(kind)}},
-            }
+            out[status] = {"description": _REASONS[status], "content": _content(kind, msgpack)}
         else:
             out[status] = {
                 "description": _REASONS[status],

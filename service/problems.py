@@ -62,7 +62,7 @@ def unsupported_media_type(media_type: str) -> ProblemError:
         415,
         "unsupported-media-type",
         "Unsupported media type",
-        f"content-type '{media_type}' is not accepted; send application/json",
+        f"content-type '{media_type}' is not accepted; send application/json (or application/msgpack where documented)",
         "content-type",
     )
 

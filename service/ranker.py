@@ -1,24 +1,32 @@
-"""Serving one rank request, transport-free: bundle → cascade → response + decision record."""
+"""Serving rank and fusion requests, transport-free: bundle → cascade → response + decision record."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 
-import numpy as np
-
+from export.manifest import Manifest
 from service.bundle import LoadedBundle
-from service.cascade import CascadeInputs, CascadeOutputs, run_cascade
+from service.cascade import F32, CascadeInputs, CascadeOutputs, run_cascade
 from service.decision_log import DecisionLog
-from service.decision_record import SCHEMA_VERSION, CandidateLog, DecisionRecord, FusionLog, StageLog
-from service.decode import decode_json, rank_inputs
+from service.decode import decode_body, rank_inputs, user_inputs
 from service.exploration import NoiseSource
+from service.http_body import Body
+from service.item_catalog import ItemCatalog
 from service.metrics import Metrics
-from service.problems import not_ready, unknown_policy
+from service.problems import invalid_field, not_ready, unknown_policy
+from service.records import Scored, decision_record
 from service.registry import Registry, Serving
 from service.routing import in_canary
-from service.schema import RankedItem, RankRequest, RankResponse, StageSurvivors, Timings
+from service.schema import (
+    FusionRequest,
+    FusionResponse,
+    RankedItem,
+    RankRequest,
+    RankResponse,
+    StageSurvivors,
+    Timings,
+)
 
 
 class Ranker:
@@ -31,14 +39,18 @@ class Ranker:
         noise: NoiseSource,
         metrics: Metrics,
         default_policy: str,
+        items: ItemCatalog,
         log_candidate_features: bool = False,
+        log_decisions: bool = True,
     ) -> None:
         self._registry = registry
         self._log = decision_log
         self._noise = noise
         self._metrics = metrics
         self._default_policy = default_policy
+        self._items = items
         self._log_candidate_features = log_candidate_features
+        self._log_decisions = log_decisions
 
     def serving_for(self, policy: str | None) -> Serving:
         """The snapshot serving `policy` (default policy if None); 404 if unknown, 503 if not loaded."""
@@ -50,149 +62,147 @@ class Ranker:
             raise unknown_policy(name)
         raise not_ready(f"policy '{name}' has no loaded bundle: {self._registry.error(name) or 'not loaded yet'}")
 
-    def rank_body(self, body: bytes, started: float) -> RankResponse:
-        """Decode a JSON rank body and serve it (blocking: decoding and the cascade are CPU work)."""
-        return self.rank(decode_json(body, RankRequest), started)
+    def rank_body(self, body: Body, started: float) -> RankResponse:
+        """Decode a JSON or msgpack rank body and serve it (blocking: decoding and the cascade are CPU work)."""
+        return self.rank(decode_body(body, RankRequest), started)
+
+    def fusion_body(self, body: Body, started: float) -> FusionResponse:
+        """Decode a JSON or msgpack fusion body and serve it (blocking)."""
+        return self.fusion(decode_body(body, FusionRequest), started)
 
     def rank(self, request: RankRequest, started: float) -> RankResponse:
         """Pick the arm, validate against its bundle, run the cascade, log the decision, build the response."""
-        # Hold one snapshot for the whole request: a swap mid-request cannot mix versions.
         serving = self.serving_for(request.policy)
-        bundle, arm = serving.active, "control"
-        if serving.canary is not None and in_canary(bundle.manifest.policy, request.user.id, serving.canary_fraction):
-            bundle, arm = serving.canary, "canary"
+        bundle, arm = self._arm(serving, request.user.id)
         manifest = bundle.manifest
-        inputs = rank_inputs(request, manifest)
+        table = self._items.table  # one table for the whole request, like the bundle snapshot
+        inputs = rank_inputs(request, manifest, table)
+        noise, explored, outputs, timings = self._run(bundle, inputs, started)
+        ids = request.candidates.ids
+        served_ids = [ids[i] for i in outputs.top_indices.tolist()]
+        from_table = request.candidates.features is None or request.candidates.predictions is None
+        scored = Scored(
+            kind="rank",
+            request_id=uuid.uuid4().hex,
+            user_id=request.user.id,
+            bundle=bundle,
+            arm=arm,
+            inputs=inputs,
+            candidate_ids=ids,
+            outputs=outputs,
+            noise=noise,
+            explored=explored,
+            served_ids=served_ids,
+            timings=timings,
+            item_table=table.version if from_table and table is not None else None,
+        )
+        self._record(scored, serving)
+        return RankResponse(
+            request_id=scored.request_id,
+            policy=manifest.policy,
+            version=manifest.version,
+            arm=arm,
+            items=[RankedItem(id=i, score=s) for i, s in zip(served_ids, outputs.top_scores.tolist(), strict=True)],
+            fusion_weights=_weights(manifest, outputs),
+            stage_survivors=StageSurvivors(*outputs.stage_survivors.tolist()),
+            explored=explored,
+            novelty=float(outputs.novelty[0]),
+            log_prob=float(outputs.log_prob[0]),
+            timings=timings,
+        )
+
+    def fusion(self, request: FusionRequest, started: float) -> FusionResponse:
+        """Request-level fusion weights for the user state; logged like a ranking, with no candidates."""
+        serving = self.serving_for(request.policy)
+        bundle, arm = self._arm(serving, request.user.id)
+        manifest = bundle.manifest
+        if request.candidates is not None:
+            # Per-item weights need a per-item (EnhancedRL) actor; a request-level bundle must not fake them.
+            raise invalid_field(
+                "candidates",
+                f"{manifest.policy}/{manifest.version} has a request-level fusion actor only: send no candidates",
+            )
+        inputs = user_inputs(request.user, request.context, manifest)
+        noise, explored, outputs, timings = self._run(bundle, inputs, started)
+        scored = Scored(
+            kind="fusion",
+            request_id=uuid.uuid4().hex,
+            user_id=request.user.id,
+            bundle=bundle,
+            arm=arm,
+            inputs=inputs,
+            candidate_ids=[],
+            outputs=outputs,
+            noise=noise,
+            explored=explored,
+            served_ids=[],
+            timings=timings,
+        )
+        self._record(scored, serving)
+        return FusionResponse(
+            request_id=scored.request_id,
+            policy=manifest.policy,
+            version=manifest.version,
+            arm=arm,
+            weights=_weights(manifest, outputs),
+            explored=explored,
+            novelty=float(outputs.novelty[0]),
+            log_prob=float(outputs.log_prob[0]),
+            timings=timings,
+        )
+
+    def _arm(self, serving: Serving, user_id: str) -> tuple[LoadedBundle, str]:
+        """Active or canary bundle for this user; the caller holds this one snapshot for the whole request."""
+        bundle = serving.active
+        if serving.canary is not None and in_canary(bundle.manifest.policy, user_id, serving.canary_fraction):
+            return serving.canary, "canary"
+        return bundle, "control"
+
+    def _run(
+        self, bundle: LoadedBundle, inputs: CascadeInputs, started: float
+    ) -> tuple[F32, bool, CascadeOutputs, Timings]:
+        """Draw the exploration noise, run the graph once, time both halves."""
+        manifest = bundle.manifest
         decode_ms = (time.perf_counter() - started) * 1000  # body read + parse + checks + arrays
         noise, explored = self._noise.draw(manifest)
         compute_start = time.perf_counter()
         outputs = run_cascade(bundle.session, manifest, inputs, noise)
         compute_ms = (time.perf_counter() - compute_start) * 1000
         self._metrics.ort_seconds.labels(manifest.policy, manifest.version).observe(compute_ms / 1000)
+        total_ms = (time.perf_counter() - started) * 1000
+        return noise, explored, outputs, Timings(decode_ms=decode_ms, compute_ms=compute_ms, total_ms=total_ms)
 
-        ids = request.candidates.ids
-        served_ids = [ids[i] for i in outputs.top_indices.tolist()]
-        scores = outputs.top_scores.tolist()
-        weights = outputs.fusion_action[0].tolist()
-        survivors = outputs.stage_survivors.tolist()
-        request_id = uuid.uuid4().hex
-        timings = Timings(
-            decode_ms=decode_ms,
-            compute_ms=compute_ms,
-            total_ms=(time.perf_counter() - started) * 1000,
-        )
-        record = self._record(request, bundle, inputs, outputs, noise, explored, served_ids, request_id, timings, arm)
-        self._log.append(record)
-        if serving.shadow is not None:
-            self._log_shadow(request, serving.shadow, bundle, inputs, noise, explored, request_id, timings)
-        return RankResponse(
-            request_id=request_id,
-            policy=manifest.policy,
-            version=manifest.version,
-            arm=arm,
-            items=[RankedItem(id=i, score=s) for i, s in zip(served_ids, scores, strict=True)],
-            fusion_weights=dict(zip(manifest.fusion.names, weights, strict=True)),
-            stage_survivors=StageSurvivors(*survivors),
-            explored=explored,
-            novelty=float(outputs.novelty[0]),
-            log_prob=float(outputs.log_prob[0]),
-            timings=timings,
-        )
-
-    def _log_shadow(
-        self,
-        request: RankRequest,
-        shadow: LoadedBundle,
-        served: LoadedBundle,
-        inputs: CascadeInputs,
-        noise: np.ndarray,
-        explored: bool,
-        request_id: str,
-        timings: Timings,
-    ) -> None:
-        """Score the same request with the shadow version (same inputs, same draws) and log, never serve."""
-        if shadow.manifest.feature_schema != served.manifest.feature_schema:
+    def _record(self, scored: Scored, serving: Serving) -> None:
+        """Log the decision and, with a shadow version routed, the shadow's scoring of the same inputs."""
+        if not self._log_decisions:
+            return
+        self._log.append(decision_record(scored, self._log_candidate_features))
+        shadow = serving.shadow
+        if shadow is None:
+            return
+        if shadow.manifest.feature_schema != scored.bundle.manifest.feature_schema:
             self._metrics.shadow_skipped.labels(shadow.manifest.policy).inc()
             return
-        outputs = run_cascade(shadow.session, shadow.manifest, inputs, noise)
-        ids = request.candidates.ids
-        shadow_ids = [ids[i] for i in outputs.top_indices.tolist()]
-        shadow_id = f"{request_id}.shadow"
-        record = self._record(
-            request,
-            shadow,
-            inputs,
-            outputs,
-            noise,
-            explored,
-            shadow_ids,
-            shadow_id,
-            timings,
-            "shadow",
-            request_id,
+        outputs = run_cascade(shadow.session, shadow.manifest, scored.inputs, scored.noise)
+        ids = scored.candidate_ids
+        shadow_scored = Scored(
+            kind=scored.kind,
+            request_id=f"{scored.request_id}.shadow",
+            user_id=scored.user_id,
+            bundle=shadow,
+            arm="shadow",
+            inputs=scored.inputs,
+            candidate_ids=ids,
+            outputs=outputs,
+            noise=scored.noise,
+            explored=scored.explored,
+            served_ids=[ids[i] for i in outputs.top_indices.tolist()] if ids else [],
+            timings=scored.timings,
+            item_table=scored.item_table,
+            shadow_of=scored.request_id,
         )
-        self._log.append(record)
+        self._log.append(decision_record(shadow_scored, self._log_candidate_features))
 
-    def _record(
-        self,
-        request: RankRequest,
-        bundle: LoadedBundle,
-        inputs: CascadeInputs,
-        outputs: CascadeOutputs,
-        noise: np.ndarray,
-        explored: bool,
-        served_ids: list[str],
-        request_id: str,
-        timings: Timings,
-        arm: str,
-        shadow_of: str | None = None,
-    ) -> DecisionRecord:
-        manifest = bundle.manifest
-        digest = hashlib.sha256(inputs.item_features.tobytes())
-        digest.update(inputs.mtl_predictions.tobytes())
-        candidates = CandidateLog(ids=request.candidates.ids, digest=digest.hexdigest())
-        if self._log_candidate_features:
-            candidates.features = inputs.item_features.tolist()
-            candidates.predictions = inputs.mtl_predictions.tolist()
-        stages = [
-            StageLog(
-                name=stage.name,
-                keep=stage.keep,
-                survivors=int(outputs.stage_survivors[i]),
-                observation=outputs.stage_observations[i].tolist(),
-                action=outputs.stage_actions[i].tolist(),
-            )
-            for i, stage in enumerate(manifest.stages)
-        ]
-        user = inputs.user[0].tolist()
-        context = inputs.context[0].tolist()
-        return DecisionRecord(
-            schema_version=SCHEMA_VERSION,
-            request_id=request_id,
-            time=time.time(),
-            user_id=request.user.id,
-            policy=manifest.policy,
-            version=manifest.version,
-            arm=arm,
-            k=inputs.k,
-            user_features=user,
-            context=context,
-            candidates=candidates,
-            stages=stages,
-            fusion=FusionLog(
-                state=user + context,
-                mean=outputs.fusion_mean[0].tolist(),
-                std=outputs.fusion_std[0].tolist(),
-                noise=noise[0].tolist(),
-                raw_action=outputs.fusion_raw_action[0].tolist(),
-                action=outputs.fusion_action[0].tolist(),
-                names=manifest.fusion.names,
-            ),
-            served_ids=served_ids,
-            served_scores=outputs.top_scores.tolist(),
-            log_prob=float(outputs.log_prob[0]),
-            novelty=float(outputs.novelty[0]),
-            explored=explored,
-            timings=timings,
-            shadow_of=shadow_of,
-        )
+
+def _weights(manifest: Manifest, outputs: CascadeOutputs) -> dict[str, float]:
+    return dict(zip(manifest.fusion.names, outputs.fusion_action[0].tolist(), strict=True))

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from export.store import StoreError, active_version
 from service.bundle import BundleError
+from service.item_catalog import ItemCatalog
 from service.metrics import Metrics
 from service.registry import Registry
 from service.routing import RoutingStore
@@ -34,7 +35,9 @@ class RoutingWatcher:
         policies: list[str],
         metrics: Metrics,
         poll_seconds: float,
+        items: ItemCatalog | None = None,
     ) -> None:
+        self._items = items
         self._redis = redis
         self._routing = routing
         self._registry = registry
@@ -51,6 +54,8 @@ class RoutingWatcher:
             for policy in self._policies:
                 with contextlib.suppress(StoreError):
                     await self._routing.bootstrap(policy, active_version(self._registry.store, policy))
+            if self._items is not None:
+                await self._items.bootstrap(self._routing)
             await self.refresh()
         except (RedisError, OSError) as exc:
             # Serve what the store says until Redis answers; the watcher then converges on Redis.
@@ -58,6 +63,8 @@ class RoutingWatcher:
             for policy in self._policies:
                 with contextlib.suppress(StoreError, BundleError):
                     await asyncio.to_thread(self._registry.load_active, policy)
+            if self._items is not None:
+                await asyncio.to_thread(self._items.load_store_active)
         self._task = asyncio.create_task(self._run(), name="routing-watcher")
 
     async def stop(self) -> None:
@@ -71,6 +78,8 @@ class RoutingWatcher:
     async def refresh(self) -> None:
         """Apply every policy whose revision differs from what this worker serves."""
         async with self._lock:  # one swap at a time: versions served by a worker only move forward
+            if self._items is not None:
+                await self._items.refresh(self._routing)
             for policy in self._policies:
                 state = await self._routing.get(policy)
                 current = self._registry.get(policy)

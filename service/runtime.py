@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from export.manifest import POLICY_NAME
 from service.decision_log import DecisionLog, SpoolSettings
 from service.embedded_redis import EmbeddedRedis
 from service.exploration import NoiseSource
 from service.feedback import FeedbackStore
+from service.item_catalog import ItemCatalog
 from service.metrics import Metrics
 from service.ranker import Ranker
 from service.registry import Registry
@@ -34,6 +36,7 @@ class Runtime:
     redis: Redis
     routing: RoutingStore
     decision_log: DecisionLog
+    items: ItemCatalog
     ranker: Ranker
     feedback: FeedbackStore
 
@@ -41,7 +44,7 @@ class Runtime:
 def served_policies(settings: Settings) -> list[str]:
     """The default policy plus every policy with bundles in the store."""
     on_disk = sorted(p.name for p in settings.store.iterdir() if p.is_dir()) if settings.store.is_dir() else []
-    return [settings.policy, *(name for name in on_disk if name != settings.policy and not name.startswith("."))]
+    return [settings.policy, *(name for name in on_disk if name != settings.policy and POLICY_NAME.fullmatch(name))]
 
 
 @contextlib.asynccontextmanager
@@ -55,9 +58,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     redis = Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
     metrics = Metrics()
     registry = Registry(settings.store, settings.ort_intra_op_threads)
+    items = ItemCatalog(settings.store)
     routing = RoutingStore(redis, settings.routing_namespace)
     watcher = RoutingWatcher(
-        routing, redis, registry, served_policies(settings), metrics, settings.routing_poll_seconds
+        routing, redis, registry, served_policies(settings), metrics, settings.routing_poll_seconds, items
     )
     # Start anyway if nothing loads: /healthz answers, /readyz says why it is not ready.
     await watcher.start()
@@ -77,11 +81,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         NoiseSource(settings.exploration_seed),
         metrics,
         settings.policy,
-        settings.log_candidate_features,
+        items,
+        log_candidate_features=settings.log_candidate_features,
+        log_decisions=settings.log_decisions,
     )
     feedback = FeedbackStore(redis, settings.feedback_stream, settings.feedback_dedupe_seconds)
     try:
-        yield Runtime(settings, metrics, registry, redis, routing, decision_log, ranker, feedback)
+        yield Runtime(settings, metrics, registry, redis, routing, decision_log, items, ranker, feedback)
     finally:
         await watcher.stop()
         await decision_log.stop(settings.log_flush_seconds)

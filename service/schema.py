@@ -7,7 +7,7 @@ the path of a bad value, at a fraction of the cost of pydantic models per candid
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -22,15 +22,35 @@ class User(msgspec.Struct, forbid_unknown_fields=True):
     features: Annotated[Row, msgspec.Meta(description="Observable user features, manifest user_columns order")]
 
 
+class Tensor(msgspec.Struct, forbid_unknown_fields=True):
+    """A matrix as raw little-endian float32 bytes, row-major (base64 in JSON, a bin value in msgpack).
+
+    Skips parsing one number per value: the body carries the bytes the graph reads (the idea of
+    Triton's binary tensor extension).
+    """
+
+    shape: Annotated[list[int], msgspec.Meta(min_length=2, max_length=2, description="[rows, columns]")]
+    data: Annotated[bytes, msgspec.Meta(description="rows × columns little-endian float32 values")]
+    dtype: Literal["float32"] = "float32"
+
+
+Matrix = list[Row] | Tensor
+
+
 class Candidates(msgspec.Struct, forbid_unknown_fields=True):
-    """Candidate items with their features and multi-task (MTL) predictions, row i ↔ ids[i]."""
+    """Candidate items, row i ↔ ids[i]. Rows not sent are looked up by id in the service's item table."""
 
     ids: list[ItemId]
-    features: Annotated[list[Row], msgspec.Meta(description="One row per candidate, manifest item_columns order")]
-    predictions: Annotated[
-        list[Row],
-        msgspec.Meta(description="One row per candidate, manifest objectives order (MTL predictions)"),
-    ]
+    features: (
+        Annotated[Matrix, msgspec.Meta(description="One row per candidate, manifest item_columns order")] | None
+    ) = None
+    predictions: (
+        Annotated[
+            Matrix,
+            msgspec.Meta(description="One row per candidate, manifest objectives order (MTL predictions)"),
+        ]
+        | None
+    ) = None
 
 
 class RankRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -76,6 +96,41 @@ class RankResponse(msgspec.Struct):
     timings: Timings
 
 
+class FusionRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Ask for the fusion weights alone: request-level from the user state, or per item with candidates."""
+
+    user: User
+    context: Annotated[Row, msgspec.Meta(description="Request context, manifest context_columns order")] | None = None
+    candidates: (
+        Annotated[
+            Candidates,
+            msgspec.Meta(description="Per-item weights for these items; needs a bundle with a per-item fusion actor"),
+        ]
+        | None
+    ) = None
+    policy: Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="Policy to serve")] | None = None
+
+
+class ItemWeights(msgspec.Struct):
+    id: str
+    weights: dict[str, float]
+
+
+class FusionResponse(msgspec.Struct):
+    """Fusion weights (power w_j and bias b_j per objective: score = Π_j (p_j + b_j)^w_j) and what produced them."""
+
+    request_id: str
+    policy: str
+    version: str
+    arm: Annotated[str, msgspec.Meta(description="control (active version) or canary")]
+    weights: Annotated[dict[str, float], msgspec.Meta(description="Request-level weights")]
+    explored: bool
+    novelty: float
+    log_prob: float
+    timings: Timings
+    items: Annotated[list[ItemWeights], msgspec.Meta(description="Per-item weights, with candidates")] | None = None
+
+
 class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Reward signals for one served request (optionally one of its items)."""
 
@@ -102,6 +157,8 @@ class ReadyState(msgspec.Struct):
     redis: str
     decision_log: dict[str, int | str]
     detail: str | None = None
+    item_table: Annotated[str | None, msgspec.Meta(description="Item table version served, if any")] = None
+    item_table_error: str | None = None
 
 
 class Health(msgspec.Struct):

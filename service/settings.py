@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     log_flush_seconds: float = Field(default=5.0, ge=0)
     """At shutdown, how long to keep writing queued records to Redis before spooling the rest."""
 
+    log_decisions: bool = True
+    """Record every decision. Off only to measure what logging costs (loadtest/bench): nothing is then logged."""
     log_candidate_features: bool = False
     """Also log each request's full candidate matrices (large). Off: a sha256 digest references them."""
 

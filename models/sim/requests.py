@@ -80,11 +80,19 @@ def served_responses(
 
 
 def write_example_request(
-    path: Path, seed: int = 0, n_candidates: int = 1000, k: int = 10, sim: Simulator | None = None
+    path: Path,
+    seed: int = 0,
+    n_candidates: int = 1000,
+    k: int = 10,
+    sim: Simulator | None = None,
+    by_id: bool = False,
 ) -> Path:
-    """Write one `rank_request` body as JSON to `path` (parents created) and return the path."""
+    """Write one rank body as JSON to `path` (parents created): inline rows, or ids only with `by_id`."""
+    from models.sim.items import by_id_request
+
     sim = sim or Simulator(seed=seed)
-    body = rank_request(sim, np.random.default_rng(seed), n_candidates=n_candidates, k=k)
+    make = by_id_request if by_id else rank_request
+    body = make(sim, np.random.default_rng(seed), n_candidates=n_candidates, k=k)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(body))
     return path

@@ -1,0 +1,92 @@
+"""Building a decision record (service/decision_record.py) from one scoring of one request."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from service.bundle import LoadedBundle
+from service.cascade import F32, CascadeInputs, CascadeOutputs
+from service.decision_record import SCHEMA_VERSION, CandidateLog, DecisionRecord, FusionLog, StageLog
+from service.schema import Timings
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What one bundle did with one request: everything its decision record is made of."""
+
+    kind: str  # "rank" or "fusion"
+    request_id: str
+    user_id: str
+    bundle: LoadedBundle
+    arm: str  # "control", "canary" or "shadow"
+    inputs: CascadeInputs
+    candidate_ids: list[str]  # empty for a request-level fusion call
+    outputs: CascadeOutputs
+    noise: F32
+    explored: bool
+    served_ids: list[str]
+    timings: Timings
+    item_table: str | None = None
+    shadow_of: str | None = None
+
+
+def decision_record(scored: Scored, log_candidate_features: bool) -> DecisionRecord:
+    """The record of a scoring; candidate matrices are referenced by digest unless asked to be logged."""
+    manifest = scored.bundle.manifest
+    inputs, outputs = scored.inputs, scored.outputs
+    ranked = scored.kind == "rank"
+    digest = hashlib.sha256()
+    if ranked:
+        digest.update(inputs.item_features.tobytes())
+        digest.update(inputs.mtl_predictions.tobytes())
+    candidates = CandidateLog(ids=scored.candidate_ids, digest=digest.hexdigest(), item_table=scored.item_table)
+    if log_candidate_features and ranked:
+        candidates.features = inputs.item_features.tolist()
+        candidates.predictions = inputs.mtl_predictions.tolist()
+    # A fusion call runs no stage on real candidates, so it has no stage to record.
+    stages = [
+        StageLog(
+            name=stage.name,
+            keep=stage.keep,
+            survivors=int(outputs.stage_survivors[i]),
+            observation=outputs.stage_observations[i].tolist(),
+            action=outputs.stage_actions[i].tolist(),
+        )
+        for i, stage in enumerate(manifest.stages)
+        if ranked
+    ]
+    user = inputs.user[0].tolist()
+    context = inputs.context[0].tolist()
+    return DecisionRecord(
+        schema_version=SCHEMA_VERSION,
+        request_id=scored.request_id,
+        time=time.time(),
+        user_id=scored.user_id,
+        policy=manifest.policy,
+        version=manifest.version,
+        arm=scored.arm,
+        k=inputs.k if ranked else 0,
+        user_features=user,
+        context=context,
+        candidates=candidates,
+        stages=stages,
+        fusion=FusionLog(
+            state=user + context,
+            mean=outputs.fusion_mean[0].tolist(),
+            std=outputs.fusion_std[0].tolist(),
+            noise=scored.noise[0].tolist(),
+            raw_action=outputs.fusion_raw_action[0].tolist(),
+            action=outputs.fusion_action[0].tolist(),
+            names=manifest.fusion.names,
+        ),
+        served_ids=scored.served_ids,
+        served_scores=outputs.top_scores.tolist() if ranked else [],
+        log_prob=float(outputs.log_prob[0]),
+        novelty=float(outputs.novelty[0]),
+        explored=scored.explored,
+        timings=scored.timings,
+        shadow_of=scored.shadow_of,
+        kind=scored.kind,
+    )
