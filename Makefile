@@ -7,7 +7,7 @@ STORE ?= store
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run demo test lint openapi loadtest clean
+.PHONY: install run demo test lint openapi loadtest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ openapi: $(STAMP)
 
 loadtest: $(STAMP) $(STORE)/demo/ACTIVE
 	$(BIN)/python -m loadtest.run --store $(STORE)
+
+# The benchmark harness: trains its own policy, runs every server on 127.0.0.1, writes BENCHMARKS.md + .png.
+bench: $(STAMP)
+	$(BIN)/cascade bench
 
 clean:
 	rm -rf $(VENV) $(STORE) .redis .pytest_cache .mypy_cache .ruff_cache loadtest/results

@@ -146,6 +146,14 @@ def publish(
         typer.echo(f"routing: {manifest.policy} now serves {manifest.version}")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Benchmark: compute limit vs cascade-serve vs naive baseline (options: python -m loadtest.bench.run -h)."""
+    from loadtest.bench.run import main
+
+    raise typer.Exit(main(ctx.args))
+
+
 @app.command()
 def openapi(
     out: Annotated[Path, typer.Option(help="Where to write the document")] = Path("openapi.yaml"),

@@ -79,9 +79,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(store: Path, port: int, workers: int, redis_url: str | None, log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    store: Path, port: int, workers: int, redis_url: str | None, log: Path, env_extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """`cascade serve` as a child in its own session, so Ctrl-C reaches only us and we stop it in order."""
-    env = dict(os.environ)
+    env = {**os.environ, **(env_extra or {})}
     if redis_url is not None:
         env["CASCADE_REDIS_URL"] = redis_url
     command = [

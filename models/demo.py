@@ -159,7 +159,18 @@ def build_demo(
     requests can name candidates by id.
     """
     config = replace(config or DemoConfig(), seed=seed)
-    trained = train_demo_policy(config)
+    return publish_demo(train_demo_policy(config), store, config, policy, version, item_table)
+
+
+def publish_demo(
+    trained: DemoTraining,
+    store: Path,
+    config: DemoConfig,
+    policy: str = "demo",
+    version: str | None = None,
+    item_table: bool = True,
+) -> Manifest:
+    """Export a trained demo policy with a parity check, publish it active, and write its item table."""
     schema, stages, fusion = bundle_description(trained.policy, config)
     version = version or datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     with tempfile.TemporaryDirectory(prefix="cascade-demo-") as tmp:

@@ -20,7 +20,9 @@ class CandidateLog(msgspec.Struct):
     """The request's candidates: ids always; the matrices only when the service is told to log them."""
 
     ids: list[str]
-    digest: str  # sha256 of features ‖ predictions as little-endian float32 bytes
+    # sha256 of the matrices the body carried (features ‖ predictions, little-endian float32 bytes);
+    # a matrix taken from the item table is left out: `item_table` and the ids reproduce it.
+    digest: str
     features: list[list[float]] | None = None
     predictions: list[list[float]] | None = None
     item_table: str | None = None  # version of the item table rows were looked up in, when not sent inline

@@ -80,7 +80,11 @@ class Ranker:
         noise, explored, outputs, timings = self._run(bundle, inputs, started)
         ids = request.candidates.ids
         served_ids = [ids[i] for i in outputs.top_indices.tolist()]
-        from_table = request.candidates.features is None or request.candidates.predictions is None
+        sent = request.candidates
+        from_table = sent.features is None or sent.predictions is None
+        inline = (inputs.item_features,) * (sent.features is not None) + (inputs.mtl_predictions,) * (
+            sent.predictions is not None
+        )
         scored = Scored(
             kind="rank",
             request_id=uuid.uuid4().hex,
@@ -95,6 +99,7 @@ class Ranker:
             served_ids=served_ids,
             timings=timings,
             item_table=table.version if from_table and table is not None else None,
+            inline_matrices=inline,
         )
         self._record(scored, serving)
         return RankResponse(
@@ -199,6 +204,7 @@ class Ranker:
             served_ids=[ids[i] for i in outputs.top_indices.tolist()] if ids else [],
             timings=scored.timings,
             item_table=scored.item_table,
+            inline_matrices=scored.inline_matrices,
             shadow_of=scored.request_id,
         )
         self._log.append(decision_record(shadow_scored, self._log_candidate_features))

@@ -29,6 +29,9 @@ class Scored:
     served_ids: list[str]
     timings: Timings
     item_table: str | None = None
+    # The candidate matrices the body carried, features before predictions: the record's digest covers
+    # them. Rows looked up in the item table are not hashed; its version and the ids reproduce them.
+    inline_matrices: tuple[F32, ...] = ()
     shadow_of: str | None = None
 
 
@@ -38,9 +41,8 @@ def decision_record(scored: Scored, log_candidate_features: bool) -> DecisionRec
     inputs, outputs = scored.inputs, scored.outputs
     ranked = scored.kind == "rank"
     digest = hashlib.sha256()
-    if ranked:
-        digest.update(inputs.item_features.tobytes())
-        digest.update(inputs.mtl_predictions.tobytes())
+    for matrix in scored.inline_matrices:
+        digest.update(matrix.tobytes())
     candidates = CandidateLog(ids=scored.candidate_ids, digest=digest.hexdigest(), item_table=scored.item_table)
     if log_candidate_features and ranked:
         candidates.features = inputs.item_features.tolist()

@@ -1,0 +1,1 @@
+"""Baselines the benchmark harness measures cascade-serve against."""

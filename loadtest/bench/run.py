@@ -1,0 +1,109 @@
+"""`cascade bench`: one run measures the compute limit, cascade-serve and the naive baseline, same requests.
+
+1. the limit: the cascade graph in onnxruntime in-process (p50 of one call), no HTTP, no decoding;
+2. cascade-serve over HTTP on 127.0.0.1: 1 worker with logging on (every encoding and N),
+   logging off and 2 workers (N = 1,000, by id);
+3. the naive baseline (loadtest/baselines/naive_fastapi.py), inline JSON.
+Each configuration runs at concurrency 1 (latency) and at a fixed concurrency (throughput). The
+results go to a JSON file, to BENCHMARKS.md (with the machine and the command) and to a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from loadtest.bench.limit import compute_p50_ms
+from loadtest.bench.loadgen import LoadResult, drive
+from loadtest.bench.report import Measurement, write_report
+from loadtest.bench.servers import cascade_serve, naive_baseline
+from loadtest.bench.workload import ENCODINGS, build_workload
+
+POLICY = "demo"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cascade bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100,1000,10000", help="candidate counts N, comma-separated")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per configuration")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight for throughput")
+    parser.add_argument("--per-size", type=int, default=16, help="distinct requests per N")
+    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--plot", type=Path, default=Path("BENCHMARKS.png"))
+    parser.add_argument("--results", type=Path, default=Path("loadtest/bench/results.json"))
+    return parser.parse_args(argv)
+
+
+def build_bench_store(store: Path, n_items: int) -> Path:
+    """Train the demo policy on a catalogue large enough for the biggest N; save its torch weights too."""
+    from loadtest.baselines.naive_fastapi import save_checkpoint
+    from models.demo import DemoConfig, publish_demo, train_demo_policy
+    from models.sim.config import SimConfig
+
+    config = DemoConfig(sim=replace(SimConfig(), n_items=n_items))
+    trained = train_demo_policy(config)
+    manifest = publish_demo(trained, store, config, policy=POLICY)
+    checkpoint = store / "baseline-policy.pt"
+    save_checkpoint(trained.policy, manifest.stage_sizes, manifest.fusion.names, checkpoint)
+    return checkpoint
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = [int(n) for n in args.sizes.split(",")]
+    reference = 1000 if 1000 in sizes else sizes[len(sizes) // 2]
+    command = "cascade bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    measurements: list[Measurement] = []
+    started = time.time()
+
+    def measure(config: str, encoding: str, n: int, port: int, bodies: list, path: str = "/v1/rank") -> None:
+        for concurrency in sorted({1, args.concurrency}):
+            result: LoadResult = drive(port, path, bodies, concurrency, args.seconds)
+            row = Measurement.of(config, encoding, n, concurrency, result)
+            measurements.append(row)
+            print(row.line(), flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="cascade-bench-") as tmp:
+        store, logs = Path(tmp) / "store", Path(tmp) / "logs"
+        logs.mkdir()
+        print("training and exporting the bench policy ...", flush=True)
+        checkpoint = build_bench_store(store, n_items=max(12_000, int(max(sizes) * 1.2)))
+        from models.sim.config import SimConfig
+        from models.sim.simulator import Simulator
+
+        sim = Simulator(replace(SimConfig(), n_items=max(12_000, int(max(sizes) * 1.2))), seed=0)
+        workload = build_workload(sim, sizes, args.per_size)
+        for n in sizes:
+            p50 = compute_p50_ms(store, POLICY, workload.raw[n], repeats=max(50, 20_000 // n))
+            measurements.append(Measurement.limit(n, p50))
+            print(measurements[-1].line(), flush=True)
+        with cascade_serve(store, workers=1, log_decisions=True, logs=logs) as port:
+            for n in sizes:
+                for encoding in ENCODINGS:
+                    measure("cascade-serve 1 worker", encoding, n, port, workload.bodies[encoding, n])
+        with cascade_serve(store, workers=1, log_decisions=False, logs=logs) as port:
+            for encoding in ("json-by-id", "json-inline"):
+                measure(
+                    "cascade-serve 1 worker, logging off",
+                    encoding,
+                    reference,
+                    port,
+                    workload.bodies[encoding, reference],
+                )
+        with cascade_serve(store, workers=2, log_decisions=True, logs=logs) as port:
+            measure("cascade-serve 2 workers", "json-by-id", reference, port, workload.bodies["json-by-id", reference])
+        with naive_baseline(checkpoint, logs) as port:
+            for n in sizes:
+                measure("naive baseline", "json-inline", n, port, workload.bodies["json-inline", n])
+    write_report(measurements, args, command, reference, time.time() - started)
+    print(f"wrote {args.out}, {args.plot} and {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
