@@ -17,18 +17,29 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from export.item_table import ITEMS_MANIFEST, ItemTableError, items_root
 from export.manifest import POLICY_NAME
 from export.store import StoreError, prune, versions
 from service.bundle import BundleError
 from service.decode import decode_json
 from service.http_body import read_json_body
+from service.item_catalog import ITEMS_ROUTE
 from service.openapi import body_of, json_response, responses_of
 from service.problems import ProblemError, invalid_field, unknown_policy
 from service.routing import RoutingState
 from service.runtime import Runtime, served_policies
-from service.schema import ActivateRequest, CanaryRequest, ModelsResponse, PolicyStatus, ShadowRequest
+from service.schema import (
+    ActivateRequest,
+    CanaryRequest,
+    ItemTableStatus,
+    ModelsResponse,
+    PolicyStatus,
+    ShadowRequest,
+)
 
 T = TypeVar("T")
+# The admin routes' body and answer types, for the OpenAPI components.
+ADMIN_SCHEMA_TYPES = [ActivateRequest, CanaryRequest, ShadowRequest, PolicyStatus, ModelsResponse, ItemTableStatus]
 _bearer = HTTPBearer(auto_error=False, description="CASCADE_ADMIN_TOKEN")
 _BEARER = Depends(_bearer)
 
@@ -152,5 +163,24 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
     async def shadow(policy: str, request: Request) -> Response:
         rt, body = await change_request(policy, request, ShadowRequest)
         return await changed(rt, policy, await rt.routing.set_shadow(policy, body.version))
+
+    @router.post(
+        "/v1/admin/items/activate",
+        summary="Serve an item table version from the store (verified first) in every worker",
+        dependencies=admin,
+        openapi_extra=body_of(ActivateRequest),
+        responses=responses_of(ItemTableStatus, 200, 400, *problems),
+    )
+    async def activate_items(request: Request) -> Response:
+        rt = runtime()
+        body = decode_json(await read_json_body(request, rt.settings.max_body_bytes), ActivateRequest)
+        if not (items_root(rt.settings.store) / body.version / ITEMS_MANIFEST).is_file():
+            raise ProblemError(404, "unknown-version", "Unknown version", f"no item table {body.version}", "version")
+        try:
+            await asyncio.to_thread(rt.items.load, body.version)
+        except ItemTableError as exc:
+            raise invalid_field("version", f"item table {body.version} refused: {exc}") from exc
+        state = await rt.routing.activate(ITEMS_ROUTE, body.version)
+        return json_response(ItemTableStatus(active=state.active, previous=state.previous, revision=state.revision))
 
     return router

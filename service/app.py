@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.admin import admin_router
+from service.admin import ADMIN_SCHEMA_TYPES, admin_router
 from service.decode import decode_body
 from service.http_body import Body, read_body, wants_msgpack
 from service.openapi import body_of, encoded_response, install_openapi, json_response, responses_of
@@ -176,5 +176,5 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(admin_router(runtime))
     schema_types = [RankRequest, RankResponse, FusionRequest, FusionResponse, FeedbackRequest, FeedbackAccepted]
-    install_openapi(app, [*schema_types, ReadyState, Health])
+    install_openapi(app, [*schema_types, *ADMIN_SCHEMA_TYPES, ReadyState, Health])
     return app

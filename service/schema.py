@@ -203,5 +203,13 @@ class PolicyStatus(msgspec.Struct):
     error: str | None = None
 
 
+class ItemTableStatus(msgspec.Struct):
+    """The item table routing shared by all workers (a worker's own table is in /readyz)."""
+
+    active: str | None
+    previous: str | None
+    revision: int
+
+
 class ModelsResponse(msgspec.Struct):
     policies: list[PolicyStatus]

@@ -33,19 +33,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per configuration")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight for throughput")
     parser.add_argument("--per-size", type=int, default=16, help="distinct requests per N")
+    parser.add_argument("--train-steps", type=int, default=None, help="fewer training steps (harness tests only)")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--plot", type=Path, default=Path("BENCHMARKS.png"))
     parser.add_argument("--results", type=Path, default=Path("loadtest/bench/results.json"))
     return parser.parse_args(argv)
 
 
-def build_bench_store(store: Path, n_items: int) -> Path:
+def build_bench_store(store: Path, n_items: int, train_steps: int | None = None) -> Path:
     """Train the demo policy on a catalogue large enough for the biggest N; save its torch weights too."""
     from loadtest.baselines.naive_fastapi import save_checkpoint
     from models.demo import DemoConfig, publish_demo, train_demo_policy
     from models.sim.config import SimConfig
 
     config = DemoConfig(sim=replace(SimConfig(), n_items=n_items))
+    if train_steps is not None:  # speed only: the served cost does not depend on how well the policy learned
+        config = replace(
+            config, head_steps=train_steps, rnd_steps=train_steps, a3c=replace(config.a3c, steps=train_steps)
+        )
     trained = train_demo_policy(config)
     manifest = publish_demo(trained, store, config, policy=POLICY)
     checkpoint = store / "baseline-policy.pt"
@@ -72,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         store, logs = Path(tmp) / "store", Path(tmp) / "logs"
         logs.mkdir()
         print("training and exporting the bench policy ...", flush=True)
-        checkpoint = build_bench_store(store, n_items=max(12_000, int(max(sizes) * 1.2)))
+        checkpoint = build_bench_store(store, max(12_000, int(max(sizes) * 1.2)), args.train_steps)
         from models.sim.config import SimConfig
         from models.sim.simulator import Simulator
 

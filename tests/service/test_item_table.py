@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,11 @@ from export.item_table import (
 )
 from export.store import active_version, read_manifest
 from service import decision_record
+from service.app import create_app
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream
 from tests.service.first_response import decision_of, first_answer
+from tests.versions import private_store
 
 JSON = "application/json"
 
@@ -120,3 +123,35 @@ def test_a_tampered_table_is_refused_on_load(store: Path, tmp_path: Path) -> Non
         load_item_table(copy, "v1")
     with pytest.raises(ItemTableError, match="unique"):
         write_item_table(copy, ["a", "a"], zeros, ones, ["x", "y", "z"], ["p", "q"])
+
+
+def test_admin_swaps_the_table_in_every_worker(settings: Settings, store: Path, tmp_path: Path) -> None:
+    own = private_store(store, tmp_path / "store")
+    table = load_item_table(own, active_items_version(own) or "")
+    # A new version with one new item; everything else equal.
+    write_item_table(
+        own,
+        [*table.ids, "brand-new"],
+        np.vstack([table.features, table.features[:1]]),
+        np.vstack([table.predictions, table.predictions[:1]]),
+        table.manifest.item_columns,
+        table.manifest.objectives,
+        version="v2",
+        activate=False,
+    )
+    admin = settings.model_copy(update={"store": own, "admin_token": "t", "routing_poll_seconds": 0.05})
+    body = by_id_body(own, n=20)
+    body["candidates"]["ids"][0] = "brand-new"
+    auth = {"authorization": "Bearer t"}
+    with TestClient(create_app(admin)) as client:
+        assert client.post("/v1/rank", json=body).json()["field"] == "candidates.ids[0]"
+        refused = client.post("/v1/admin/items/activate", json={"version": "nope"}, headers=auth)
+        assert refused.status_code == 404
+        answer = client.post("/v1/admin/items/activate", json={"version": "v2"}, headers=auth)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["active"] == "v2"
+        deadline = time.monotonic() + 10  # hang guard: the swap is asynchronous
+        while client.get("/readyz").json()["item_table"] != "v2" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ranked = client.post("/v1/rank", json=body)
+        assert ranked.status_code == 200, ranked.text

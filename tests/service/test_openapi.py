@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import yaml
@@ -29,3 +31,11 @@ def test_every_route_with_a_body_documents_problem_responses(client: TestClient)
     for path, operation in with_body:
         assert "422" in operation["responses"], path
         assert "application/problem+json" in operation["responses"]["422"]["content"], path
+
+
+def test_every_schema_reference_resolves(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    defined = set(document["components"]["schemas"])
+    text = json.dumps(document)
+    referenced = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
+    assert referenced <= defined, f"dangling $ref: {sorted(referenced - defined)}"
