@@ -27,6 +27,7 @@ run: $(STAMP) $(STORE)/demo/ACTIVE
 	@echo
 	@echo "Serving on http://$(HOST):$(PORT). In another shell:"
 	@echo "  curl -s -H 'content-type: application/json' --data @$(STORE)/example-rank.json http://$(HOST):$(PORT)/v1/rank"
+	@echo "  curl -s -H 'content-type: application/json' --data @$(STORE)/example-rank-by-id.json http://$(HOST):$(PORT)/v1/rank"
 	@echo
 	$(BIN)/cascade serve --store $(STORE) --host $(HOST) --port $(PORT)
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -39,6 +40,7 @@ class Runtime:
     items: ItemCatalog
     ranker: Ranker
     feedback: FeedbackStore
+    compute: ThreadPoolExecutor  # decode + cascade of rank and fusion requests, off the event loop
 
 
 def served_policies(settings: Settings) -> list[str]:
@@ -86,9 +88,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         log_decisions=settings.log_decisions,
     )
     feedback = FeedbackStore(redis, settings.feedback_stream, settings.feedback_dedupe_seconds)
+    compute = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="cascade-compute")
     try:
-        yield Runtime(settings, metrics, registry, redis, routing, decision_log, items, ranker, feedback)
+        yield Runtime(settings, metrics, registry, redis, routing, decision_log, items, ranker, feedback, compute)
     finally:
+        compute.shutdown(wait=True)  # requests still computing finish (and log) before the log stops
         await watcher.stop()
         await decision_log.stop(settings.log_flush_seconds)
         await redis.aclose()

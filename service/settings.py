@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     log_candidate_features: bool = False
     """Also log each request's full candidate matrices (large). Off: a sha256 digest references them."""
 
+    compute_threads: int = Field(default=2, ge=1)
+    """Threads per worker that decode requests and run the cascade (onnxruntime releases the GIL)."""
     ort_intra_op_threads: int = Field(default=1, ge=0)
     """onnxruntime threads per session; 0 lets onnxruntime decide. One per worker suits workers = cores."""
 
