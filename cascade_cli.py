@@ -79,6 +79,7 @@ def offline_experiment(
     if seeds < 3:
         raise typer.BadParameter("at least 3 seeds")
     import json
+    import time
     from dataclasses import replace
 
     from models import enhanced_experiment, offline_experiment, ope_validation
@@ -94,6 +95,7 @@ def offline_experiment(
     run, config, section = experiments[name]
     record = run(replace(config, seeds=tuple(range(seeds))))  # type: ignore[type-var]
     record["machine"] = machine()
+    record["cpu_seconds"] = time.process_time()  # the wall time depends on who else uses the 2 cores
     folder = runs / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "all.json").write_text(json.dumps(record, indent=1, default=str))

@@ -41,10 +41,11 @@ def update_section(path: Path, key: str, markdown: str) -> Path:
 
 def _header(title: str, record: dict[str, Any], command: str, scaled: str) -> list[str]:
     seeds = sorted(int(s) for s in record["per_seed"])
+    cpu = f", {record['cpu_seconds'] / 60:.1f} min CPU" if "cpu_seconds" in record else ""
     return [
         f"## {title}",
         "",
-        f"Command: `{command}` ({record['seconds'] / 60:.1f} min wall time for seeds {seeds}; "
+        f"Command: `{command}` ({record['seconds'] / 60:.1f} min wall time{cpu} for seeds {seeds}; "
         f"{record['machine']}; the machine was shared with other jobs, run under `nice -n 10`, 1 torch thread).",
         "",
         f"Scaled down: {scaled}",

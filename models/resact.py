@@ -142,8 +142,12 @@ class ResActPolicy(nn.Module):
         states = state.unsqueeze(1) + torch.zeros_like(latents[..., :1])
         candidates = self.improve(states, latents)
         q = self.critic.first(states, candidates)
-        best = torch.argmax(q, dim=1)
-        action = torch.gather(candidates, 1, best.view(-1, 1, 1).expand(-1, 1, candidates.shape[-1])).squeeze(1)
+        best = torch.argmax(q, dim=1, keepdim=True)  # [B, 1]
+        # Select by a one-hot sum rather than gather + squeeze: exact (x·1 + 0s), and the exported graph keeps
+        # static output widths. Draw numbers come from the data, so n stays dynamic.
+        draw = torch.cumsum(torch.ones_like(q, dtype=torch.int64), dim=1) - 1
+        one_hot = (draw == best).to(candidates.dtype).unsqueeze(-1)
+        action = (candidates * one_hot).sum(dim=1)
         return action, candidates, q
 
 
