@@ -83,7 +83,8 @@ def offline_experiment(
     from dataclasses import replace
 
     from models import enhanced_experiment, offline_experiment, ope_validation
-    from models.offline_results import enhanced_section, machine, ope_section, resact_section, update_section
+    from models.offline_results import enhanced_section, machine, ope_section, resact_section
+    from models.results_sections import update_section
 
     experiments = {
         "ope": (ope_validation.run, ope_validation.OPEValidationConfig(), ope_section),
@@ -100,7 +101,7 @@ def offline_experiment(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "all.json").write_text(json.dumps(record, indent=1, default=str))
     command = f"nice -n 10 cascade offline-experiment {name} --seeds {seeds}"
-    update_section(results, name, section(json.loads((folder / "all.json").read_text()), command))
+    update_section(results, f"issue5:{name}", section(json.loads((folder / "all.json").read_text()), command))
     typer.echo(f"wrote the {name} section of {results}; numbers in {folder / 'all.json'}")
 
 

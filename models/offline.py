@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from models.cascade import PolicyConfig, fused_scores
-from models.episodes import to_batch
+from models.episodes import live_rows, to_batch
 from models.ope import gaussian_log_prob
 from models.rollout import RequestBatch
 from models.sim.config import SimConfig
 from models.sim.session import SessionConfig, Sessions
-from models.sim.simulator import Requests, Simulator
+from models.sim.simulator import Simulator
 
 # A fusion rule: a request batch → its fusion action, [B, 2J] (one per request) or [B, N, 2J] (one per item).
 FusionRule = Callable[[RequestBatch], torch.Tensor]
@@ -151,16 +151,7 @@ def true_return(
         active = sessions.active.copy()
         requests = sessions.requests()
         batch = to_batch(sim, requests, sessions, rng)
-        live = np.flatnonzero(active)
-        rows = torch.from_numpy(live)
-        live_batch = RequestBatch(
-            Requests(
-                requests.users[live], requests.user_features[live], requests.context[live], requests.candidates[live]
-            ),
-            batch.state[rows],
-            batch.items[rows],
-            batch.predictions[rows],
-        )
+        live_batch = live_rows(batch, active)
         items = requests.candidates[:, : config.k].copy()
         items[active] = serve(live_batch, rule(live_batch), config.k)
         step = sessions.step(requests, items)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,17 +24,6 @@ def _fmt(values: np.ndarray, digits: int = 1) -> str:
     values = np.asarray(values, dtype=np.float64)
     spread = values.std(ddof=1) if len(values) > 1 else float("nan")
     return f"{values.mean():.{digits}f} ± {spread:.{digits}f}"
-
-
-def update_section(path: Path, key: str, markdown: str) -> Path:
-    """Put `markdown` between the section's markers in `path`, replacing an older copy or appending."""
-    start, end = f"<!-- issue5:{key}:start -->", f"<!-- issue5:{key}:end -->"
-    block = f"{start}\n{markdown.strip()}\n{end}\n"
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-    return path
 
 
 def _header(title: str, record: dict[str, Any], command: str, scaled: str) -> list[str]:

@@ -3,8 +3,6 @@ OOD penalty that grows off the distribution the critics were trained on."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -23,13 +21,7 @@ from models.sim.simulator import Simulator
 TINY = EnhancedRLConfig(offline=OfflineConfig(n_candidates=20), steps=15, sessions=4, batch=8, warmup=5, hidden=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Small networks on a shared 2-core machine: a second thread only adds contention (8x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _actor(pc: PolicyConfig) -> EnhancedActor:

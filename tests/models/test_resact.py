@@ -3,7 +3,6 @@ draws, the same draws give the same action, and the BCQ-style variant keeps its 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -19,13 +18,7 @@ from models.sim.simulator import Simulator
 SMALL = OfflineConfig(sessions=16, log_steps=20, n_candidates=20)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Small networks on a shared 2-core machine: a second thread only adds contention (8x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
