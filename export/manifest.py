@@ -54,6 +54,39 @@ CASCADE_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+# Optional actor graphs of issue 5, shipped beside the cascade graph in the same bundle (the cascade
+# contract above is unchanged). "resact" (seed 004): the CVAE decoder turns n latent draws into n
+# candidate fusion actions, the residual network improves each, Q1 scores each, the best is served. The
+# draws are an input so the service logs them and a decision replays exactly. n_draws is dynamic.
+RESACT_GRAPH = "resact"
+RESACT_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "user": ("float32", ("1", "user_dim")),
+    "context": ("float32", ("1", "context_dim")),
+    "latents": ("float32", ("1", "n_draws", "latent_dim")),  # standard-normal draws c^i
+}
+RESACT_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "resact_action": ("float32", ("1", "A")),  # the served fusion action (within the bounds)
+    "resact_candidates": ("float32", ("1", "n_draws", "A")),  # the n improved actions
+    "resact_q": ("float32", ("1", "n_draws")),  # Q1 of each candidate
+    "resact_choice": ("int64", ("1",)),  # argmax of resact_q: which draw was served
+}
+# "item_fusion" (seed 003, EnhancedRL): one fusion action per candidate from user ⊕ context ⊕ item ⊕ its
+# predictions, and each candidate's fused score, in one call over the N candidates.
+ITEM_FUSION_GRAPH = "item_fusion"
+ITEM_FUSION_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "user": ("float32", ("1", "user_dim")),
+    "context": ("float32", ("1", "context_dim")),
+    "item_features": ("float32", ("N", "item_dim")),
+    "mtl_predictions": ("float32", ("N", "objectives")),
+    "item_noise": ("float32", ("N", "A")),  # standard-normal draws per candidate; zeros serve the mean
+}
+ITEM_FUSION_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "item_fusion_mean": ("float32", ("N", "A")),
+    "item_fusion_action": ("float32", ("N", "A")),  # clip(mean + exploration_std·noise, low, high)
+    "item_scores": ("float32", ("N",)),  # Σ_j w_ij·log(max(p_ij, 0) + b_ij) per candidate
+}
+
+
 class FeatureSchema(BaseModel):
     """Widths and column names of everything a request carries."""
 
@@ -146,6 +179,18 @@ class Parity(BaseModel):
     passed: bool
 
 
+class ActorGraph(BaseModel):
+    """An optional actor graph of the bundle (issue 5) and the exporter's parity check of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    graph: str = Field(description="key of the graph in Manifest.graphs")
+    parity: Parity
+    latent_dim: int | None = Field(default=None, description="resact: width of each latent draw")
+    n_draws: int | None = Field(default=None, description="resact: draws per request the actor was trained with")
+    exploration_std: list[float] | None = Field(default=None, description="item_fusion: σ per action for item_noise")
+
+
 class Manifest(BaseModel):
     """manifest.json of one bundle."""
 
@@ -164,6 +209,7 @@ class Manifest(BaseModel):
     parity: Parity
     training: dict[str, object] = Field(default_factory=dict)
     evaluation: dict[str, object] = Field(default_factory=dict)
+    actors: dict[str, ActorGraph] = Field(default_factory=dict, description="optional actor graphs (issue 5)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -177,6 +223,9 @@ class Manifest(BaseModel):
         for graph in self.graphs.values():
             if graph.file not in self.files:
                 raise ValueError(f"graph file {graph.file} has no sha256 in files")
+        for name, actor in self.actors.items():
+            if actor.graph not in self.graphs:
+                raise ValueError(f"actor {name} names graph {actor.graph}, which the bundle does not have")
         return self
 
     @property
@@ -218,4 +267,25 @@ def cascade_graph_spec(schema: FeatureSchema, file: str = "cascade.onnx") -> Gra
         file=file,
         inputs=[TensorSpec(name=n, dtype=t, shape=resolved_shape(d, schema)) for n, (t, d) in CASCADE_INPUTS.items()],
         outputs=[TensorSpec(name=n, dtype=t, shape=resolved_shape(d, schema)) for n, (t, d) in CASCADE_OUTPUTS.items()],
+    )
+
+
+def actor_graph_spec(
+    inputs: dict[str, tuple[str, tuple[str, ...]]],
+    outputs: dict[str, tuple[str, tuple[str, ...]]],
+    schema: FeatureSchema,
+    file: str,
+    latent_dim: int | None = None,
+) -> GraphSpec:
+    """The GraphSpec of an optional actor graph (RESACT_* or ITEM_FUSION_*): widths from the schema and,
+    for ResAct, `latent_dim`; n_draws and N stay dynamic."""
+
+    def shape(dims: tuple[str, ...]) -> list[int | str]:
+        resolved = resolved_shape(dims, schema)
+        return [latent_dim if d == "latent_dim" and latent_dim is not None else d for d in resolved]
+
+    return GraphSpec(
+        file=file,
+        inputs=[TensorSpec(name=n, dtype=t, shape=shape(d)) for n, (t, d) in inputs.items()],
+        outputs=[TensorSpec(name=n, dtype=t, shape=shape(d)) for n, (t, d) in outputs.items()],
     )

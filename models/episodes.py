@@ -170,6 +170,19 @@ def reward_scale(rewards: torch.Tensor) -> float:
     return float(rewards.sum(-1).std()) + 1e-8
 
 
+def live_rows(batch: RequestBatch, active: np.ndarray) -> RequestBatch:
+    """The rows of `batch` whose sessions are still running (`active` [B] bool)."""
+    requests = batch.requests
+    rows = torch.from_numpy(np.flatnonzero(active))
+    live_requests = Requests(
+        requests.users[active],
+        requests.user_features[active],
+        requests.context[active],
+        requests.candidates[active],
+    )
+    return RequestBatch(live_requests, batch.state[rows], batch.items[rows], batch.predictions[rows])
+
+
 @torch.no_grad()
 def evaluate(
     policy: CascadePolicy,
@@ -199,19 +212,13 @@ def evaluate(
         requests = sessions.requests()
         batch = to_batch(sim, requests, sessions, rng)
         # Only the sessions still running are served (ended rows keep placeholder items, never counted).
-        rows = torch.from_numpy(np.flatnonzero(active))
-        live_requests = Requests(
-            requests.users[active],
-            requests.user_features[active],
-            requests.context[active],
-            requests.candidates[active],
-        )
-        live = RequestBatch(live_requests, batch.state[rows], batch.items[rows], batch.predictions[rows])
+        live = live_rows(batch, active)
+        n_live = len(live.requests)
         selection = policy.select(live.state, live.items, sizes, k)
         if fusion_action is None:
-            action = policy.fusion(live.state, torch.zeros(len(rows), policy.fusion.action_dim)).action
+            action = policy.fusion(live.state, torch.zeros(n_live, policy.fusion.action_dim)).action
         else:
-            action = fusion_action.expand(len(rows), -1)
+            action = fusion_action.expand(n_live, -1)
         items = requests.candidates[:, : config.k].copy()
         items[active] = served_items(live, selection, action, k)
         step = sessions.step(requests, items)

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from models.results_sections import keep_sections
+
 OBJECTIVES = ("watch_time", "like", "follow", "share", "comment")
 SPARSE = OBJECTIVES[1:]
 COMMAND = "cascade experiment seeds"
@@ -56,6 +58,7 @@ def _signal_std(log: dict[str, Any]) -> float:
 
 
 def write_results(per_seed: dict[int, dict[str, Any]], cfg: Any, path: Path, seconds: float, machine: str) -> Path:
+    previous = path.read_text() if path.exists() else ""
     methods = list(per_seed[min(per_seed)])
     n = len(per_seed)
     lines = [
@@ -147,6 +150,7 @@ def write_results(per_seed: dict[int, dict[str, Any]], cfg: Any, path: Path, sec
         )
     lines += ["", "![results](results.png)", "", NOTES, "", "## Configuration", "", "```", _config_text(cfg), "```", ""]
     path.write_text("\n".join(lines))
+    keep_sections(path, previous)  # the other experiments' sections (models/results_sections.py)
     _plot(per_seed, methods, path.with_name("results.png"))
     return path
 
