@@ -6,15 +6,16 @@ is ever handed to the registry (DESIGN.md, "Model bundle").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from pydantic import ValidationError
 
-from export.manifest import CASCADE_GRAPH, Manifest, cascade_graph_spec, sha256_of
+from export.manifest import CASCADE_GRAPH, GraphSpec, Manifest, cascade_graph_spec, sha256_of
 from export.store import StoreError, read_manifest
+from service.actors import Actors, actor_specs, make_actors, run_item_fusion, run_resact
 from service.cascade import run_cascade, synthetic_inputs
 
 _ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
@@ -31,6 +32,7 @@ class LoadedBundle:
     path: Path
     manifest: Manifest
     session: ort.InferenceSession
+    actors: Actors = field(default_factory=Actors)  # the optional ResAct / per-item fusion graphs (manifest `actors`)
 
     @property
     def version(self) -> str:
@@ -44,19 +46,33 @@ def load_bundle(path: Path, intra_op_threads: int = 1) -> LoadedBundle:
     except (StoreError, ValidationError) as exc:
         raise BundleError(f"{path}: invalid manifest: {exc}") from exc
     _verify_hashes(path, manifest)
-    graph_file = path / manifest.graphs[CASCADE_GRAPH].file
+    session = _open(path / manifest.graphs[CASCADE_GRAPH].file, intra_op_threads)
+    _verify_signature(session, cascade_graph_spec(manifest.feature_schema))
+    sessions = {}
+    for name, spec in actor_specs(manifest).items():
+        sessions[name] = _open(path / spec.file, intra_op_threads)
+        _verify_signature(sessions[name], spec)
+    unknown = set(manifest.actors) - set(sessions)
+    if unknown:
+        raise BundleError(f"{path}: this service does not know the actor graphs {sorted(unknown)}")
+    try:
+        actors = make_actors(manifest, sessions)
+    except ValueError as exc:
+        raise BundleError(f"{path}: {exc}") from exc
+    bundle = LoadedBundle(path=path, manifest=manifest, session=session, actors=actors)
+    _warm_up(bundle)
+    return bundle
+
+
+def _open(graph_file: Path, intra_op_threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
-        session = ort.InferenceSession(str(graph_file), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(graph_file), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
         raise BundleError(f"{graph_file}: onnxruntime cannot load it: {exc}") from exc
-    _verify_signature(session, manifest)
-    bundle = LoadedBundle(path=path, manifest=manifest, session=session)
-    _warm_up(bundle)
-    return bundle
 
 
 def _verify_hashes(path: Path, manifest: Manifest) -> None:
@@ -70,9 +86,8 @@ def _verify_hashes(path: Path, manifest: Manifest) -> None:
             raise BundleError(f"{path / name}: sha256 {actual} does not match the manifest's {expected}")
 
 
-def _verify_signature(session: ort.InferenceSession, manifest: Manifest) -> None:
+def _verify_signature(session: ort.InferenceSession, expected: GraphSpec) -> None:
     """The graph's real inputs and outputs must be exactly what the feature schema implies."""
-    expected = cascade_graph_spec(manifest.feature_schema)
     for kind, actual_args, specs in (
         ("input", session.get_inputs(), expected.inputs),
         ("output", session.get_outputs(), expected.outputs),
@@ -106,3 +121,25 @@ def _warm_up(bundle: LoadedBundle) -> None:
             raise BundleError(f"{bundle.path}: warm-up inference with {n} candidates failed: {exc}") from exc
         if outputs.top_indices.shape != (k,):
             raise BundleError(f"{bundle.path}: warm-up returned {outputs.top_indices.shape} items for k={k}")
+        _warm_up_actors(bundle, n, k)
+
+
+def _warm_up_actors(bundle: LoadedBundle, n: int, k: int) -> None:
+    """Run each actor graph once on well-formed inputs of n candidates; refuse it if it fails."""
+    manifest, actors = bundle.manifest, bundle.actors
+    inputs = synthetic_inputs(manifest, n, k)
+    try:
+        if actors.resact is not None:
+            latents = np.zeros((1, actors.resact.n_draws, actors.resact.latent_dim), dtype=np.float32)
+            decision = run_resact(actors.resact, inputs.user, inputs.context, latents)
+            if decision.action.shape != (1, manifest.fusion.dim):
+                raise ValueError(f"resact returned an action of shape {decision.action.shape}")
+        if actors.item_fusion is not None:
+            noise = np.zeros((n, manifest.fusion.dim), dtype=np.float32)
+            item = run_item_fusion(
+                actors.item_fusion, inputs.user, inputs.context, inputs.item_features, inputs.mtl_predictions, noise
+            )
+            if item.action.shape != (n, manifest.fusion.dim):
+                raise ValueError(f"item_fusion returned actions of shape {item.action.shape}")
+    except Exception as exc:  # any failure here means the actor cannot serve
+        raise BundleError(f"{bundle.path}: actor warm-up with {n} candidates failed: {exc}") from exc

@@ -46,6 +46,24 @@ class FusionLog(msgspec.Struct):
     names: list[str]
 
 
+class ResActLog(msgspec.Struct):
+    """A ResAct decision (seed 004): replay it by feeding `latents` to the bundle's resact graph."""
+
+    latents: list[list[float]]  # [n_draws, latent_dim] the standard-normal draws fed to the graph
+    candidates: list[list[float]]  # [n_draws, A] the reconstructed-and-improved actions
+    q: list[float]  # Q1 of each candidate
+    choice: int  # the served candidate (argmax q)
+    action: list[float]  # the served fusion action
+
+
+class ItemFusionLog(msgspec.Struct):
+    """Per-item fusion weights (EnhancedRL, seed 003), row i ↔ candidates.ids[i]."""
+
+    noise: list[list[float]]  # [N, A] exploration draws fed to the graph; zeros when not exploring
+    mean: list[list[float]]  # [N, A]
+    actions: list[list[float]]  # [N, A] the weights served
+
+
 class DecisionRecord(msgspec.Struct):
     schema_version: int
     request_id: str
@@ -67,7 +85,11 @@ class DecisionRecord(msgspec.Struct):
     explored: bool
     timings: Timings
     shadow_of: str | None = None  # on a shadow record: the request id of the decision actually served
-    kind: str = "rank"  # "rank" (/v1/rank) or "fusion" (/v1/fusion: no candidates, no stages, weights only)
+    kind: str = "rank"  # "rank" (/v1/rank) or "fusion" (/v1/fusion: no stages, weights only)
+    # /v1/fusion served by a bundle's ResAct actor: its draws and choice. `log_prob` is then 0: the action is
+    # a deterministic function of the logged draws (an argmax), not a sample with a density.
+    resact: ResActLog | None = None
+    item_fusion: ItemFusionLog | None = None  # /v1/fusion with candidates: per-item weights
 
 
 _encoder = msgspec.json.Encoder()

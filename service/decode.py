@@ -114,16 +114,10 @@ def rank_inputs(request: RankRequest, manifest: Manifest, table: ItemTable | Non
     item table, by id, when not.
     """
     schema = manifest.feature_schema
-    candidates = request.candidates
-    n = len(candidates.ids)
-    if n == 0:
-        raise invalid_field("candidates.ids", "at least one candidate is required")
-    if len(set(candidates.ids)) != n:
-        duplicate = _first_duplicate(candidates.ids) or 0
-        raise invalid_field(f"candidates.ids[{duplicate}]", f"duplicate candidate id '{candidates.ids[duplicate]}'")
-    if not 1 <= request.k <= n:
+    n = len(request.candidates.ids)
+    if n and not 1 <= request.k <= n:
         raise invalid_field("k", f"k must be between 1 and the number of candidates ({n}), got {request.k}")
-    features, predictions = candidate_matrices(candidates, manifest, table)
+    features, predictions = candidate_rows(request.candidates, manifest, table)
     user, context = _user_state(request.user, request.context, schema)
     return CascadeInputs(user=user, context=context, item_features=features, mtl_predictions=predictions, k=request.k)
 
@@ -148,6 +142,17 @@ def user_inputs(user: User, context: list[float] | None, manifest: Manifest) -> 
 def _user_state(user: User, context: list[float] | None, schema: FeatureSchema) -> tuple[F32, F32]:
     given = context if context is not None else [0.0] * schema.context_dim
     return _vector(user.features, schema.user_dim, "user.features"), _vector(given, schema.context_dim, "context")
+
+
+def candidate_rows(candidates: Candidates, manifest: Manifest, table: ItemTable | None) -> tuple[F32, F32]:
+    """Check the candidate ids (some, unique), then their matrices (candidate_matrices)."""
+    n = len(candidates.ids)
+    if n == 0:
+        raise invalid_field("candidates.ids", "at least one candidate is required")
+    if len(set(candidates.ids)) != n:
+        duplicate = _first_duplicate(candidates.ids) or 0
+        raise invalid_field(f"candidates.ids[{duplicate}]", f"duplicate candidate id '{candidates.ids[duplicate]}'")
+    return candidate_matrices(candidates, manifest, table)
 
 
 def candidate_matrices(candidates: Candidates, manifest: Manifest, table: ItemTable | None) -> tuple[F32, F32]:

@@ -32,3 +32,19 @@ class NoiseSource:
             return np.zeros((1, dim), dtype=np.float32), False
         np.clip(noise, -exploration.noise_clip, exploration.noise_clip, out=noise)
         return noise, True
+
+    def latents(self, n_draws: int, dim: int) -> F32:
+        """[1, n_draws, dim] standard-normal draws for ResAct's decoder (always drawn: they are its policy)."""
+        with self._lock:
+            return self._rng.standard_normal((1, n_draws, dim), dtype=np.float32)
+
+    def item_noise(self, manifest: Manifest, n: int) -> F32:
+        """[N, A] per-item exploration draws (clipped), or zeros when this request exploits."""
+        exploration = manifest.fusion.exploration
+        dim = manifest.fusion.dim
+        with self._lock:
+            if self._rng.random() >= exploration.probability:
+                return np.zeros((n, dim), dtype=np.float32)
+            noise = self._rng.standard_normal((n, dim), dtype=np.float32)
+        np.clip(noise, -exploration.noise_clip, exploration.noise_clip, out=noise)
+        return noise

@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 
+from export.item_table import ItemTable
 from export.manifest import Manifest
+from service.actors import run_item_fusion, run_resact
 from service.bundle import LoadedBundle
 from service.cascade import F32, CascadeInputs, CascadeOutputs, run_cascade
 from service.decision_log import DecisionLog
-from service.decode import decode_body, rank_inputs, user_inputs
+from service.decision_record import ItemFusionLog, ResActLog
+from service.decode import candidate_rows, decode_body, rank_inputs, user_inputs
 from service.exploration import NoiseSource
 from service.http_body import Body
 from service.item_catalog import ItemCatalog
@@ -19,8 +22,10 @@ from service.records import Scored, decision_record
 from service.registry import Registry, Serving
 from service.routing import in_canary
 from service.schema import (
+    Candidates,
     FusionRequest,
     FusionResponse,
+    ItemWeights,
     RankedItem,
     RankRequest,
     RankResponse,
@@ -80,11 +85,6 @@ class Ranker:
         noise, explored, outputs, timings = self._run(bundle, inputs, started)
         ids = request.candidates.ids
         served_ids = [ids[i] for i in outputs.top_indices.tolist()]
-        sent = request.candidates
-        from_table = sent.features is None or sent.predictions is None
-        inline = (inputs.item_features,) * (sent.features is not None) + (inputs.mtl_predictions,) * (
-            sent.predictions is not None
-        )
         scored = Scored(
             kind="rank",
             request_id=uuid.uuid4().hex,
@@ -98,8 +98,8 @@ class Ranker:
             explored=explored,
             served_ids=served_ids,
             timings=timings,
-            item_table=table.version if from_table and table is not None else None,
-            inline_matrices=inline,
+            item_table=_table_version(request.candidates, table),
+            inline_matrices=_inline(request.candidates, (inputs.item_features, inputs.mtl_predictions)),
         )
         self._record(scored, serving)
         return RankResponse(
@@ -117,18 +117,49 @@ class Ranker:
         )
 
     def fusion(self, request: FusionRequest, started: float) -> FusionResponse:
-        """Request-level fusion weights for the user state; logged like a ranking, with no candidates."""
+        """Fusion weights for the user state (ResAct's when the bundle has one), per item with candidates."""
         serving = self.serving_for(request.policy)
         bundle, arm = self._arm(serving, request.user.id)
-        manifest = bundle.manifest
+        manifest, actors = bundle.manifest, bundle.actors
+        table = self._items.table
+        per_item = None
         if request.candidates is not None:
-            # Per-item weights need a per-item (EnhancedRL) actor; a request-level bundle must not fake them.
-            raise invalid_field(
-                "candidates",
-                f"{manifest.policy}/{manifest.version} has a request-level fusion actor only: send no candidates",
-            )
+            if actors.item_fusion is None:
+                # Per-item weights need a per-item (EnhancedRL) actor; a request-level bundle must not fake them.
+                raise invalid_field(
+                    "candidates",
+                    f"{manifest.policy}/{manifest.version} has no per-item fusion actor: send no candidates",
+                )
+            per_item = candidate_rows(request.candidates, manifest, table)
         inputs = user_inputs(request.user, request.context, manifest)
         noise, explored, outputs, timings = self._run(bundle, inputs, started)
+        compute_start = time.perf_counter()
+        weights = outputs.fusion_action
+        resact_log = item_log = None
+        if actors.resact is not None:
+            latents = self._noise.latents(actors.resact.n_draws, actors.resact.latent_dim)
+            decision = run_resact(actors.resact, inputs.user, inputs.context, latents)
+            weights, explored = decision.action, False  # the draws are ResAct's policy, not exploration noise
+            resact_log = ResActLog(
+                latents=latents[0].tolist(),
+                candidates=decision.candidates[0].tolist(),
+                q=decision.q[0].tolist(),
+                choice=decision.choice,
+                action=decision.action[0].tolist(),
+            )
+        items = None
+        if per_item is not None and actors.item_fusion is not None:
+            features, predictions = per_item
+            item_noise = self._noise.item_noise(manifest, len(features))
+            item = run_item_fusion(actors.item_fusion, inputs.user, inputs.context, features, predictions, item_noise)
+            names = manifest.fusion.names
+            ids = request.candidates.ids if request.candidates else []
+            rows = item.action.tolist()
+            items = [ItemWeights(i, dict(zip(names, r, strict=True))) for i, r in zip(ids, rows, strict=True)]
+            item_log = ItemFusionLog(noise=item_noise.tolist(), mean=item.mean.tolist(), actions=rows)
+        extra_ms = (time.perf_counter() - compute_start) * 1000
+        timings = Timings(timings.decode_ms, timings.compute_ms + extra_ms, (time.perf_counter() - started) * 1000)
+        candidates = request.candidates
         scored = Scored(
             kind="fusion",
             request_id=uuid.uuid4().hex,
@@ -136,12 +167,16 @@ class Ranker:
             bundle=bundle,
             arm=arm,
             inputs=inputs,
-            candidate_ids=[],
+            candidate_ids=candidates.ids if candidates else [],
             outputs=outputs,
             noise=noise,
             explored=explored,
             served_ids=[],
             timings=timings,
+            item_table=_table_version(candidates, table),
+            inline_matrices=_inline(candidates, per_item),
+            resact=resact_log,
+            item_fusion=item_log,
         )
         self._record(scored, serving)
         return FusionResponse(
@@ -149,11 +184,12 @@ class Ranker:
             policy=manifest.policy,
             version=manifest.version,
             arm=arm,
-            weights=_weights(manifest, outputs),
+            weights=dict(zip(manifest.fusion.names, weights[0].tolist(), strict=True)),
             explored=explored,
             novelty=float(outputs.novelty[0]),
-            log_prob=float(outputs.log_prob[0]),
+            log_prob=0.0 if resact_log is not None else float(outputs.log_prob[0]),
             timings=timings,
+            items=items,
         )
 
     def _arm(self, serving: Serving, user_id: str) -> tuple[LoadedBundle, str]:
@@ -212,3 +248,18 @@ class Ranker:
 
 def _weights(manifest: Manifest, outputs: CascadeOutputs) -> dict[str, float]:
     return dict(zip(manifest.fusion.names, outputs.fusion_action[0].tolist(), strict=True))
+
+
+def _table_version(candidates: Candidates | None, table: ItemTable | None) -> str | None:
+    """The item table some of the candidates' rows came from, if any (replaying needs that version)."""
+    if candidates is None or table is None or (candidates.features is not None and candidates.predictions is not None):
+        return None
+    return table.version
+
+
+def _inline(candidates: Candidates | None, matrices: tuple[F32, F32] | None) -> tuple[F32, ...]:
+    """The candidate matrices the body carried (features before predictions): the record's digest covers them."""
+    if candidates is None or matrices is None:
+        return ()
+    features, predictions = matrices
+    return (features,) * (candidates.features is not None) + (predictions,) * (candidates.predictions is not None)

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 
 from service.bundle import LoadedBundle
 from service.cascade import F32, CascadeInputs, CascadeOutputs
-from service.decision_record import SCHEMA_VERSION, CandidateLog, DecisionRecord, FusionLog, StageLog
+from service.decision_record import (
+    SCHEMA_VERSION,
+    CandidateLog,
+    DecisionRecord,
+    FusionLog,
+    ItemFusionLog,
+    ResActLog,
+    StageLog,
+)
 from service.schema import Timings
 
 
@@ -32,6 +40,8 @@ class Scored:
     # The candidate matrices the body carried, features before predictions: the record's digest covers
     # them. Rows looked up in the item table are not hashed; its version and the ids reproduce them.
     inline_matrices: tuple[F32, ...] = ()
+    resact: ResActLog | None = None
+    item_fusion: ItemFusionLog | None = None
     shadow_of: str | None = None
 
 
@@ -85,10 +95,12 @@ def decision_record(scored: Scored, log_candidate_features: bool) -> DecisionRec
         ),
         served_ids=scored.served_ids,
         served_scores=outputs.top_scores.tolist() if ranked else [],
-        log_prob=float(outputs.log_prob[0]),
+        log_prob=0.0 if scored.resact is not None else float(outputs.log_prob[0]),
         novelty=float(outputs.novelty[0]),
         explored=scored.explored,
         timings=scored.timings,
         shadow_of=scored.shadow_of,
         kind=scored.kind,
+        resact=scored.resact,
+        item_fusion=scored.item_fusion,
     )
