@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from service.decision_log import DecisionLog, SpoolSettings
+from service.decision_log import DecisionLog, SpoolSettings, StreamTrim
 from service.embedded_redis import EmbeddedRedis
 from service.exploration import NoiseSource
 from service.feedback import FeedbackStore
@@ -69,6 +69,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         capacity=settings.log_queue_size,
         batch_size=settings.log_batch_size,
         retry_seconds=settings.log_retry_seconds,
+        index_seconds=settings.decision_index_seconds,
+        trim=None if settings.log_trim == "off" else StreamTrim(settings.log_trim, settings.log_trim_threshold),
     )
     decision_log.start()
     ranker = Ranker(
@@ -79,7 +81,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         settings.policy,
         settings.log_candidate_features,
     )
-    feedback = FeedbackStore(redis, settings.feedback_stream, settings.feedback_dedupe_seconds)
+    feedback = FeedbackStore(
+        redis,
+        settings.feedback_stream,
+        settings.feedback_dedupe_seconds,
+        decision_stream=settings.decision_stream,
+        reward_window_seconds=settings.reward_window_seconds,
+    )
     try:
         yield Runtime(settings, metrics, registry, redis, routing, decision_log, ranker, feedback)
     finally:

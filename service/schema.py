@@ -7,7 +7,7 @@ the path of a bad value, at a fraction of the cost of pydantic models per candid
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -91,8 +91,15 @@ class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class FeedbackAccepted(msgspec.Struct):
+    """202 accepted (joined to the decision's reward) or late (stored, marked late, not joined);
+    200 duplicate (this event was stored before; nothing new stored, a retry can stop)."""
+
     request_id: str
     duplicate: bool
+    status: Annotated[
+        Literal["accepted", "late", "duplicate"],
+        msgspec.Meta(description="accepted: within the reward window; late: after it; duplicate: seen before"),
+    ]
 
 
 class ReadyState(msgspec.Struct):
