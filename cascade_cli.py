@@ -91,6 +91,23 @@ def loop(
     typer.echo(f"true return: first version {first:.3f}, last {last:.3f}; {run_dir / 'loop.png'}")
 
 
+@app.command("loop-results")
+def loop_results(
+    seconds: Annotated[float, typer.Option(help="Measured wall time of the runs, for the record")],
+    command: Annotated[str, typer.Option(help="The command that produced the runs, for the record")],
+    machine: Annotated[str, typer.Option(help="Machine and its load while the runs ran")],
+    runs: Annotated[Path, typer.Option(help="Folder of seed-*/loop.json")] = Path("runs/loop"),
+    results: Annotated[Path, typer.Option(help="RESULTS.md to update (loop.png lands beside it)")] = Path(
+        "models/RESULTS.md"
+    ),
+) -> None:
+    """Render the loop's section of RESULTS.md (and loop.png) from `cascade loop` runs over ≥ 3 seeds."""
+    from models.loop_results import write_loop_results
+
+    path = write_loop_results(runs, results, command, seconds, machine)
+    typer.echo(f"wrote the loop section of {path} and {path.with_name('loop.png')}")
+
+
 @app.command()
 def serve(
     store: StoreOption = Path("store"),

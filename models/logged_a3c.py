@@ -129,26 +129,41 @@ def fusion_log_prob(policy: CascadePolicy, state: torch.Tensor, raw_action: torc
 def train_on_log(policy: CascadePolicy, log: LoggedTransitions, config: LoggedA3CConfig) -> LoggedA3CReport:
     """Improve `policy`'s fusion actor in place from logged transitions (the clipped, weighted A3C above)."""
     torch.manual_seed(config.seed)
-    critic = critic_net(policy.config.state_dim)
+    # Cross-fitted critics: each log row appears once, so a critic trained on a row learns its reward and
+    # leaves an advantage of ~0 there. Critic f is fitted on the other fold and gives fold f's advantages.
+    fold = torch.arange(len(log)) % 2
+    critics = [critic_net(policy.config.state_dim) for _ in range(2)]
     actor_params = list(policy.fusion.parameters())
     actor_opt = torch.optim.Adam(actor_params, lr=config.actor_lr)
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=config.critic_lr)
+    critic_opts = [torch.optim.Adam(c.parameters(), lr=config.critic_lr) for c in critics]
     # Standardised rewards: the learning rates do not depend on the reward's units (a fixed affine map).
     reward = (log.reward - log.reward.mean()) / (log.reward.std() + 1e-8)
     behaviour = log.behaviour_log_prob.float()
     actor_losses, critic_losses = [], []
     policy.train()
     for _ in range(config.epochs):
-        advantage, critic_loss = td_advantage(critic, reward, log.state, log.next_state, log.done, config.gamma)
+        advantage = torch.empty_like(reward)
+        critic_loss = torch.zeros(())
+        for f, critic in enumerate(critics):
+            fit, use = fold != f, fold == f
+            _, loss = td_advantage(
+                critic, reward[fit], log.state[fit], log.next_state[fit], log.done[fit], config.gamma
+            )
+            advantage[use], _ = td_advantage(
+                critic, reward[use], log.state[use], log.next_state[use], log.done[use], config.gamma
+            )
+            critic_loss = critic_loss + loss / 2
         ratio = torch.exp(fusion_log_prob(policy, log.state, log.raw_action) - behaviour)
         clipped = ratio.clamp(1.0 - config.clip, 1.0 + config.clip)
         actor_loss = -torch.minimum(ratio * advantage, clipped * advantage).mean()
         actor_opt.zero_grad()
         actor_loss.backward()
         actor_opt.step()
-        critic_opt.zero_grad()
+        for opt in critic_opts:
+            opt.zero_grad()
         critic_loss.backward()
-        critic_opt.step()
+        for opt in critic_opts:
+            opt.step()
         actor_losses.append(actor_loss.item())
         critic_losses.append(critic_loss.item())
     policy.eval()

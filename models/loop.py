@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import redis
 import torch
 from redis.asyncio import Redis as AsyncRedis
@@ -31,12 +32,14 @@ from redis.asyncio import Redis as AsyncRedis
 from export.checkpoint import load_checkpoint
 from export.exporter import export_bundle
 from export.store import active_version, bundle_path, publish, read_manifest
+from models.cascade import CascadePolicy
 from models.demo import DemoConfig, build_demo
 from models.log_reader import DecisionReader, FeedbackReader
 from models.logged_a3c import LoggedA3CConfig, LoggedTransitions, build_transitions, train_on_log
 from models.loop_traffic import PhaseResult, run_phase, served_version, serving
 from models.ope_gate import GateConfig, held_out_mask, judge
 from models.reward_join import JoinConfig, JoinedDecision, RewardJoiner
+from models.rollout import expected_reward, request_batch, served_items
 from models.sim.config import SimConfig
 from models.sim.simulator import Simulator
 from service.embedded_redis import EmbeddedRedis
@@ -58,9 +61,10 @@ class LoopConfig:
     reward_window_seconds: float = 2.0
     join_rule: str = "sum"
     default_reward: float = 0.0
-    train: LoggedA3CConfig = field(default_factory=LoggedA3CConfig)
+    train: LoggedA3CConfig = field(default_factory=lambda: LoggedA3CConfig(actor_lr=1e-2))
     gate: GateConfig = field(default_factory=GateConfig)
-    demo: DemoConfig = field(default_factory=DemoConfig)
+    # The demo's own training as `cascade demo`; fewer evaluation requests for its manifest only.
+    demo: DemoConfig = field(default_factory=lambda: DemoConfig(eval_requests=50))
 
 
 @dataclass
@@ -131,8 +135,27 @@ def _wait_for_version(base: str, policy: str, version: str, seconds: float = 60)
         time.sleep(0.2)
 
 
+@torch.no_grad()
+def simulated_value(
+    policy: CascadePolicy, sim: Simulator, config: LoopConfig, requests: int = 1000
+) -> dict[str, float]:
+    """The simulator's expected request reward of a policy serving its mean and its exploring Gaussian, on
+    fixed requests (common random numbers): the truth the gate estimates, recorded beside its verdict and
+    never shown to it."""
+    rng = np.random.default_rng([config.seed, 99])
+    batch = request_batch(sim, requests, config.n_candidates, rng)
+    sizes, k = torch.tensor(config.demo.stage_sizes), torch.tensor([config.k])
+    selection = policy.select(batch.state, batch.items, sizes, k)
+    noise = rng.standard_normal((requests, policy.fusion.action_dim)).clip(-2.0, 2.0).astype(np.float32)
+    values = {}
+    for name, draw in (("mean", np.zeros_like(noise)), ("gaussian", noise)):
+        action = policy.fusion(batch.state, torch.from_numpy(draw)).action
+        values[name] = float(expected_reward(sim, batch, served_items(batch, selection, action, k)).mean())
+    return values
+
+
 def _train_candidate(
-    store: Path, config: LoopConfig, log: list[JoinedDecision], iteration: int, run_dir: Path
+    store: Path, config: LoopConfig, log: list[JoinedDecision], iteration: int, run_dir: Path, sim: Simulator
 ) -> tuple[Path, dict[str, object], bool]:
     """Warm-start from the active version, train on the log's training users, judge on the held-out ones,
     export the candidate with the verdict in its manifest. Returns (bundle, verdict, publish?)."""
@@ -147,6 +170,7 @@ def _train_candidate(
     with torch.random.fork_rng(devices=[]):
         report = train_on_log(candidate, train, replace(config.train, seed=config.seed * 100 + iteration))
     verdict = judge(active, candidate, transitions.subset(held_out), config.gate)
+    truth = {"active": simulated_value(active, sim, config), "candidate": simulated_value(candidate, sim, config)}
     version = f"loop{config.seed}-it{iteration}-{time.strftime('%H%M%S')}"
     evaluation = {**verdict.as_dict(), "warm_start": active_name, "held_out": int(held_out.sum())}
     bundle = run_dir / "bundles" / version
@@ -167,7 +191,7 @@ def _train_candidate(
         },
         evaluation=evaluation,
     )
-    return bundle, evaluation, verdict.publish
+    return bundle, {**evaluation, "simulated_truth": truth}, verdict.publish
 
 
 def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[IterationReport]:
@@ -211,9 +235,13 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
                     break
                 time.sleep(config.reward_window_seconds + 0.5)  # let the last decisions' windows close
                 report.joined, report.late, report.defaulted = log.collect(iteration)
-                bundle, verdict, publish_it = _train_candidate(store, config, log.joined, iteration, run_dir)
+                bundle, verdict, publish_it = _train_candidate(store, config, log.joined, iteration, run_dir, sim)
                 report.candidate, report.gate = bundle.name, verdict
-                say(f"  candidate {bundle.name}: {verdict['gate']} ({verdict['reason']})")
+                truth = verdict["simulated_truth"]
+                say(
+                    f"  candidate {bundle.name}: {verdict['gate']} ({verdict['reason']}); simulated truth "
+                    f"{truth['candidate']['gaussian']:.2f} vs active {truth['active']['gaussian']:.2f} (exploring)"
+                )
                 if publish_it:
                     publish(bundle, store, activate=True)
                     _activate(redis_server.url, config.policy, bundle.name)

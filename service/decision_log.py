@@ -16,7 +16,8 @@ and not the alternatives: stream ids derived from the request cannot be chosen (
 across all workers of a stream); deduplicating on the consumer side would leave duplicates in the
 stream for every reader (trainer, OPE, audits) to handle. The key costs ~100 bytes per decision for
 its TTL (`decision_index_seconds`); it also tells the feedback route which request ids exist and when
-they were served (unknown ids, late feedback).
+they were served (unknown ids, late feedback). On Redis Cluster, give the stream a hash tag (e.g.
+`{cascade}:decisions`): the keys embed the stream name, so the script's keys share one slot.
 
 Trimming (`MAXLEN ~` or `MINID ~`) is applied by the same script, off by default.
 """

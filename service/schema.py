@@ -91,8 +91,7 @@ class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class FeedbackAccepted(msgspec.Struct):
-    """202 accepted (joined to the decision's reward) or late (stored, marked late, not joined);
-    200 duplicate (this event was stored before; nothing new stored, a retry can stop)."""
+    """202 accepted or late (stored; a late event is not joined to the reward); 200 duplicate (stored before)."""
 
     request_id: str
     duplicate: bool

@@ -31,6 +31,15 @@ def _served_ids(redis_client: redis.Redis, stream: str) -> list[str]:
     ]
 
 
+def _wait_for_last(redis_client: redis.Redis, stream: str, last: str) -> list[str]:
+    """The stream's request ids once the newest served record has reached it (trimming changes xlen)."""
+    deadline = time.monotonic() + 20
+    while (stored := _served_ids(redis_client, stream))[-1:] != [last]:
+        assert time.monotonic() < deadline, "the last record never reached the stream"
+        time.sleep(0.02)
+    return stored
+
+
 def _serve(client: TestClient, make_request: Callable[..., dict[str, Any]], count: int) -> list[str]:
     body = make_request(n_candidates=20, k=2)
     return [client.post("/v1/rank", json=body).json()["request_id"] for _ in range(count)]
@@ -72,12 +81,8 @@ def test_maxlen_trimming_keeps_about_the_configured_length(
     configured = settings.model_copy(update={"log_trim": "maxlen", "log_trim_threshold": 10})
     with TestClient(create_app(configured)) as client:
         served = _serve(client, make_request, 250)
-        deadline = time.monotonic() + 20
-        while _served_ids(redis_client, configured.decision_stream)[-1:] != served[-1:]:
-            assert time.monotonic() < deadline, "the last record never reached the stream"
-            time.sleep(0.02)
+        kept = _wait_for_last(redis_client, configured.decision_stream, served[-1])
 
-    kept = _served_ids(redis_client, configured.decision_stream)
     # `MAXLEN ~` trims whole stream nodes (100 entries each by default), never below the threshold.
     assert 10 <= len(kept) <= 10 + 100
     assert kept == served[-len(kept) :]  # the newest, in order
@@ -92,12 +97,8 @@ def test_minid_trimming_drops_entries_older_than_the_configured_age(
         wait_for_stream(redis_client, configured.decision_stream, 150)
         time.sleep(3.5)  # the first 150 are now older than the 3 s the stream keeps
         new = _serve(client, make_request, 20)
-        deadline = time.monotonic() + 20
-        while _served_ids(redis_client, configured.decision_stream)[-1:] != new[-1:]:
-            assert time.monotonic() < deadline, "the last record never reached the stream"
-            time.sleep(0.02)
+        kept = _wait_for_last(redis_client, configured.decision_stream, new[-1])
 
-    kept = _served_ids(redis_client, configured.decision_stream)
     assert kept[-20:] == new
     assert len(kept) <= 150 + 20 - 100  # at least the first full node of old entries is gone
     assert kept == (old + new)[-len(kept) :]
