@@ -124,6 +124,48 @@ def export_actors(
 
 
 @app.command()
+def loop(
+    iterations: Annotated[
+        int, typer.Option(help="Train → gate → publish rounds (a last phase measures the result)")
+    ] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the demo policy, the simulated users and training")] = 0,
+    requests: Annotated[int, typer.Option(help="Simulated requests per phase")] = 600,
+    runs: Annotated[Path, typer.Option(help="Run folder: its own fresh store, Redis, logs, bundles, loop.png")] = Path(
+        "runs/loop"
+    ),
+    margin: Annotated[float, typer.Option(help="Publish only if OPE beats the active version by this share")] = 0.02,
+) -> None:
+    """The closed loop against the simulator: serve over HTTP, log, join rewards, train, OPE gate, publish."""
+    from dataclasses import replace
+
+    from models.loop import LoopConfig, run_loop
+    from models.ope_gate import GateConfig
+
+    config = LoopConfig(iterations=iterations, seed=seed, requests_per_phase=requests, gate=GateConfig(margin=margin))
+    run_dir = runs / f"seed-{seed}"
+    reports = run_loop(replace(config), run_dir, echo=typer.echo)
+    first, last = reports[0].phase["true_return"], reports[-1].phase["true_return"]
+    typer.echo(f"true return: first version {first:.3f}, last {last:.3f}; {run_dir / 'loop.png'}")
+
+
+@app.command("loop-results")
+def loop_results(
+    seconds: Annotated[float, typer.Option(help="Measured wall time of the runs, for the record")],
+    command: Annotated[str, typer.Option(help="The command that produced the runs, for the record")],
+    machine: Annotated[str, typer.Option(help="Machine and its load while the runs ran")],
+    runs: Annotated[Path, typer.Option(help="Folder of seed-*/loop.json")] = Path("runs/loop"),
+    results: Annotated[Path, typer.Option(help="RESULTS.md to update (loop.png lands beside it)")] = Path(
+        "models/RESULTS.md"
+    ),
+) -> None:
+    """Render the loop's section of RESULTS.md (and loop.png) from `cascade loop` runs over ≥ 3 seeds."""
+    from models.loop_results import write_loop_results
+
+    path = write_loop_results(runs, results, command, seconds, machine)
+    typer.echo(f"wrote the loop section of {path} and {path.with_name('loop.png')}")
+
+
+@app.command()
 def serve(
     store: StoreOption = Path("store"),
     host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",

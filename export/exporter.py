@@ -7,7 +7,8 @@ Steps, each of which can refuse the bundle:
    fixed widths, dynamic axis names);
 3. parity: torch and onnxruntime run the same random requests for N = 1 and N below, at and above every
    stage size, with k < N, k == N and k > N; indices must be equal and floats within the tolerance;
-4. only then is `manifest.json` written, with every file's sha256 and the parity result.
+4. the torch checkpoint `policy.pt` is saved beside the graph (export/checkpoint.py: warm starts);
+5. only then is `manifest.json` written, with every file's sha256 and the parity result.
 A failure raises and writes no manifest, so the folder can never be published (store.publish reads it).
 """
 
@@ -23,6 +24,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from export.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from export.manifest import (
     CASCADE_GRAPH,
     CASCADE_INPUTS,
@@ -85,6 +87,8 @@ def export_bundle(
     check_graph_signature(graph_path, spec)
     parity = check_parity(policy, graph_path, feature_schema, stage_sizes, default_k=default_k, tolerance=tolerance)
 
+    # The torch weights ride along (hashed like the graph) so training can warm-start from this version.
+    save_checkpoint(policy, out_dir / CHECKPOINT_FILE)
     files = {p.name: sha256_of(p) for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != MANIFEST_FILE}
     manifest = Manifest(
         policy=policy_name,

@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.admin import ADMIN_SCHEMA_TYPES, admin_router
 from service.decode import decode_body
 from service.http_body import Body, read_body, wants_msgpack
-from service.openapi import body_of, encoded_response, install_openapi, json_response, responses_of
-from service.problems import ProblemError, not_ready, problem_response
+from service.openapi import body_of, described, encoded_response, install_openapi, json_response, responses_of
+from service.problems import ProblemError, not_ready, problem_response, unknown_request
 from service.runtime import Runtime, open_runtime
 from service.schema import (
     FeedbackAccepted,
@@ -125,17 +125,34 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Report rewards for a served request",
         status_code=202,
         openapi_extra=body_of(FeedbackRequest, msgpack=True),
-        responses=responses_of(FeedbackAccepted, 202, 400, 413, 415, 422, 503),
+        responses=described(
+            responses_of(FeedbackAccepted, 202, 200, 400, 404, 413, 415, 422, 503),
+            s202="Stored: status accepted (within the reward window) or late (after it; not joined)",
+            s200="This event was stored before (status duplicate); nothing new is stored",
+            s404="No decision with this request_id is logged; retry after Retry-After seconds if just served",
+        ),
     )
     async def feedback(request: Request) -> Response:
         rt = runtime()
         decoded = decode_body(await read_body(request, rt.settings.max_body_bytes), FeedbackRequest)
         try:
-            stored = await rt.feedback.append(decoded)
+            outcome = await rt.feedback.append(decoded)
+            if outcome == "unknown_request" and await rt.decision_log.logged_soon(decoded.request_id, 1.0):
+                outcome = await rt.feedback.append(decoded)  # served here a moment ago: its record is in now
         except (RedisError, OSError) as exc:
             raise ProblemError(503, "feedback-unavailable", "Feedback store unavailable", str(exc)) from exc
-        rt.metrics.requests.labels("feedback", "202").inc()
-        return json_response(FeedbackAccepted(request_id=decoded.request_id, duplicate=not stored), status=202)
+        rt.metrics.feedback.labels(outcome).inc()
+        if outcome == "unknown_request":
+            # Decision records reach Redis asynchronously: feedback that reaches another worker (or replica)
+            # the instant a response arrives may beat its record by milliseconds: say when to retry.
+            rt.metrics.requests.labels("feedback", "404").inc()
+            response = problem_response(unknown_request(decoded.request_id), request)
+            response.headers["retry-after"] = "1"
+            return response
+        status = 200 if outcome == "duplicate" else 202
+        rt.metrics.requests.labels("feedback", str(status)).inc()
+        answer = FeedbackAccepted(request_id=decoded.request_id, duplicate=outcome == "duplicate", status=outcome)
+        return json_response(answer, status=status)
 
     @app.get("/healthz", summary="The process is alive", responses=responses_of(Health, 200))
     async def healthz() -> Response:

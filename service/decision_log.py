@@ -6,6 +6,20 @@ everything after it, until the writer has replayed the spool to Redis in order; 
 batches written directly again. A record is dropped only when the spool's disk limit is hit, and
 each drop is counted (metric, /readyz) and logged. At shutdown the queue is flushed to Redis or,
 failing that, to the spool; the next worker to start replays spools left by workers that are gone.
+
+Idempotent writes (issue 8): a batch whose EXEC Redis applied but whose reply was lost (a dropped
+connection, a timeout) looks refused, is spooled and would be replayed a second time; redis-py's own
+retry of a failed command would resend it too. So each record is written by a Lua script that sets a
+per-request key `<stream>:decision:<request_id>` (SET NX, value = the decision time) and appends only
+when the key is new, in one atomic step: a replay or retry of an applied record is a no-op. Why this
+and not the alternatives: stream ids derived from the request cannot be chosen (they must grow
+across all workers of a stream); deduplicating on the consumer side would leave duplicates in the
+stream for every reader (trainer, OPE, audits) to handle. The key costs ~100 bytes per decision for
+its TTL (`decision_index_seconds`); it also tells the feedback route which request ids exist and when
+they were served (unknown ids, late feedback). On Redis Cluster, give the stream a hash tag (e.g.
+`{cascade}:decisions`): the keys embed the stream name, so the script's keys share one slot.
+
+Trimming (`MAXLEN ~` or `MINID ~`) is applied by the same script, off by default.
 """
 
 from __future__ import annotations
@@ -20,7 +34,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, NamedTuple
 
+import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -40,6 +56,7 @@ class LogCounters:
     replayed: int = 0
     dropped: int = 0
     failed_writes: int = 0
+    deduplicated: int = 0  # records a replay or retry found already in the stream
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,63 @@ class SpoolSettings:
     directory: Path
     max_bytes: int
     fsync: bool
+
+
+@dataclass(frozen=True)
+class StreamTrim:
+    """Trim the stream at each append: keep about `threshold` entries (MAXLEN ~), or entries younger
+    than `threshold` seconds (MINID ~, from the stream ids' milliseconds)."""
+
+    strategy: Literal["maxlen", "minid"]
+    threshold: float
+
+
+class _Entry(NamedTuple):
+    request_id: str
+    time: float
+    data: bytes  # the encoded record, what the stream and the spool hold
+
+
+class _Identity(msgspec.Struct):
+    """The two fields of a stored record the writer needs, decoded without the rest."""
+
+    request_id: str
+    time: float
+
+
+_identity = msgspec.json.Decoder(_Identity)
+
+# KEYS: the stream, then one decision key per record. ARGV: key TTL, trim strategy ('', MAXLEN, MINID),
+# trim threshold (entries, or age in ms), then (time, data) per record. Returns how many were appended.
+_APPEND_NEW = """
+local ttl, strategy, threshold = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local trim = {}
+if strategy == 'MAXLEN' then
+  trim = {'MAXLEN', '~', threshold}
+elseif strategy == 'MINID' then
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  trim = {'MINID', '~', string.format('%d', now_ms - threshold)}
+end
+local added = 0
+for i = 2, #KEYS do
+  if redis.call('SET', KEYS[i], ARGV[2 * i], 'NX', 'EX', ttl) then
+    local args = {'XADD', KEYS[1]}
+    for _, t in ipairs(trim) do args[#args + 1] = t end
+    args[#args + 1] = '*'
+    args[#args + 1] = 'd'
+    args[#args + 1] = ARGV[2 * i + 1]
+    redis.call(unpack(args))
+    added = added + 1
+  end
+end
+return added
+"""
+
+
+def decision_key(stream: str, request_id: str) -> str:
+    """The Redis key that remembers a logged decision (its value: the decision time, epoch seconds)."""
+    return f"{stream}:decision:{request_id}"
 
 
 class DecisionLog:
@@ -61,11 +135,16 @@ class DecisionLog:
         capacity: int = 10_000,
         batch_size: int = 256,
         retry_seconds: float = 0.5,
+        index_seconds: int = 24 * 3600,
+        trim: StreamTrim | None = None,
     ) -> None:
         self._redis = redis
         self._stream = stream
         self._metrics = metrics
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=capacity)
+        self._queue: asyncio.Queue[_Entry] = asyncio.Queue(maxsize=capacity)
+        self._index_seconds = index_seconds
+        self._trim_args = _trim_args(trim)
+        self._script = redis.register_script(_APPEND_NEW)
         self._batch_size = batch_size
         self._retry_seconds = retry_seconds
         self._spool_settings = spool
@@ -77,22 +156,28 @@ class DecisionLog:
         self._last_replay = 0.0
         self.counters = LogCounters()
         self.redis_healthy = True
+        # Request ids this worker served whose records are not in Redis yet, and an event set after each
+        # batch Redis took: feedback sent the instant a response arrives waits for its decision here.
+        self._unlogged: set[str] = set()
+        self._batch_written = asyncio.Event()
 
     def append(self, record: DecisionRecord) -> None:
         """Queue one record without waiting. Safe from any thread: requests are served in a threadpool."""
-        data = decision_record.encode(record)  # encode in the caller's thread, off the event loop
+        # Encode in the caller's thread, off the event loop.
+        entry = _Entry(record.request_id, record.time, decision_record.encode(record))
         if self._loop is None or threading.get_ident() == self._loop_thread:
-            self._put(data)
+            self._put(entry)
         else:
-            self._loop.call_soon_threadsafe(self._put, data)
+            self._loop.call_soon_threadsafe(self._put, entry)
 
-    def _put(self, data: bytes) -> None:
+    def _put(self, entry: _Entry) -> None:
+        self._unlogged.add(entry.request_id)
         try:
-            self._queue.put_nowait(data)
+            self._queue.put_nowait(entry)
         except asyncio.QueueFull:
             # The writer fell behind by a whole queue: spool directly rather than lose the record.
             self.counters.enqueued += 1
-            self._to_spool([data])
+            self._to_spool([entry])
             return
         self.counters.enqueued += 1
         self._metrics.log_queue_depth.set(self._queue.qsize())
@@ -150,19 +235,20 @@ class DecisionLog:
     def _spool_pending(self) -> bool:
         return self._spool is not None and self._spool.size > 0
 
-    async def _deliver(self, batch: list[bytes]) -> None:
+    async def _deliver(self, batch: list[_Entry]) -> None:
         if not self._spool_pending() and await self._write(batch):
             return
         self._to_spool(batch)  # behind what is already spooled: order is kept
         await self._replay()
 
-    async def _write(self, batch: list[bytes]) -> bool:
-        """One MULTI/EXEC of XADDs; False (nothing written) if Redis refused it."""
+    async def _write(self, batch: list[_Entry]) -> bool:
+        """One atomic script call appending the records not yet in the stream; False if Redis refused it."""
+        keys = [self._stream, *(decision_key(self._stream, entry.request_id) for entry in batch)]
+        args: list[str | bytes | float | int] = [self._index_seconds, *self._trim_args]
+        for entry in batch:
+            args += [repr(entry.time), entry.data]  # repr: the float unrounded, as Lua reads it back
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for data in batch:
-                    pipe.xadd(self._stream, {decision_record.STREAM_FIELD: data})
-                await pipe.execute()
+            added = int(await self._script(keys=keys, args=args))
         except (RedisError, OSError) as exc:
             self.counters.failed_writes += 1
             self._metrics.log_write_failures.inc()
@@ -175,11 +261,31 @@ class DecisionLog:
         self.redis_healthy = True
         self.counters.written += len(batch)
         self._metrics.log_written.inc(len(batch))
+        if added < len(batch):  # a replay or retry of records Redis had applied: skipped, not duplicated
+            self.counters.deduplicated += len(batch) - added
+            self._metrics.log_deduplicated.inc(len(batch) - added)
+        self._unlogged.difference_update(entry.request_id for entry in batch)
+        self._batch_written.set()
+        self._batch_written = asyncio.Event()
         return True
 
-    def _to_spool(self, records: list[bytes]) -> None:
+    async def logged_soon(self, request_id: str, timeout: float) -> bool:
+        """True when this worker served `request_id` and its record reached Redis within `timeout`;
+        False at once for a request this worker has no unwritten record of."""
+        if request_id not in self._unlogged:
+            return False
+        deadline = time.monotonic() + timeout
+        while request_id in self._unlogged:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._batch_written.wait(), remaining)
+        return True
+
+    def _to_spool(self, records: list[_Entry]) -> None:
         assert self._spool is not None
-        dropped = self._spool.append(records)
+        dropped = self._spool.append([entry.data for entry in records])
         self.counters.spooled += len(records) - dropped
         self._metrics.log_spooled.inc(len(records) - dropped)
         if dropped:
@@ -199,11 +305,12 @@ class DecisionLog:
     async def _replay_file(self, spool: Spool) -> bool:
         """True once the whole spool reached Redis; what reached it is cut from the spool."""
         consumed_offset, consumed_records = 0, 0
-        chunk: list[bytes] = []
+        chunk: list[_Entry] = []
         chunk_end = 0
         complete = True
         for offset, data in spool.records():
-            chunk.append(data)
+            identity = _identity.decode(data)
+            chunk.append(_Entry(identity.request_id, identity.time, data))
             chunk_end = offset
             if len(chunk) == self._batch_size:
                 if not await self._write(chunk):
@@ -250,4 +357,13 @@ class DecisionLog:
             "replayed": self.counters.replayed,
             "dropped": self.counters.dropped,
             "failed_writes": self.counters.failed_writes,
+            "deduplicated": self.counters.deduplicated,
         }
+
+
+def _trim_args(trim: StreamTrim | None) -> list[str | int]:
+    if trim is None:
+        return ["", 0]
+    if trim.strategy == "maxlen":
+        return ["MAXLEN", int(trim.threshold)]
+    return ["MINID", int(trim.threshold * 1000)]

@@ -1,22 +1,44 @@
-"""Feedback: rewards by request id, appended to a Redis Stream exactly once per event."""
+"""Feedback: rewards by request id, appended to a Redis Stream exactly once per event.
+
+Each event is checked against the decision log in the same atomic step that stores it (issue 8):
+- the request id must be one the decision log wrote (its key `<decisions>:decision:<id>`, kept for
+  `decision_index_seconds`); otherwise nothing is stored and the answer is "unknown_request";
+- an event seen before (same event id, or same content without one) is stored once: "duplicate";
+- an event later than the reward window after its decision is stored with `late: true` ("late"), so
+  the trainer's join keeps it apart instead of silently merging it into the decision's reward.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import time
+from typing import Literal
 
 import msgspec
 from redis.asyncio import Redis
 
+from service.decision_log import decision_key
 from service.schema import FeedbackRequest
 
-# Remember the event and append it in one atomic step, so a retried POST (or two racing
-# workers) can never store it twice, and a failed append never marks it as seen.
+STREAM_FIELD = b"f"  # the stream entry's single field (the script below writes it): the record as JSON
+
+FeedbackOutcome = Literal["accepted", "late", "duplicate", "unknown_request"]
+
+# KEYS: decision key, seen key, feedback stream. ARGV: seen TTL, window, now, record (on time), record (late).
 _APPEND_ONCE = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return redis.call('XADD', KEYS[2], '*', 'f', ARGV[2])
+local served = redis.call('GET', KEYS[1])
+if not served then
+  return 'unknown_request'
 end
-return false
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  return 'duplicate'
+end
+if tonumber(ARGV[3]) - tonumber(served) > tonumber(ARGV[2]) then
+  redis.call('XADD', KEYS[3], '*', 'f', ARGV[5])
+  return 'late'
+end
+redis.call('XADD', KEYS[3], '*', 'f', ARGV[4])
+return 'accepted'
 """
 
 
@@ -28,32 +50,59 @@ class FeedbackRecord(msgspec.Struct):
     time: float
     rewards: dict[str, float]
     item_id: str | None = None
+    late: bool = False  # arrived after the reward window of its decision: not joined to its reward
 
 
 class FeedbackStore:
-    """Writes feedback events; identical retries are stored once."""
+    """Writes feedback events for logged decisions; identical retries are stored once."""
 
-    def __init__(self, redis: Redis, stream: str, dedupe_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        stream: str,
+        dedupe_seconds: int,
+        decision_stream: str,
+        reward_window_seconds: float,
+    ) -> None:
         self._redis = redis
         self._stream = stream
         self._dedupe_seconds = dedupe_seconds
+        self._decision_stream = decision_stream
+        self._window = reward_window_seconds
         self._script = redis.register_script(_APPEND_ONCE)
 
-    async def append(self, feedback: FeedbackRequest) -> bool:
-        """Store the event; False if the same event was already stored (a duplicate)."""
+    async def append(self, feedback: FeedbackRequest) -> FeedbackOutcome:
+        """Store the event unless its request is unknown or the event is a repeat; say which happened."""
         event_id = feedback.event_id or _content_id(feedback)
+        now = time.time()
         record = FeedbackRecord(
             request_id=feedback.request_id,
             event_id=event_id,
-            time=time.time(),
+            time=now,
             rewards=feedback.rewards,
             item_id=feedback.item_id,
         )
+        on_time, late = msgspec.json.encode(record), msgspec.json.encode(msgspec.structs.replace(record, late=True))
         seen_key = f"{self._stream}:seen:{feedback.request_id}:{event_id}"
-        stored = await self._script(
-            keys=[seen_key, self._stream], args=[self._dedupe_seconds, msgspec.json.encode(record)]
+        outcome = await self._script(
+            keys=[decision_key(self._decision_stream, feedback.request_id), seen_key, self._stream],
+            args=[
+                self._dedupe_seconds,
+                repr(self._window),
+                repr(now),
+                on_time,
+                late,
+            ],
         )
-        return stored is not None
+        return _OUTCOMES[outcome.decode() if isinstance(outcome, bytes) else str(outcome)]
+
+
+_OUTCOMES: dict[str, FeedbackOutcome] = {
+    "accepted": "accepted",
+    "late": "late",
+    "duplicate": "duplicate",
+    "unknown_request": "unknown_request",
+}
 
 
 def _content_id(feedback: FeedbackRequest) -> str:

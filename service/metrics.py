@@ -87,6 +87,17 @@ class Metrics:
             "Batches Redis refused (then spooled)",
             registry=self.registry,
         )
+        self.log_deduplicated = Counter(
+            "cascade_decision_log_deduplicated",
+            "Decision records a replay or retry found already in the stream (not appended twice)",
+            registry=self.registry,
+        )
+        self.feedback = Counter(
+            "cascade_feedback",
+            "Feedback events by outcome: accepted, late, duplicate, unknown_request",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def observe(self, endpoint: str, policy: str, version: str, timings: Timings, seconds: float) -> None:
         """Account one served request: its count, its latency and the time of each phase."""

@@ -77,6 +77,13 @@ def responses_of(kind: type, *statuses: int, msgpack: bool = False) -> dict[int 
     return out
 
 
+def described(responses: dict[int | str, dict[str, Any]], **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """Route `responses` with some statuses described for this route (keys like `s404`)."""
+    for key, text in descriptions.items():
+        responses[int(key.removeprefix("s"))]["description"] = text
+    return responses
+
+
 def install_openapi(app: FastAPI, kinds: list[type]) -> None:
     """Make `app.openapi()` carry the msgspec components of `kinds` and Problem."""
 
@@ -90,7 +97,7 @@ def install_openapi(app: FastAPI, kinds: list[type]) -> None:
             for operation in path.values():
                 # FastAPI adds a default 200 to every route; 202-only routes must not show it.
                 responses = operation.get("responses", {})
-                if "202" in responses:
+                if "202" in responses and responses.get("200", {}).get("description") == "Successful Response":
                     responses.pop("200", None)
         app.openapi_schema = document
         return document

@@ -75,6 +75,18 @@ def unknown_policy(policy: str) -> ProblemError:
     return ProblemError(404, "unknown-policy", "Unknown policy", f"policy '{policy}' is not served here", "policy")
 
 
+def unknown_request(request_id: str) -> ProblemError:
+    """404: feedback for a request id the decision log has not recorded (or has forgotten)."""
+    return ProblemError(
+        404,
+        "unknown-request",
+        "Unknown request",
+        f"no decision with request_id '{request_id}' is logged; a decision served a moment ago may not be "
+        "logged yet (retry after Retry-After seconds), one older than the decision index is forgotten",
+        "request_id",
+    )
+
+
 def problem_response(error: ProblemError, request: Request | None = None) -> Response:
     """Encode a ProblemError as an application/problem+json response."""
     instance = request.url.path if request is not None else None

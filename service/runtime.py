@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from export.manifest import POLICY_NAME
-from service.decision_log import DecisionLog, SpoolSettings
+from service.decision_log import DecisionLog, SpoolSettings, StreamTrim
 from service.embedded_redis import EmbeddedRedis
 from service.exploration import NoiseSource
 from service.feedback import FeedbackStore
@@ -75,6 +75,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         capacity=settings.log_queue_size,
         batch_size=settings.log_batch_size,
         retry_seconds=settings.log_retry_seconds,
+        index_seconds=settings.decision_index_seconds,
+        trim=None if settings.log_trim == "off" else StreamTrim(settings.log_trim, settings.log_trim_threshold),
     )
     decision_log.start()
     ranker = Ranker(
@@ -87,7 +89,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         log_candidate_features=settings.log_candidate_features,
         log_decisions=settings.log_decisions,
     )
-    feedback = FeedbackStore(redis, settings.feedback_stream, settings.feedback_dedupe_seconds)
+    feedback = FeedbackStore(
+        redis,
+        settings.feedback_stream,
+        settings.feedback_dedupe_seconds,
+        decision_stream=settings.decision_stream,
+        reward_window_seconds=settings.reward_window_seconds,
+    )
     compute = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="cascade-compute")
     try:
         yield Runtime(settings, metrics, registry, redis, routing, decision_log, items, ranker, feedback, compute)

@@ -146,8 +146,14 @@ class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class FeedbackAccepted(msgspec.Struct):
+    """202 accepted or late (stored; a late event is not joined to the reward); 200 duplicate (stored before)."""
+
     request_id: str
     duplicate: bool
+    status: Annotated[
+        Literal["accepted", "late", "duplicate"],
+        msgspec.Meta(description="accepted: within the reward window; late: after it; duplicate: seen before"),
+    ]
 
 
 class ReadyState(msgspec.Struct):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -82,3 +83,26 @@ class Settings(BaseSettings):
 
     exploration_seed: int | None = None
     """Seed of the exploration noise generator; unset draws from the OS for each worker."""
+
+    # --- decision-log idempotency, trimming and the reward window (issue 8) ---
+
+    decision_index_seconds: int = Field(default=24 * 3600, gt=0)
+    """How long Redis remembers each logged request id (~100 bytes each): a replayed record is never
+    appended twice within it, and feedback for the request is accepted (late after the reward window)."""
+
+    log_trim: Literal["off", "maxlen", "minid"] = "off"
+    """Trim the decision stream as it grows: `maxlen` keeps about `log_trim_threshold` entries (MAXLEN ~),
+    `minid` keeps entries younger than `log_trim_threshold` seconds (MINID ~). Off: the trainer trims."""
+
+    log_trim_threshold: float = Field(default=1_000_000, gt=0)
+    """Entries (maxlen) or seconds (minid) the decision stream keeps when `log_trim` is on."""
+
+    reward_window_seconds: float = Field(default=600.0, gt=0)
+    """Feedback within this many seconds of its decision is joined to it; later feedback is stored
+    marked late (Azure Personalizer's reward wait time). The trainer reads the same value."""
+
+    @model_validator(mode="after")
+    def _window_within_index(self) -> Settings:
+        if self.reward_window_seconds > self.decision_index_seconds:
+            raise ValueError("reward_window_seconds must not exceed decision_index_seconds")
+        return self

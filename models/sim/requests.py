@@ -79,6 +79,15 @@ def served_responses(
     return [dict(zip(sim.config.objectives, map(float, row), strict=True)) for row in sampled]
 
 
+def expected_request_reward(sim: Simulator, body: dict[str, Any], served_ids: list[str]) -> float:
+    """E[request reward] of serving these items to the body's user in its context: the true return the
+    loop reports (the simulator knows it; the service and the trainer only see sampled feedback)."""
+    user = np.array([user_index(sim, body["user"]["id"])])
+    context = np.asarray([body["context"]], dtype=np.float32)
+    items = np.array([[int(item_id[1:]) for item_id in served_ids]], dtype=np.int64)
+    return float(sim.reward(sim.expected_responses(user, items, context))[0])
+
+
 def write_example_request(
     path: Path,
     seed: int = 0,

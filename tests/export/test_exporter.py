@@ -52,7 +52,7 @@ def test_manifest_records_a_passed_parity_over_every_stage_boundary(bundle: tupl
 def test_manifest_hashes_every_file_but_itself(bundle: tuple[Path, Manifest]) -> None:
     out, manifest = bundle
     on_disk = {p.name for p in out.iterdir() if p.is_file()}
-    assert set(manifest.files) == on_disk - {MANIFEST_FILE} == {"cascade.onnx"}
+    assert set(manifest.files) == on_disk - {MANIFEST_FILE} == {"cascade.onnx", "policy.pt"}
     for name, digest in manifest.files.items():
         assert digest == hashlib.sha256((out / name).read_bytes()).hexdigest() == sha256_of(out / name)
     assert read_manifest(out) == manifest
@@ -150,3 +150,24 @@ def test_build_demo_publishes_an_active_verified_bundle(tmp_path: Path) -> None:
     assert manifest.files["cascade.onnx"] == sha256_of(bundle / "cascade.onnx")
     assert manifest.stage_sizes == [500, 100, 50] and manifest.fusion.exploration.probability == 0.1
     assert manifest.parity.passed
+
+
+def test_the_bundle_carries_a_hashed_checkpoint_that_rebuilds_the_same_policy(
+    bundle: tuple[Path, Manifest], trained: DemoTraining, tmp_path: Path
+) -> None:
+    from export.checkpoint import CheckpointError, load_checkpoint
+
+    out, manifest = bundle
+    restored = load_checkpoint(out, manifest)
+    inputs = example_inputs(manifest.feature_schema, 120, manifest.stage_sizes, 7, np.random.default_rng(3))
+    with torch.no_grad():
+        want = trained.policy(*(torch.from_numpy(v) for v in inputs.values()))
+        have = restored(*(torch.from_numpy(v) for v in inputs.values()))
+    for a, b in zip(want, have, strict=True):
+        assert torch.equal(a, b)
+
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    (tampered / "policy.pt").write_bytes((out / "policy.pt").read_bytes() + b"\0")
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(tampered, manifest)

@@ -1,0 +1,286 @@
+"""The closed loop (issue 8): serve → log → join rewards → train → evaluate off-policy → publish.
+
+`run_loop` drives it against the simulator from a fresh demo store:
+1. build the demo policy (models/demo.py) into the run's store, if the store has none;
+2. start Redis (embedded) and `cascade serve` on loopback; simulated users rank and send feedback;
+3. a consumer group reads decisions and feedback (models/log_reader.py), the joiner makes rewards
+   (models/reward_join.py, the service's window), and the joined log is written to the run folder
+   before anything is acknowledged (XACK only after a durable use);
+4. the active version's checkpoint (export/checkpoint.py) is warm-started and trained on the log
+   gathered so far (models/logged_a3c.py), held-out users apart;
+5. the candidate is exported to a bundle whose manifest's `evaluation` holds the gate's verdict and
+   numbers (models/ope_gate.py); it is published and activated in Redis (the service hot-swaps) only
+   if the gate says so;
+6. after the last iteration a final phase measures the last served version. The true simulated
+   return of every phase is printed, written to loop.json and plotted (loop.png).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import redis
+import torch
+from redis.asyncio import Redis as AsyncRedis
+
+from export.checkpoint import load_checkpoint
+from export.exporter import export_bundle
+from export.store import active_version, bundle_path, publish, read_manifest
+from models.cascade import CascadePolicy
+from models.demo import DemoConfig, build_demo
+from models.log_reader import DecisionReader, FeedbackReader
+from models.logged_a3c import LoggedA3CConfig, LoggedTransitions, build_transitions, train_on_log
+from models.loop_traffic import PhaseResult, run_phase, served_version, serving
+from models.ope_gate import GateConfig, held_out_mask, judge
+from models.reward_join import JoinConfig, JoinedDecision, RewardJoiner
+from models.rollout import expected_reward, request_batch, served_items
+from models.sim.config import SimConfig
+from models.sim.simulator import Simulator
+from service.embedded_redis import EmbeddedRedis
+from service.routing import RoutingStore
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    iterations: int = 3
+    seed: int = 0
+    policy: str = "demo"
+    requests_per_phase: int = 600
+    n_candidates: int = 200
+    k: int = 10
+    clients: int = 3
+    # The demo policy explores on this share of requests: only explored decisions carry a propensity
+    # the trainer and the gate can use, so the loop's demo explores more than `cascade demo` (0.1).
+    exploration_probability: float = 0.5
+    reward_window_seconds: float = 2.0
+    join_rule: str = "sum"
+    default_reward: float = 0.0
+    train: LoggedA3CConfig = field(default_factory=lambda: LoggedA3CConfig(actor_lr=1e-2))
+    gate: GateConfig = field(default_factory=GateConfig)
+    # The demo's own training as `cascade demo`; fewer evaluation requests for its manifest only.
+    demo: DemoConfig = field(default_factory=lambda: DemoConfig(eval_requests=50))
+
+
+@dataclass
+class IterationReport:
+    iteration: int
+    phase: dict[str, object]
+    joined: int = 0
+    late: int = 0
+    defaulted: int = 0
+    candidate: str | None = None
+    gate: dict[str, object] | None = None
+    published: bool = False
+
+
+class _Log:
+    """The loop's side of Redis: consumer groups on both streams, the joiner, the joined log on disk."""
+
+    def __init__(self, url: str, config: LoopConfig, weights: dict[str, float], run_dir: Path) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.decisions = DecisionReader(self.client, "cascade:decisions", "loop-trainer", "loop")
+        self.feedback = FeedbackReader(self.client, "cascade:feedback", "loop-trainer", "loop")
+        self.decisions.ensure_group()
+        self.feedback.ensure_group()
+        rule = "first" if config.join_rule == "first" else "sum"
+        self.joiner = RewardJoiner(
+            JoinConfig(config.reward_window_seconds, rule, config.default_reward, weights)  # type: ignore[arg-type]
+        )
+        self.joined: list[JoinedDecision] = []
+        self._run_dir = run_dir
+
+    def collect(self, iteration: int) -> tuple[int, int, int]:
+        """Read, join what the window has closed on, store it, then acknowledge: (joined, late, defaulted)."""
+        decisions, events = self.decisions.read_all(), self.feedback.read_all()
+        for d in decisions:
+            self.joiner.add_decision(d.record)
+        for e in events:
+            self.joiner.add_feedback(e.record)
+        result = self.joiner.close(time.time())
+        path = self._run_dir / f"joined-{iteration}.jsonl"
+        with path.open("wb") as out:  # durable before XACK: a crash here re-delivers, nothing is lost
+            for j in result.joined:
+                out.write(msgspec.json.encode({"reward": j.reward, "events": j.events, "decision": j.decision}) + b"\n")
+            for late in result.late:
+                out.write(msgspec.json.encode({"late": late}) + b"\n")
+        self.joined += result.joined
+        self.decisions.ack(decisions)
+        self.feedback.ack(events)
+        defaulted = sum(1 for j in result.joined if j.events == 0)
+        return len(result.joined), len(result.late), defaulted
+
+
+def _activate(url: str, policy: str, version: str) -> None:
+    async def route() -> None:
+        client = AsyncRedis.from_url(url)
+        try:
+            await RoutingStore(client, "cascade").activate(policy, version)
+        finally:
+            await client.aclose()
+
+    asyncio.run(route())
+
+
+def _wait_for_version(base: str, policy: str, version: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while served_version(base, policy) != version:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the service did not swap to {version} within {seconds} s")
+        time.sleep(0.2)
+
+
+@torch.no_grad()
+def simulated_value(
+    policy: CascadePolicy, sim: Simulator, config: LoopConfig, requests: int = 1000
+) -> dict[str, float]:
+    """The simulator's expected request reward of a policy serving its mean and its exploring Gaussian, on
+    fixed requests (common random numbers): the truth the gate estimates, recorded beside its verdict and
+    never shown to it."""
+    rng = np.random.default_rng([config.seed, 99])
+    batch = request_batch(sim, requests, config.n_candidates, rng)
+    sizes, k = torch.tensor(config.demo.stage_sizes), torch.tensor([config.k])
+    selection = policy.select(batch.state, batch.items, sizes, k)
+    noise = rng.standard_normal((requests, policy.fusion.action_dim)).clip(-2.0, 2.0).astype(np.float32)
+    values = {}
+    for name, draw in (("mean", np.zeros_like(noise)), ("gaussian", noise)):
+        action = policy.fusion(batch.state, torch.from_numpy(draw)).action
+        values[name] = float(expected_reward(sim, batch, served_items(batch, selection, action, k)).mean())
+    return values
+
+
+def _train_candidate(
+    store: Path, config: LoopConfig, log: list[JoinedDecision], iteration: int, run_dir: Path, sim: Simulator
+) -> tuple[Path, dict[str, object], bool]:
+    """Warm-start from the active version, train on the log's training users, judge on the held-out ones,
+    export the candidate with the verdict in its manifest. Returns (bundle, verdict, publish?)."""
+    active_name = active_version(store, config.policy)
+    active_dir = bundle_path(store, config.policy, active_name)
+    manifest = read_manifest(active_dir)
+    active = load_checkpoint(active_dir, manifest)
+    candidate = load_checkpoint(active_dir, manifest)
+    transitions = build_transitions(log)
+    held_out = held_out_mask(transitions.user_ids, config.gate.held_out_fraction, config.seed)
+    train: LoggedTransitions = transitions.subset(~held_out)
+    with torch.random.fork_rng(devices=[]):
+        report = train_on_log(candidate, train, replace(config.train, seed=config.seed * 100 + iteration))
+    verdict = judge(active, candidate, transitions.subset(held_out), config.gate)
+    truth = {"active": simulated_value(active, sim, config), "candidate": simulated_value(candidate, sim, config)}
+    version = f"loop{config.seed}-it{iteration}-{time.strftime('%H%M%S')}"
+    evaluation = {**verdict.as_dict(), "warm_start": active_name, "held_out": int(held_out.sum())}
+    bundle = run_dir / "bundles" / version
+    export_bundle(
+        candidate,
+        bundle,
+        policy_name=config.policy,
+        version=version,
+        feature_schema=manifest.feature_schema,
+        stages=manifest.stages,
+        fusion_action_spec=manifest.fusion,
+        training={
+            "trainer": "models.logged_a3c",
+            "warm_start": active_name,
+            "train_decisions": len(train),
+            **asdict(config.train),
+            **report.as_dict(),
+        },
+        evaluation=evaluation,
+    )
+    return bundle, {**evaluation, "simulated_truth": truth}, verdict.publish
+
+
+def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[IterationReport]:
+    """Run the loop; write loop.json and loop.png into `run_dir`; return one report per phase."""
+    say = echo if callable(echo) else print
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = run_dir / "store"
+    demo = replace(config.demo, exploration_probability=config.exploration_probability)
+    if not (store / config.policy / "ACTIVE").exists():
+        started = time.perf_counter()
+        build_demo(store, policy=config.policy, seed=config.seed, config=demo)
+        say(f"demo policy trained and published in {time.perf_counter() - started:.0f} s")
+    sim = Simulator(SimConfig(), seed=config.seed)  # the world the demo was trained in
+    redis_server = EmbeddedRedis(run_dir / "redis")
+    env = {
+        "REDIS_URL": redis_server.url,
+        "CASCADE_LOG_SPOOL_DIR": str(run_dir / "spool"),
+        "CASCADE_REWARD_WINDOW_SECONDS": str(config.reward_window_seconds),
+        "CASCADE_EXPLORATION_SEED": str(config.seed),
+        "CASCADE_POLICY": config.policy,
+    }
+    reports: list[IterationReport] = []
+    log = _Log(redis_server.url, config, sim.business_weights, run_dir)
+    try:
+        with serving(store, env, run_dir / "server.log") as base:
+            for iteration in range(config.iterations + 1):
+                phase = run_phase(
+                    base,
+                    sim,
+                    requests=config.requests_per_phase,
+                    n_candidates=config.n_candidates,
+                    k=config.k,
+                    traffic_seed=config.seed,
+                    feedback_seed=config.seed * 1000 + iteration,
+                    clients=config.clients,
+                )
+                report = IterationReport(iteration, asdict(phase))
+                reports.append(report)
+                say(_phase_line(iteration, phase))
+                if iteration == config.iterations:
+                    break
+                time.sleep(config.reward_window_seconds + 0.5)  # let the last decisions' windows close
+                report.joined, report.late, report.defaulted = log.collect(iteration)
+                bundle, verdict, publish_it = _train_candidate(store, config, log.joined, iteration, run_dir, sim)
+                report.candidate, report.gate = bundle.name, verdict
+                truth = verdict["simulated_truth"]
+                say(
+                    f"  candidate {bundle.name}: {verdict['gate']} ({verdict['reason']}); simulated truth "
+                    f"{truth['candidate']['gaussian']:.2f} vs active {truth['active']['gaussian']:.2f} (exploring)"
+                )
+                if publish_it:
+                    publish(bundle, store, activate=True)
+                    _activate(redis_server.url, config.policy, bundle.name)
+                    _wait_for_version(base, config.policy, bundle.name)
+                    report.published = True
+    finally:
+        log.client.close()
+        redis_server.stop()
+    (run_dir / "loop.json").write_text(json.dumps([asdict(r) for r in reports], indent=2))
+    plot_returns(reports, run_dir / "loop.png", title=f"cascade loop, seed {config.seed}")
+    return reports
+
+
+def _phase_line(iteration: int, phase: PhaseResult) -> str:
+    served = ", ".join(f"{v}: {n}" for v, n in phase.versions.items())
+    return (
+        f"phase {iteration}: true return {phase.true_return:.3f} ± {phase.true_return_stderr:.3f} "
+        f"over {phase.requests} requests ({phase.explored} explored, {phase.seconds:.0f} s; served {served})"
+    )
+
+
+def plot_returns(reports: list[IterationReport], path: Path, title: str) -> None:
+    """True simulated return per phase, with its standard error, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r.iteration for r in reports]
+    y = [float(r.phase["true_return"]) for r in reports]  # type: ignore[arg-type]
+    err = [float(r.phase["true_return_stderr"]) for r in reports]  # type: ignore[arg-type]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.errorbar(x, y, yerr=err, marker="o", capsize=3)
+    for r in reports:
+        if r.published:
+            ax.annotate("promoted", (r.iteration + 0.5, y[r.iteration]), fontsize=7, ha="center")
+    ax.set_xlabel("iteration (phase served by the version active then)")
+    ax.set_ylabel("true simulated return per request")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

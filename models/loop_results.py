@@ -1,0 +1,123 @@
+"""The loop's section of models/RESULTS.md and its plot, rendered from `cascade loop` run folders
+(runs/loop/seed-*/loop.json); no number is typed in. The section sits between two markers, so
+re-rendering replaces it and `cascade experiment seeds` output above it is left alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+START, END = "<!-- loop:start -->", "<!-- loop:end -->"
+
+
+def _mean_std(values: list[float]) -> str:
+    array = np.asarray(values, dtype=np.float64)
+    return f"{array.mean():.2f} ± {array.std(ddof=1) if len(array) > 1 else 0.0:.2f}"
+
+
+def render_section(runs: dict[int, list[dict[str, Any]]], command: str, seconds: float, machine: str) -> str:
+    """Markdown of the loop's results over seeds: true return per phase, lift, the gate's verdicts."""
+    seeds = sorted(runs)
+    phases = min(len(runs[s]) for s in seeds)
+    returns = {s: [float(r["phase"]["true_return"]) for r in runs[s][:phases]] for s in seeds}
+    lines = [
+        START,
+        "## The closed loop (issue 8): `cascade loop` from a fresh demo store",
+        "",
+        f"Command: `{command}`. Wall time {seconds / 60:.1f} min for {len(seeds)} seeds on {machine}.",
+        "",
+        "Each seed trains its own demo policy (exploring on 50% of requests), serves it over HTTP, and runs",
+        "iterations of: simulated users rank and send per-item feedback → consumer groups read both streams →",
+        "rewards joined in the window (sum) → A3C on the log, warm-started from the active bundle → OPE gate",
+        "(SNIPS on held-out users, margin 2%) → publish + hot swap only if the gate passes. Phase i is served",
+        "by the version active after i rounds; every phase replays the same simulated requests (common random",
+        "numbers), so differences between phases are the policy's. True return = the simulator's expected",
+        "request reward of what was served (mean over the phase's requests).",
+        "",
+        "| phase | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std over seeds |",
+        "|---|" + "---|" * (len(seeds) + 1),
+    ]
+    for i in range(phases):
+        row = [returns[s][i] for s in seeds]
+        lines.append(f"| {i} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {_mean_std(row)} |")
+    lifts = [returns[s][-1] - returns[s][0] for s in seeds]
+    lines.append("| lift (last − first) | " + " | ".join(f"{v:+.2f}" for v in lifts) + f" | {_mean_std(lifts)} |")
+    lines += [
+        "",
+        "Gate verdicts (candidate vs active, SNIPS on held-out explored decisions), beside the simulator's true",
+        "value of both as exploring Gaussians (never shown to the gate):",
+        "",
+    ]
+    lines += [
+        "| seed | round | verdict | OPE active | OPE candidate | cand. ESS | held-out | true active | true cand. |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in seeds:
+        for r in runs[s]:
+            gate = r.get("gate")
+            if not gate:
+                continue
+            active, candidate = gate["active"], gate["candidate"]
+            truth = gate.get("simulated_truth", {})
+            true_active = truth.get("active", {}).get("gaussian", float("nan"))
+            true_candidate = truth.get("candidate", {}).get("gaussian", float("nan"))
+            lines.append(
+                f"| {s} | {r['iteration']} | {gate['gate']} | {active['value']:.1f} ± {active['stderr']:.1f} | "
+                f"{candidate['value']:.1f} ± {candidate['stderr']:.1f} | {candidate['ess']:.0f} | {gate['held_out']} | "
+                f"{true_active:.2f} | {true_candidate:.2f} |"
+            )
+    promoted = {s: sum(bool(r.get("published")) for r in runs[s]) for s in seeds}
+    lines += ["", "Promotions per seed: " + ", ".join(f"seed {s}: {n}" for s, n in promoted.items()) + ".", ""]
+    lines += ["![true return per phase](loop.png)", "", END, ""]
+    return "\n".join(lines)
+
+
+def read_runs(root: Path) -> dict[int, list[dict[str, Any]]]:
+    """loop.json of every seed folder under `root` (seed-<n>/loop.json)."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for path in sorted(root.glob("seed-*/loop.json")):
+        out[int(path.parent.name.removeprefix("seed-"))] = json.loads(path.read_text())
+    if len(out) < 3:
+        raise ValueError(f"need at least 3 seeds under {root}, found {sorted(out)}")
+    return out
+
+
+def write_section(results: Path, section: str) -> None:
+    """Replace the loop section of RESULTS.md (or append it)."""
+    text = results.read_text() if results.exists() else ""
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        text = before + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    results.write_text(text)
+
+
+def plot(runs: dict[int, list[dict[str, Any]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for seed, reports in sorted(runs.items()):
+        ys = [r["phase"]["true_return"] for r in reports]
+        errs = [r["phase"]["true_return_stderr"] for r in reports]
+        ax.errorbar(range(len(ys)), ys, yerr=errs, marker="o", capsize=3, label=f"seed {seed}")
+    ax.set_xlabel("phase (after i loop rounds)")
+    ax.set_ylabel("true simulated return per request")
+    ax.set_title("cascade loop: true return per phase", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_loop_results(root: Path, results: Path, command: str, seconds: float, machine: str) -> Path:
+    runs = read_runs(root)
+    write_section(results, render_section(runs, command, seconds, machine))
+    plot(runs, results.with_name("loop.png"))
+    return results
