@@ -63,9 +63,12 @@ def test_a3c_critic_loss_decreases_and_gamma_bootstraps_the_session_value(
 
 
 def test_multi_critic_trains_one_critic_per_objective(sim: Simulator, policy: CascadePolicy) -> None:
-    log = train_multi_critic(policy, sim, np.random.default_rng(0), MultiCriticConfig(run=EXPECTED, gammas=(0.0,) * 5))
+    # Five critics' per-batch losses are noisy (the rare objectives spike): 40 updates left the mean of the
+    # last 8 at 0.68 × the first 8 on this machine's numpy 2.4.6; 120 updates halve it with room (0.40 ×).
+    run = RunConfig(**{**EXPECTED.__dict__, "steps": 120})
+    log = train_multi_critic(policy, sim, np.random.default_rng(0), MultiCriticConfig(run=run, gammas=(0.0,) * 5))
     first, last = _first_last(log.critic_losses)
-    assert last < 0.5 * first
+    assert last < 0.5 * first, (first, last)
     with pytest.raises(ValueError, match="one discount"):
         train_multi_critic(policy, sim, np.random.default_rng(0), MultiCriticConfig(run=RUN, gammas=(0.9,)))
 
