@@ -170,7 +170,7 @@ def serve(
     store: StoreOption = Path("store"),
     host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core)")] = None,
 ) -> None:
     """Serve the active version over HTTP. Without REDIS_URL an embedded Redis is started here."""
     import uvicorn
@@ -195,7 +195,7 @@ def serve(
             factory=True,
             host=host,
             port=port,
-            workers=workers,
+            workers=workers or os.cpu_count() or 1,
             loop="uvloop",
             http="httptools",
             log_level="info",

@@ -67,7 +67,7 @@ def main() -> None:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "cascade_cli", "serve", "--store", str(args.store), "--port", str(port)],
+        [sys.executable, "-m", "cascade_cli", "serve", "--store", str(args.store), "--port", str(port), "--workers=1"],
         env={**os.environ, "CASCADE_EMBEDDED_REDIS_DIR": f"/tmp/cascade-latency-{port}"},
     )
     try:

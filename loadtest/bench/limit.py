@@ -7,16 +7,45 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
+from export.manifest import Manifest
 from export.store import active_version, bundle_path
 from service.bundle import load_bundle
 from service.cascade import CascadeInputs, run_cascade
+
+OPTIMIZATION_LEVELS = {
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
 
 
 def compute_p50_ms(store: Path, policy: str, bodies: list[dict[str, Any]], repeats: int, threads: int = 1) -> float:
     """Median time of one `run_cascade` over the bodies' tensors, with the session options a worker uses."""
     bundle = load_bundle(bundle_path(store, policy, active_version(store, policy)), threads)
-    manifest = bundle.manifest
+    return _p50_ms(bundle.session, bundle.manifest, bodies, repeats)
+
+
+def session_option_sweep(
+    store: Path, policy: str, bodies: list[dict[str, Any]], repeats: int
+) -> list[tuple[int, str, float]]:
+    """(intra-op threads, graph optimisation level, p50 ms) for the options a worker could choose."""
+    bundle = load_bundle(bundle_path(store, policy, active_version(store, policy)))
+    graph = bundle.path / bundle.manifest.graphs["cascade"].file
+    out = []
+    for threads in (1, 2):
+        for name, level in OPTIMIZATION_LEVELS.items():
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = level
+            session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+            out.append((threads, name, _p50_ms(session, bundle.manifest, bodies, repeats)))
+    return out
+
+
+def _p50_ms(session: ort.InferenceSession, manifest: Manifest, bodies: list[dict[str, Any]], repeats: int) -> float:
     inputs = [
         CascadeInputs(
             user=np.asarray([b["user"]["features"]], dtype=np.float32),
@@ -29,10 +58,10 @@ def compute_p50_ms(store: Path, policy: str, bodies: list[dict[str, Any]], repea
     ]
     noise = np.zeros((1, manifest.fusion.dim), dtype=np.float32)
     for one in inputs:  # warm-up
-        run_cascade(bundle.session, manifest, one, noise)
+        run_cascade(session, manifest, one, noise)
     times = []
     for i in range(repeats):
         started = time.perf_counter()
-        run_cascade(bundle.session, manifest, inputs[i % len(inputs)], noise)
+        run_cascade(session, manifest, inputs[i % len(inputs)], noise)
         times.append(time.perf_counter() - started)
     return float(np.median(times) * 1000)

@@ -149,13 +149,23 @@ def _machine() -> dict[str, str]:
     }
 
 
-def write_report(rows: list[Measurement], args: argparse.Namespace, command: str, n: int, seconds: float) -> None:
+def write_report(
+    rows: list[Measurement],
+    args: argparse.Namespace,
+    command: str,
+    n: int,
+    seconds: float,
+    sweep: list[tuple[int, str, float]],
+) -> None:
     sizes = sorted({r.n for r in rows})
     machine = _machine()
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(
-        json.dumps({"command": command, "when": when, **machine, "rows": [asdict(r) for r in rows]}, indent=1)
+        json.dumps(
+            {"command": command, "when": when, **machine, "rows": [asdict(r) for r in rows], "session_options": sweep},
+            indent=1,
+        )
     )
     _plot(rows, args.plot)
     lines = [
@@ -192,7 +202,19 @@ def write_report(rows: list[Measurement], args: argparse.Namespace, command: str
             f"| {r.config} | {r.encoding} | {r.n} | {r.concurrency} | {r.p50_ms:.2f} | {p99} | "
             f"{r.throughput:.1f} | {r.requests} | {r.errors} |"
         )
-    lines += ["", f"![p50 latency against N]({args.plot.name})", ""]
+    lines += [
+        "",
+        f"## onnxruntime session options (the cascade graph in-process, N = {n})",
+        "",
+        "Workers serve with 1 intra-op thread and optimisation level `all` (service/bundle.py): one worker per core.",
+        "",
+        "| intra-op threads | graph optimisation | p50 ms |",
+        "|---|---|---|",
+        *(f"| {threads} | {level} | {p50:.3f} |" for threads, level, p50 in sweep),
+        "",
+        f"![p50 latency against N]({args.plot.name})",
+        "",
+    ]
     args.out.write_text("\n".join(lines))
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from loadtest.bench.limit import compute_p50_ms
+from loadtest.bench.limit import compute_p50_ms, session_option_sweep
 from loadtest.bench.loadgen import LoadResult, drive
 from loadtest.bench.report import Measurement, write_report
 from loadtest.bench.servers import cascade_serve, naive_baseline
@@ -87,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             p50 = compute_p50_ms(store, POLICY, workload.raw[n], repeats=max(50, 20_000 // n))
             measurements.append(Measurement.limit(n, p50))
             print(measurements[-1].line(), flush=True)
+        sweep = session_option_sweep(store, POLICY, workload.raw[reference], repeats=200)
+        for threads, level, p50 in sweep:
+            print(f"session options: {threads} intra-op thread(s), optimisation {level}: p50 {p50:.3f} ms")
         with cascade_serve(store, workers=1, log_decisions=True, logs=logs) as port:
             for n in sizes:
                 for encoding in ENCODINGS:
@@ -105,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with naive_baseline(checkpoint, logs) as port:
             for n in sizes:
                 measure("naive baseline", "json-inline", n, port, workload.bodies["json-inline", n])
-    write_report(measurements, args, command, reference, time.time() - started)
+    write_report(measurements, args, command, reference, time.time() - started, sweep)
     print(f"wrote {args.out}, {args.plot} and {args.results}")
     return 0
 
