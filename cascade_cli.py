@@ -113,8 +113,11 @@ def export_actors(
     seed: Annotated[int, typer.Option(help="Simulator and training seed")] = 0,
 ) -> None:
     """Train ResAct and EnhancedRL on the simulator and export them beside a cascade graph, as one bundle."""
+    import torch
+
     from models.actor_bundle import build_actor_bundle
 
+    torch.set_num_threads(1)  # small networks: a second thread only contends on the shared cores
     manifest = build_actor_bundle(out, seed=seed)
     for name, actor in manifest.actors.items():
         typer.echo(

@@ -11,7 +11,8 @@ as the floor.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from models.a3c import SessionA3CConfig, train_a3c
 from models.cascade import CascadePolicy, PolicyConfig
 from models.enhanced_rl import EnhancedActor, EnhancedRLConfig, train_enhanced_rl
 from models.episodes import RunConfig
-from models.offline import true_return
+from models.offline import over_seeds, true_return
 from models.sim.simulator import Simulator
 
 
@@ -79,8 +80,5 @@ def run_seed(seed: int, cfg: EnhancedExperimentConfig) -> dict[str, dict[str, fl
     return out
 
 
-def run(cfg: EnhancedExperimentConfig) -> dict[str, object]:
-    torch.set_num_threads(1)
-    started = time.perf_counter()
-    per_seed = {seed: run_seed(seed, cfg) for seed in cfg.seeds}
-    return {"per_seed": per_seed, "seconds": time.perf_counter() - started, "config": asdict(cfg)}
+def run(cfg: EnhancedExperimentConfig) -> dict[str, Any]:
+    return over_seeds(run_seed, cfg)

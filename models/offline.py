@@ -10,8 +10,10 @@ room to improve on it, and stochastic, so the log carries propensities for off-p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -162,3 +164,11 @@ def true_return(
         "depth": float(depth.mean()),
         "per_request": float(total.sum() / depth.sum()),
     }
+
+
+def over_seeds(run_seed: Callable[[int, Any], dict[str, Any]], cfg: Any) -> dict[str, Any]:
+    """Run `run_seed(seed, cfg)` for each of `cfg.seeds` (one torch thread); the record an experiment saves."""
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    per_seed = {seed: run_seed(seed, cfg) for seed in cfg.seeds}
+    return {"per_seed": per_seed, "seconds": time.perf_counter() - started, "config": asdict(cfg)}

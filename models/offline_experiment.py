@@ -12,12 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from models.cascade import PolicyConfig
-from models.offline import BehaviourPolicy, OfflineConfig, OfflineLog, collect, true_return
+from models.offline import BehaviourPolicy, OfflineConfig, OfflineLog, collect, over_seeds, true_return
 from models.offline_baselines import BaselineConfig, DeterministicActor, train_bc, train_td3_bc
 from models.ope import LoggedRewards, gaussian_log_prob, ncis
 from models.resact import ResActConfig, ResActPolicy, StateLayout, make_resact, train_resact
@@ -119,8 +120,5 @@ def run_seed(seed: int, cfg: ResActExperimentConfig) -> dict[str, dict[str, floa
     return out
 
 
-def run(cfg: ResActExperimentConfig) -> dict[str, object]:
-    torch.set_num_threads(1)
-    started = time.perf_counter()
-    per_seed = {seed: run_seed(seed, cfg) for seed in cfg.seeds}
-    return {"per_seed": per_seed, "seconds": time.perf_counter() - started, "config": asdict(cfg)}
+def run(cfg: ResActExperimentConfig) -> dict[str, Any]:
+    return over_seeds(run_seed, cfg)

@@ -11,15 +11,15 @@ r̂(s, a) fitted on the log; E_{a~π}[r̂] is a Monte Carlo mean over draws of t
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from models.cascade import PolicyConfig
 from models.networks import mlp
-from models.offline import BehaviourPolicy, OfflineConfig, OfflineLog, collect, serve, true_return
+from models.offline import BehaviourPolicy, OfflineConfig, OfflineLog, collect, over_seeds, serve, true_return
 from models.ope import LoggedRewards, estimate_all, gaussian_log_prob
 from models.rollout import expected_reward
 from models.sim.simulator import Simulator
@@ -199,13 +199,6 @@ def summarise(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dic
     return out
 
 
-def run(cfg: OPEValidationConfig) -> dict[str, object]:
-    torch.set_num_threads(1)
-    started = time.perf_counter()
-    per_seed = {seed: run_seed(seed, cfg) for seed in cfg.seeds}
-    return {
-        "per_seed": per_seed,
-        "summary": summarise(per_seed),
-        "seconds": time.perf_counter() - started,
-        "config": asdict(cfg),
-    }
+def run(cfg: OPEValidationConfig) -> dict[str, Any]:
+    record = over_seeds(run_seed, cfg)
+    return {**record, "summary": summarise(record["per_seed"])}

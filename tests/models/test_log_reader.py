@@ -6,10 +6,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import pytest
 import redis
 from fastapi.testclient import TestClient
 
 from models.log_reader import DecisionReader
+from models.ope import gaussian_log_prob, served_fusion, snips
+from service import decision_record
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream
 
@@ -56,3 +60,23 @@ def test_a_consumer_killed_mid_batch_has_its_records_claimed_by_another(
     assert [d.record.request_id for d in first] == served[:4]  # claimed, not lost
     assert [d.record.request_id for d in rest] == served[4:]
     assert survivor.pending() == 0
+
+
+def test_served_records_give_the_propensity_the_service_logged(
+    client: TestClient, settings: Settings, redis_client: redis.Redis, make_request: Callable[..., dict[str, Any]]
+) -> None:
+    """The logged log_prob is the Gaussian log-density of the raw draw: recomputing it from the record's
+    mean and std must agree, or every importance weight built on the log would be wrong."""
+    for _ in range(5):
+        assert client.post("/v1/rank", json=make_request(n_candidates=40, k=3)).status_code == 200
+    entries = wait_for_stream(redis_client, settings.decision_stream, 5)
+    records = [decision_record.decode(fields[decision_record.STREAM_FIELD]) for _, fields in entries]
+
+    logged = served_fusion(records)
+    means = np.array([r.fusion.mean for r in records])
+    stds = np.array([r.fusion.std for r in records])
+
+    assert len(logged) == 5
+    np.testing.assert_allclose(logged.behaviour_log_prob, gaussian_log_prob(logged.raw_actions, means, stds), atol=1e-4)
+    on_policy = logged.logged_rewards(np.arange(5.0), gaussian_log_prob(logged.raw_actions, means, stds))
+    assert snips(on_policy).value == pytest.approx(2.0, abs=1e-3)

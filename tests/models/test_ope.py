@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import redis
-from fastapi.testclient import TestClient
 
 from models.ope import (
     LoggedRewards,
@@ -29,12 +27,8 @@ from models.ope import (
     gaussian_log_prob,
     ips,
     ncis,
-    served_fusion,
     snips,
 )
-from service import decision_record
-from service.settings import Settings
-from tests.redis_streams import wait_for_stream
 
 BEHAVIOUR_SLOPE, BEHAVIOUR_STD = 0.5, 1.0
 TARGET_SLOPE, TARGET_STD = 0.8, 0.6
@@ -137,23 +131,3 @@ def test_estimate_all_skips_doubly_robust_without_a_reward_model_and_weights_are
 def test_inputs_of_different_lengths_are_refused() -> None:
     with pytest.raises(ValueError, match="target_log_prob"):
         LoggedRewards(np.zeros(3), np.zeros(3), np.zeros(2))
-
-
-def test_served_records_give_the_propensity_the_service_logged(
-    client: TestClient, settings: Settings, redis_client: redis.Redis, make_request: Callable[..., dict[str, Any]]
-) -> None:
-    """The logged log_prob is the Gaussian log-density of the raw draw: recomputing it from the record's
-    mean and std must agree, or every importance weight built on the log would be wrong."""
-    for _ in range(5):
-        assert client.post("/v1/rank", json=make_request(n_candidates=40, k=3)).status_code == 200
-    entries = wait_for_stream(redis_client, settings.decision_stream, 5)
-    records = [decision_record.decode(fields[decision_record.STREAM_FIELD]) for _, fields in entries]
-
-    logged = served_fusion(records)
-    means = np.array([r.fusion.mean for r in records])
-    stds = np.array([r.fusion.std for r in records])
-
-    assert len(logged) == 5
-    np.testing.assert_allclose(logged.behaviour_log_prob, gaussian_log_prob(logged.raw_actions, means, stds), atol=1e-4)
-    on_policy = logged.logged_rewards(np.arange(5.0), gaussian_log_prob(logged.raw_actions, means, stds))
-    assert snips(on_policy).value == pytest.approx(2.0, abs=1e-3)

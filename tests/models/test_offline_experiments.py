@@ -1,0 +1,70 @@
+"""The issue-5 experiments at smoke size: each runs over seeds and renders its RESULTS.md section from the
+record it returns (the numbers in the tables are the record's)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.enhanced_experiment import EnhancedExperimentConfig
+from models.enhanced_experiment import run as run_enhanced
+from models.enhanced_rl import EnhancedRLConfig
+from models.offline import OfflineConfig
+from models.offline_baselines import BaselineConfig
+from models.offline_experiment import METHODS, ResActExperimentConfig
+from models.offline_experiment import run as run_resact
+from models.offline_results import enhanced_section, ope_section, resact_section
+from models.ope_validation import ESTIMATOR_NAMES, OPEValidationConfig
+from models.ope_validation import run as run_ope
+from models.resact import ResActConfig
+from models.results_sections import update_section
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+SMOKE = OfflineConfig(sessions=8, log_steps=5, n_candidates=20)
+
+
+def _saved(record: dict[str, object]) -> dict[str, object]:
+    """As the CLI saves it: JSON (seed keys become strings) with the machine line."""
+    return json.loads(json.dumps({**record, "machine": "test box", "cpu_seconds": 6.0}, default=str))
+
+
+def test_each_experiment_renders_its_section_from_its_own_record(tmp_path: Path) -> None:
+    ope = _saved(run_ope(OPEValidationConfig(seeds=(0, 1), offline=SMOKE, eval_users=20, reward_model_steps=5)))
+    resact = _saved(
+        run_resact(
+            ResActExperimentConfig(
+                seeds=(0, 1),
+                offline=SMOKE,
+                resact=ResActConfig(steps=4, batch=8),
+                baseline=BaselineConfig(steps=4, batch=8),
+                eval_users=20,
+            )
+        )
+    )
+    enhanced = _saved(
+        run_enhanced(
+            EnhancedExperimentConfig(
+                seeds=(0, 1),
+                enhanced=EnhancedRLConfig(offline=SMOKE, steps=4, sessions=4, batch=4, warmup=2),
+                eval_users=20,
+            )
+        )
+    )
+    path = tmp_path / "RESULTS.md"
+    update_section(path, "issue5:ope", ope_section(ope, "cmd ope"))
+    update_section(path, "issue5:resact", resact_section(resact, "cmd resact"))
+    update_section(path, "issue5:enhanced", enhanced_section(enhanced, "cmd enhanced"))
+    text = path.read_text()
+
+    for command in ("cmd ope", "cmd resact", "cmd enhanced"):
+        assert f"Command: `{command}`" in text and "0.1 min CPU" in text
+    assert all(f"| {name} |" in text for name in ESTIMATOR_NAMES)
+    assert all(f"| {method} |" in text for method in METHODS)
+    assert "| enhanced_rl vs user_level_a3c | return |" in text
+    per_seed = resact["per_seed"]
+    assert isinstance(per_seed, dict)
+    returns = np.array([per_seed[s]["resact"]["return"] for s in per_seed])
+    assert f"| resact | {returns.mean():.1f} ± {returns.std(ddof=1):.1f} |" in text
