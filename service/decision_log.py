@@ -160,6 +160,8 @@ class DecisionLog:
         # batch Redis took: feedback sent the instant a response arrives waits for its decision here.
         self._unlogged: set[str] = set()
         self._batch_written = asyncio.Event()
+        self._handoff: list[_Entry] = []  # records from request threads, not yet on the queue
+        self._handoff_lock = threading.Lock()
 
     def append(self, record: DecisionRecord) -> None:
         """Queue one record without waiting. Safe from any thread: requests are served in a threadpool."""
@@ -167,8 +169,19 @@ class DecisionLog:
         entry = _Entry(record.request_id, record.time, decision_record.encode(record))
         if self._loop is None or threading.get_ident() == self._loop_thread:
             self._put(entry)
-        else:
-            self._loop.call_soon_threadsafe(self._put, entry)
+            return
+        with self._handoff_lock:
+            self._handoff.append(entry)
+            first = len(self._handoff) == 1
+        if first:  # one wake-up of the event loop per burst of records, not one per record
+            self._loop.call_soon_threadsafe(self._take_handoff)
+
+    def _take_handoff(self) -> None:
+        """Queue what request threads handed over, in the order they did (event loop thread)."""
+        with self._handoff_lock:
+            entries, self._handoff = self._handoff, []
+        for entry in entries:
+            self._put(entry)
 
     def _put(self, entry: _Entry) -> None:
         self._unlogged.add(entry.request_id)
@@ -197,6 +210,7 @@ class DecisionLog:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Flush the queue to Redis (or the spool) within `timeout`, spool the rest, stop the writer."""
+        self._take_handoff()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), timeout)
         if self._task is not None:
@@ -272,6 +286,7 @@ class DecisionLog:
     async def logged_soon(self, request_id: str, timeout: float) -> bool:
         """True when this worker served `request_id` and its record reached Redis within `timeout`;
         False at once for a request this worker has no unwritten record of."""
+        self._take_handoff()
         if request_id not in self._unlogged:
             return False
         deadline = time.monotonic() + timeout
