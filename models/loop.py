@@ -168,8 +168,7 @@ def _train_candidate(
     transitions = build_transitions(log)
     held_out = held_out_mask(transitions.user_ids, config.gate.held_out_fraction, config.seed)
     train: LoggedTransitions = transitions.subset(~held_out)
-    with torch.random.fork_rng(devices=[]):
-        report = train_on_log(candidate, train, replace(config.train, seed=config.seed * 100 + iteration))
+    report = train_on_log(candidate, train, replace(config.train, seed=config.seed * 100 + iteration))
     verdict = judge(active, candidate, transitions.subset(held_out), config.gate)
     truth = {"active": simulated_value(active, sim, config), "candidate": simulated_value(candidate, sim, config)}
     version = f"loop{config.seed}-it{iteration}-{time.strftime('%H%M%S')}"
