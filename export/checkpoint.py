@@ -37,7 +37,8 @@ def load_checkpoint(bundle_dir: Path, manifest: Manifest) -> CascadePolicy:
     known = {f.name for f in fields(PolicyConfig)}
     arguments: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()}
     config = PolicyConfig(**{k: v for k, v in arguments.items() if k in known})
-    policy = CascadePolicy(config)
+    with torch.random.fork_rng(devices=[]):  # the weights are overwritten: leave the caller's RNG untouched
+        policy = CascadePolicy(config)
     policy.load_state_dict(saved["state_dict"])
     policy.eval()
     return policy

@@ -127,8 +127,14 @@ def fusion_log_prob(policy: CascadePolicy, state: torch.Tensor, raw_action: torc
 
 
 def train_on_log(policy: CascadePolicy, log: LoggedTransitions, config: LoggedA3CConfig) -> LoggedA3CReport:
-    """Improve `policy`'s fusion actor in place from logged transitions (the clipped, weighted A3C above)."""
-    torch.manual_seed(config.seed)
+    """Improve `policy`'s fusion actor in place from logged transitions (the clipped, weighted A3C above).
+    Seeded by `config.seed`; the caller's torch RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return _train_on_log(policy, log, config)
+
+
+def _train_on_log(policy: CascadePolicy, log: LoggedTransitions, config: LoggedA3CConfig) -> LoggedA3CReport:
     # Cross-fitted critics: each log row appears once, so a critic trained on a row learns its reward and
     # leaves an advantage of ~0 there. Critic f is fitted on the other fold and gives fold f's advantages.
     fold = torch.arange(len(log)) % 2

