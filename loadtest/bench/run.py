@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = [int(n) for n in args.sizes.split(",")]
     reference = 1000 if 1000 in sizes else sizes[len(sizes) // 2]
-    command = "cascade bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = " ".join(["cascade bench", *(argv if argv is not None else sys.argv[1:])])
     measurements: list[Measurement] = []
     started = time.time()
 
