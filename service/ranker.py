@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 
 from export.item_table import ItemTable
 from export.manifest import Manifest
@@ -225,22 +226,19 @@ class Ranker:
             self._metrics.shadow_skipped.labels(shadow.manifest.policy).inc()
             return
         outputs = run_cascade(shadow.session, shadow.manifest, scored.inputs, scored.noise)
+        # Same inputs and draws, the shadow's own outputs. A fusion call serves no items, and the served
+        # version's actor logs (ResAct, per-item) are not the shadow's: they stay off its record.
         ids = scored.candidate_ids
-        shadow_scored = Scored(
-            kind=scored.kind,
+        served = [ids[i] for i in outputs.top_indices.tolist()] if scored.kind == "rank" else []
+        shadow_scored = replace(
+            scored,
             request_id=f"{scored.request_id}.shadow",
-            user_id=scored.user_id,
             bundle=shadow,
             arm="shadow",
-            inputs=scored.inputs,
-            candidate_ids=ids,
             outputs=outputs,
-            noise=scored.noise,
-            explored=scored.explored,
-            served_ids=[ids[i] for i in outputs.top_indices.tolist()] if ids else [],
-            timings=scored.timings,
-            item_table=scored.item_table,
-            inline_matrices=scored.inline_matrices,
+            served_ids=served,
+            resact=None,
+            item_fusion=None,
             shadow_of=scored.request_id,
         )
         self._log.append(decision_record(shadow_scored, self._log_candidate_features))

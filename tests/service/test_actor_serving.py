@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from service.app import create_app
 from service.settings import Settings
 from tests.export.test_actor_graphs import TINY
 from tests.redis_streams import wait_for_stream
+from tests.versions import add_version, private_store
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +117,33 @@ def test_the_cascade_still_ranks_with_an_actor_bundle(
     answer = actor_client.post("/v1/rank", json=_body(actor_store[1]))
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["items"]) == 5
+
+
+def test_a_shadow_of_a_per_item_fusion_call_serves_nothing_and_claims_no_actor_log(
+    settings: Settings, actor_store: tuple[Path, Manifest], redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    store, manifest = actor_store
+    own = private_store(store, tmp_path / "store")
+    add_version(own, "shadow-v", policy=manifest.policy)
+    admin = settings.model_copy(update={"store": own, "policy": manifest.policy, "admin_token": "t"})
+    body = _body(manifest, 12)
+    with TestClient(create_app(admin)) as client:
+        routed = client.post(
+            f"/v1/admin/policies/{manifest.policy}/shadow",
+            json={"version": "shadow-v"},
+            headers={"authorization": "Bearer t"},
+        )
+        assert routed.status_code == 200, routed.text
+        deadline = time.monotonic() + 10  # hang guard: the watcher applies the routing asynchronously
+        while client.get("/v1/models").json()["policies"][0]["worker_serving"]["shadow"] != "shadow-v":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        answer = client.post(
+            "/v1/fusion", json={"user": body["user"], "context": body["context"], "candidates": body["candidates"]}
+        )
+        assert answer.status_code == 200, answer.text
+    entries = wait_for_stream(redis_client, settings.decision_stream, 2)
+    served, shadow = (decision_record.decode(fields[decision_record.STREAM_FIELD]) for _, fields in entries)
+    assert served.item_fusion is not None and served.resact is not None
+    assert shadow.arm == "shadow" and shadow.shadow_of == served.request_id
+    assert shadow.served_ids == [] and shadow.item_fusion is None and shadow.resact is None
