@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from export.manifest import CASCADE_GRAPH, GraphSpec, Manifest, cascade_graph_spec, sha256_of
 from export.store import StoreError, read_manifest
 from service.actors import Actors, actor_specs, make_actors, run_item_fusion, run_resact
-from service.cascade import run_cascade, synthetic_inputs
+from service.cascade import CascadeInputs, run_cascade, synthetic_inputs
 
 _ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
 
@@ -115,19 +115,20 @@ def _warm_up(bundle: LoadedBundle) -> None:
     noise = np.zeros((1, manifest.fusion.dim), dtype=np.float32)
     for n in sorted({1, *manifest.stage_sizes, 2 * max(manifest.stage_sizes)}):
         k = min(10, n)
+        inputs = synthetic_inputs(manifest, n, k)
         try:
-            outputs = run_cascade(bundle.session, manifest, synthetic_inputs(manifest, n, k), noise)
+            outputs = run_cascade(bundle.session, manifest, inputs, noise)
         except Exception as exc:  # any failure here means the graph cannot serve
             raise BundleError(f"{bundle.path}: warm-up inference with {n} candidates failed: {exc}") from exc
         if outputs.top_indices.shape != (k,):
             raise BundleError(f"{bundle.path}: warm-up returned {outputs.top_indices.shape} items for k={k}")
-        _warm_up_actors(bundle, n, k)
+        _warm_up_actors(bundle, inputs)
 
 
-def _warm_up_actors(bundle: LoadedBundle, n: int, k: int) -> None:
-    """Run each actor graph once on well-formed inputs of n candidates; refuse it if it fails."""
+def _warm_up_actors(bundle: LoadedBundle, inputs: CascadeInputs) -> None:
+    """Run each actor graph once on the cascade's warm-up inputs; refuse it if it fails."""
     manifest, actors = bundle.manifest, bundle.actors
-    inputs = synthetic_inputs(manifest, n, k)
+    n = len(inputs.item_features)
     try:
         if actors.resact is not None:
             latents = np.zeros((1, actors.resact.n_draws, actors.resact.latent_dim), dtype=np.float32)
