@@ -1,5 +1,7 @@
-"""Export the issue-5 actors as extra graphs of a bundle: `resact.onnx` (seed 004) and `item_fusion.onnx`
-(seed 003), each checked against its spec and against torch by onnxruntime before the manifest names it.
+"""Export the issue-5 actors as extra graphs of a bundle: `resact.onnx` (seed 004) with
+`rank_by_action.onnx` (the bundle's own cascade ranking with a given fusion action, so /v1/rank can serve
+ResAct's action) and `item_fusion.onnx` (seed 003), each checked against its spec and against torch by
+onnxruntime before the manifest names it.
 
 Same conventions as export/exporter.py: the TorchScript-based exporter (dynamo=False), dynamic axes for
 the draws (n_draws) and the candidates (N), a signature check, and a parity run whose result goes into the
@@ -19,12 +21,16 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from export.exporter import DEFAULT_TOLERANCE, ParityError, check_graph_signature
+from export.checkpoint import load_checkpoint
+from export.exporter import DEFAULT_TOLERANCE, ParityError, check_graph_signature, example_inputs, parity_cases
 from export.manifest import (
     ITEM_FUSION_GRAPH,
     ITEM_FUSION_INPUTS,
     ITEM_FUSION_OUTPUTS,
     MANIFEST_FILE,
+    RANK_BY_ACTION_GRAPH,
+    RANK_BY_ACTION_INPUTS,
+    RANK_BY_ACTION_OUTPUTS,
     RESACT_GRAPH,
     RESACT_INPUTS,
     RESACT_OUTPUTS,
@@ -36,10 +42,12 @@ from export.manifest import (
     actor_graph_spec,
     sha256_of,
 )
+from models.cascade import CascadePolicy, fused_scores, gather_rows, top_k
 from models.enhanced_rl import EnhancedActor
 from models.resact import ResActPolicy
 
 RESACT_FILE = "resact.onnx"
+RANK_BY_ACTION_FILE = "rank_by_action.onnx"
 ITEM_FUSION_FILE = "item_fusion.onnx"
 Spec = dict[str, tuple[str, tuple[str, ...]]]
 
@@ -56,6 +64,32 @@ class ResActGraph(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         action, candidates, q = self.policy(torch.cat([user, context], dim=-1), latents)
         return action, candidates, q, torch.argmax(q, dim=1)
+
+
+class RankByActionGraph(nn.Module):
+    """The cascade's stages, fused score and top-k with the fusion action given: RANK_BY_ACTION_INPUTS →
+    RANK_BY_ACTION_OUTPUTS, the same computation as CascadePolicy.forward after its fusion actor."""
+
+    def __init__(self, policy: CascadePolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(
+        self,
+        user: torch.Tensor,
+        context: torch.Tensor,
+        item_features: torch.Tensor,
+        mtl_predictions: torch.Tensor,
+        stage_sizes: torch.Tensor,
+        k: torch.Tensor,
+        fusion_action: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        state = torch.cat([user, context], dim=-1)
+        selection = self.policy.select(state, item_features.unsqueeze(0), stage_sizes, k)
+        predictions = gather_rows(mtl_predictions.unsqueeze(0), selection.rows)
+        top_rows, top_scores = top_k(fused_scores(predictions, fusion_action), selection.rows, k)
+        observations, actions = selection.observations[0], selection.actions[0]
+        return top_rows[0], top_scores[0], observations, actions, selection.survivors, self.policy.rnd(state)
 
 
 class ItemFusionGraph(nn.Module):
@@ -93,6 +127,16 @@ def resact_inputs(
         "context": rng.standard_normal((1, schema.context_dim)).astype(np.float32),
         "latents": rng.standard_normal((1, n_draws, latent_dim)).astype(np.float32),
     }
+
+
+def rank_by_action_inputs(
+    manifest: Manifest, n_candidates: int, k: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Random RANK_BY_ACTION_INPUTS of one request: the cascade's example inputs, an action within the bounds."""
+    cascade = example_inputs(manifest.feature_schema, n_candidates, manifest.stage_sizes, k, rng)
+    low, high = np.asarray(manifest.fusion.low), np.asarray(manifest.fusion.high)
+    action = rng.uniform(low, high, (1, manifest.fusion.dim)).astype(np.float32)
+    return {**{name: cascade[name] for name in RANK_BY_ACTION_INPUTS if name in cascade}, "fusion_action": action}
 
 
 def item_fusion_inputs(schema: FeatureSchema, n_candidates: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -174,6 +218,27 @@ def export_resact(
     return spec, ActorGraph(graph=RESACT_GRAPH, parity=parity, latent_dim=latent_dim, n_draws=n_draws)
 
 
+def export_rank_by_action(
+    policy: CascadePolicy, folder: Path, manifest: Manifest, tolerance: float = DEFAULT_TOLERANCE
+) -> tuple[GraphSpec, ActorGraph]:
+    """Write `rank_by_action.onnx` from the bundle's own cascade policy; check it over the cascade's (N, k)
+    parity cases, N below, at and above every stage size."""
+    graph = RankByActionGraph(policy)
+    rng = np.random.default_rng(0)
+    path = folder / RANK_BY_ACTION_FILE
+    axes = {"item_features": {0: "N"}, "mtl_predictions": {0: "N"}, "top_indices": {0: "k"}, "top_scores": {0: "k"}}
+    example = rank_by_action_inputs(manifest, max(manifest.stage_sizes) + 1, 10, rng)
+    _export(graph, example, path, RANK_BY_ACTION_OUTPUTS, axes)
+    spec = actor_graph_spec(RANK_BY_ACTION_INPUTS, RANK_BY_ACTION_OUTPUTS, manifest.feature_schema, RANK_BY_ACTION_FILE)
+    check_graph_signature(path, spec)
+    cases = parity_cases(manifest.stage_sizes, default_k=10)
+    inputs = [rank_by_action_inputs(manifest, n, k, rng) for n, k in cases]
+    error = _parity(graph, path, inputs, RANK_BY_ACTION_OUTPUTS, tolerance)
+    counts = sorted({n for n, _ in cases})
+    parity = Parity(max_abs_error=error, tolerance=tolerance, candidate_counts=counts, passed=True)
+    return spec, ActorGraph(graph=RANK_BY_ACTION_GRAPH, parity=parity)
+
+
 def export_item_fusion(
     actor: EnhancedActor,
     folder: Path,
@@ -211,6 +276,9 @@ def add_actor_graphs(
     schema = manifest.feature_schema
     if resact is not None:
         graphs[RESACT_GRAPH], actors[RESACT_GRAPH] = export_resact(resact, bundle, schema, n_draws)
+        # /v1/rank ranks with ResAct's action through the bundle's own stages (its checkpoint, hash-checked).
+        cascade = load_checkpoint(bundle, manifest)
+        graphs[RANK_BY_ACTION_GRAPH], actors[RANK_BY_ACTION_GRAPH] = export_rank_by_action(cascade, bundle, manifest)
     if item_fusion is not None:
         std = list(exploration_std) if exploration_std is not None else [0.0] * manifest.fusion.dim
         graphs[ITEM_FUSION_GRAPH], actors[ITEM_FUSION_GRAPH] = export_item_fusion(item_fusion, bundle, schema, std)

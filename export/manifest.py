@@ -70,6 +70,18 @@ RESACT_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "resact_q": ("float32", ("1", "n_draws")),  # Q1 of each candidate
     "resact_choice": ("int64", ("1",)),  # argmax of resact_q: which draw was served
 }
+# "rank_by_action": the cascade with the fusion action as an input instead of the Gaussian actor's noise.
+# It ships with a ResAct actor so /v1/rank serves ResAct's action (resact graph → this graph): the same
+# stages, fused score and top-k as the cascade graph. Replay: latents → resact_action → this graph.
+RANK_BY_ACTION_GRAPH = "rank_by_action"
+RANK_BY_ACTION_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{name: spec for name, spec in CASCADE_INPUTS.items() if name != "fusion_noise"},
+    "fusion_action": ("float32", ("1", "A")),  # the weights to rank with (within the manifest's bounds)
+}
+RANK_BY_ACTION_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    name: CASCADE_OUTPUTS[name]
+    for name in ("top_indices", "top_scores", "stage_observations", "stage_actions", "stage_survivors", "novelty")
+}
 # "item_fusion" (seed 003, EnhancedRL): one fusion action per candidate from user ⊕ context ⊕ item ⊕ its
 # predictions, and each candidate's fused score, in one call over the N candidates.
 ITEM_FUSION_GRAPH = "item_fusion"

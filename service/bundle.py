@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from export.manifest import CASCADE_GRAPH, GraphSpec, Manifest, cascade_graph_spec, sha256_of
 from export.store import StoreError, read_manifest
-from service.actors import Actors, actor_specs, make_actors, run_item_fusion, run_resact
+from service.actors import Actors, actor_specs, make_actors, rank_with_resact, run_item_fusion
 from service.cascade import CascadeInputs, run_cascade, synthetic_inputs
 
 _ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
@@ -132,9 +132,11 @@ def _warm_up_actors(bundle: LoadedBundle, inputs: CascadeInputs) -> None:
     try:
         if actors.resact is not None:
             latents = np.zeros((1, actors.resact.n_draws, actors.resact.latent_dim), dtype=np.float32)
-            decision = run_resact(actors.resact, inputs.user, inputs.context, latents)
+            decision, ranked = rank_with_resact(actors.resact, manifest, inputs, latents)
             if decision.action.shape != (1, manifest.fusion.dim):
                 raise ValueError(f"resact returned an action of shape {decision.action.shape}")
+            if ranked.top_indices.shape != (inputs.k,):
+                raise ValueError(f"rank_by_action returned {ranked.top_indices.shape} items for k={inputs.k}")
         if actors.item_fusion is not None:
             noise = np.zeros((n, manifest.fusion.dim), dtype=np.float32)
             item = run_item_fusion(

@@ -86,8 +86,10 @@ class DecisionRecord(msgspec.Struct):
     timings: Timings
     shadow_of: str | None = None  # on a shadow record: the request id of the decision actually served
     kind: str = "rank"  # "rank" (/v1/rank) or "fusion" (/v1/fusion: no stages, weights only)
-    # /v1/fusion served by a bundle's ResAct actor: its draws and choice. `log_prob` is then 0: the action is
-    # a deterministic function of the logged draws (an argmax), not a sample with a density.
+    # Served by a bundle's ResAct actor (/v1/fusion, and /v1/rank through its rank_by_action graph): its draws
+    # and choice. `log_prob` is then 0: the action is a deterministic function of the logged draws (an
+    # argmax), not a sample with a density. On a ResAct rank, `fusion` holds that action as mean, raw_action
+    # and action, with std and noise 0, and `explored` is false.
     resact: ResActLog | None = None
     item_fusion: ItemFusionLog | None = None  # /v1/fusion with candidates: per-item weights
 

@@ -6,9 +6,11 @@ import time
 import uuid
 from dataclasses import replace
 
+import numpy as np
+
 from export.item_table import ItemTable
 from export.manifest import Manifest
-from service.actors import run_item_fusion, run_resact
+from service.actors import ResActDecision, rank_with_resact, run_item_fusion, run_resact
 from service.bundle import LoadedBundle
 from service.cascade import F32, CascadeInputs, CascadeOutputs, run_cascade
 from service.decision_log import DecisionLog
@@ -83,7 +85,12 @@ class Ranker:
         manifest = bundle.manifest
         table = self._items.table  # one table for the whole request, like the bundle snapshot
         inputs = rank_inputs(request, manifest, table)
-        noise, explored, outputs, timings = self._run(bundle, inputs, started)
+        resact_log = None
+        if bundle.actors.resact is None:
+            noise, explored, outputs, timings = self._run(bundle, inputs, started)
+        else:
+            noise, outputs, timings, resact_log = self._run_resact(bundle, inputs, started)
+            explored = False  # the draws are ResAct's policy, not exploration noise
         ids = request.candidates.ids
         served_ids = [ids[i] for i in outputs.top_indices.tolist()]
         scored = Scored(
@@ -101,6 +108,7 @@ class Ranker:
             timings=timings,
             item_table=_table_version(request.candidates, table),
             inline_matrices=_inline(request.candidates, (inputs.item_features, inputs.mtl_predictions)),
+            resact=resact_log,
         )
         self._record(scored, serving)
         return RankResponse(
@@ -116,6 +124,22 @@ class Ranker:
             log_prob=float(outputs.log_prob[0]),
             timings=timings,
         )
+
+    def _run_resact(
+        self, bundle: LoadedBundle, inputs: CascadeInputs, started: float
+    ) -> tuple[F32, CascadeOutputs, Timings, ResActLog]:
+        """Rank with the bundle's ResAct action: draw the latents, run resact → rank_by_action, time it."""
+        actor, manifest = bundle.actors.resact, bundle.manifest
+        assert actor is not None
+        decode_ms = (time.perf_counter() - started) * 1000
+        latents = self._noise.latents(actor.n_draws, actor.latent_dim)
+        compute_start = time.perf_counter()
+        decision, outputs = rank_with_resact(actor, manifest, inputs, latents)
+        compute_ms = (time.perf_counter() - compute_start) * 1000
+        self._metrics.ort_seconds.labels(manifest.policy, manifest.version).observe(compute_ms / 1000)
+        timings = Timings(decode_ms=decode_ms, compute_ms=compute_ms, total_ms=(time.perf_counter() - started) * 1000)
+        no_noise = np.zeros((1, manifest.fusion.dim), dtype=np.float32)
+        return no_noise, outputs, timings, _resact_log(latents, decision)
 
     def fusion(self, request: FusionRequest, started: float) -> FusionResponse:
         """Fusion weights for the user state (ResAct's when the bundle has one), per item with candidates."""
@@ -141,13 +165,7 @@ class Ranker:
             latents = self._noise.latents(actors.resact.n_draws, actors.resact.latent_dim)
             decision = run_resact(actors.resact, inputs.user, inputs.context, latents)
             weights, explored = decision.action, False  # the draws are ResAct's policy, not exploration noise
-            resact_log = ResActLog(
-                latents=latents[0].tolist(),
-                candidates=decision.candidates[0].tolist(),
-                q=decision.q[0].tolist(),
-                choice=decision.choice,
-                action=decision.action[0].tolist(),
-            )
+            resact_log = _resact_log(latents, decision)
         items = None
         if per_item is not None and actors.item_fusion is not None:
             features, predictions = per_item
@@ -225,9 +243,9 @@ class Ranker:
         if shadow.manifest.feature_schema != scored.bundle.manifest.feature_schema:
             self._metrics.shadow_skipped.labels(shadow.manifest.policy).inc()
             return
-        outputs = run_cascade(shadow.session, shadow.manifest, scored.inputs, scored.noise)
+        outputs, resact = self._shadow_scoring(shadow, scored)
         # Same inputs and draws, the shadow's own outputs. A fusion call serves no items, and the served
-        # version's actor logs (ResAct, per-item) are not the shadow's: they stay off its record.
+        # version's per-item log is not the shadow's: it stays off its record.
         ids = scored.candidate_ids
         served = [ids[i] for i in outputs.top_indices.tolist()] if scored.kind == "rank" else []
         shadow_scored = replace(
@@ -237,11 +255,38 @@ class Ranker:
             arm="shadow",
             outputs=outputs,
             served_ids=served,
-            resact=None,
+            resact=resact,
             item_fusion=None,
             shadow_of=scored.request_id,
         )
         self._log.append(decision_record(shadow_scored, self._log_candidate_features))
+
+    def _shadow_scoring(self, shadow: LoadedBundle, scored: Scored) -> tuple[CascadeOutputs, ResActLog | None]:
+        """What the shadow would have done: its ResAct (on the served draws when they fit it) or its cascade."""
+        actor = shadow.actors.resact
+        if actor is None:
+            return run_cascade(shadow.session, shadow.manifest, scored.inputs, scored.noise), None
+        fits = scored.resact is not None and len(scored.resact.latents[0]) == actor.latent_dim
+        if scored.resact is not None and fits:
+            latents = np.asarray([scored.resact.latents], dtype=np.float32)
+        else:
+            latents = self._noise.latents(actor.n_draws, actor.latent_dim)
+        if scored.kind == "rank":
+            decision, outputs = rank_with_resact(actor, shadow.manifest, scored.inputs, latents)
+        else:
+            outputs = run_cascade(shadow.session, shadow.manifest, scored.inputs, scored.noise)
+            decision = run_resact(actor, scored.inputs.user, scored.inputs.context, latents)
+        return outputs, _resact_log(latents, decision)
+
+
+def _resact_log(latents: F32, decision: ResActDecision) -> ResActLog:
+    return ResActLog(
+        latents=latents[0].tolist(),
+        candidates=decision.candidates[0].tolist(),
+        q=decision.q[0].tolist(),
+        choice=decision.choice,
+        action=decision.action[0].tolist(),
+    )
 
 
 def _weights(manifest: Manifest, outputs: CascadeOutputs) -> dict[str, float]:

@@ -88,11 +88,17 @@ class RankResponse(msgspec.Struct):
     version: str
     arm: Annotated[str, msgspec.Meta(description="control (active version) or canary")]
     items: list[RankedItem]
-    fusion_weights: dict[str, float]
+    fusion_weights: Annotated[
+        dict[str, float],
+        msgspec.Meta(description="The weights the items were ranked with: the bundle's ResAct action if it has one"),
+    ]
     stage_survivors: StageSurvivors
-    explored: bool
+    explored: Annotated[bool, msgspec.Meta(description="The fusion actor explored (always false under ResAct)")]
     novelty: float
-    log_prob: float
+    log_prob: Annotated[
+        float,
+        msgspec.Meta(description="log π(action | state); 0 under ResAct, a deterministic function of logged draws"),
+    ]
     timings: Timings
 
 

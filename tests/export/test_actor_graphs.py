@@ -1,8 +1,10 @@
 """The issue-5 actor graphs in a bundle: parity written to the manifest, dynamic draws and candidates, a
-ResAct decision replayed from its logged draws, and a bundle the service's loader still accepts."""
+ResAct decision replayed from its logged draws, rank_by_action ranking exactly as the cascade does with the
+same action, and a bundle the service's loader still accepts (and one missing rank_by_action refused)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,11 +13,23 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export.actor_graphs import ITEM_FUSION_FILE, RESACT_FILE, item_fusion_inputs, resact_inputs
+from export.actor_graphs import (
+    ITEM_FUSION_FILE,
+    RANK_BY_ACTION_FILE,
+    RESACT_FILE,
+    item_fusion_inputs,
+    rank_by_action_inputs,
+    resact_inputs,
+)
+from export.exporter import CASCADE_FILE
 from export.manifest import (
     CASCADE_GRAPH,
+    CASCADE_OUTPUTS,
     ITEM_FUSION_GRAPH,
     ITEM_FUSION_OUTPUTS,
+    MANIFEST_FILE,
+    RANK_BY_ACTION_GRAPH,
+    RANK_BY_ACTION_OUTPUTS,
     RESACT_GRAPH,
     RESACT_OUTPUTS,
     Manifest,
@@ -26,7 +40,7 @@ from models.actor_bundle import ActorBundleConfig, build_actor_bundle
 from models.enhanced_rl import EnhancedRLConfig
 from models.offline import OfflineConfig
 from models.resact import ResActConfig
-from service.bundle import load_bundle
+from service.bundle import BundleError, load_bundle
 
 TINY = ActorBundleConfig(
     offline=OfflineConfig(sessions=8, log_steps=5, n_candidates=20),
@@ -55,11 +69,13 @@ def test_manifest_records_each_actor_graph_with_a_passed_parity_and_its_hash(bun
     folder, manifest = bundle
     on_disk = Manifest.model_validate_json((folder / "manifest.json").read_text())
     assert on_disk == manifest
-    assert set(manifest.actors) == {RESACT_GRAPH, ITEM_FUSION_GRAPH}
+    assert set(manifest.actors) == {RESACT_GRAPH, RANK_BY_ACTION_GRAPH, ITEM_FUSION_GRAPH}
     for actor in manifest.actors.values():
         assert actor.parity.passed and actor.parity.max_abs_error <= actor.parity.tolerance <= 1e-4
     assert manifest.actors[RESACT_GRAPH].parity.candidate_counts == [1, 2, 10, 15]  # n_draws tried
-    for name in (RESACT_FILE, ITEM_FUSION_FILE):
+    # rank_by_action is checked over the cascade's own cases: N below, at and above every stage size (15, 12, 10).
+    assert {1, 9, 10, 11, 12, 13, 14, 15, 16} <= set(manifest.actors[RANK_BY_ACTION_GRAPH].parity.candidate_counts)
+    for name in (RESACT_FILE, RANK_BY_ACTION_FILE, ITEM_FUSION_FILE):
         assert manifest.files[name] == sha256_of(folder / name)
     # The cascade contract is unchanged: same graph spec as any cascade bundle.
     assert manifest.graphs[CASCADE_GRAPH] == cascade_graph_spec(manifest.feature_schema)
@@ -88,6 +104,42 @@ def test_resact_decision_replays_from_its_logged_draws(bundle: tuple[Path, Manif
     assert np.array_equal(action[0], candidates[0, choice[0]])
     other = dict(inputs, latents=np.random.default_rng(8).standard_normal(inputs["latents"].shape).astype(np.float32))
     assert not np.array_equal(served.run(["resact_action"], other)[0], action)
+
+
+@pytest.mark.parametrize(("n_candidates", "k"), [(1, 1), (12, 5), (40, 10), (40, 25)])
+def test_rank_by_action_ranks_exactly_as_the_cascade_given_the_same_action(
+    bundle: tuple[Path, Manifest], n_candidates: int, k: int
+) -> None:
+    folder, manifest = bundle
+    inputs = rank_by_action_inputs(manifest, n_candidates, k, np.random.default_rng(n_candidates + k))
+    cascade_feeds = {name: value for name, value in inputs.items() if name != "fusion_action"}
+    cascade_feeds["fusion_noise"] = np.zeros_like(inputs["fusion_action"])  # the Gaussian actor's mean
+    cascade = dict(zip(CASCADE_OUTPUTS, _session(folder / CASCADE_FILE).run(None, cascade_feeds), strict=True))
+    inputs["fusion_action"] = cascade["fusion_action"]
+    ranked = dict(zip(RANK_BY_ACTION_OUTPUTS, _session(folder / RANK_BY_ACTION_FILE).run(None, inputs), strict=True))
+
+    assert ranked["top_indices"].shape == (min(k, n_candidates),)
+    for name in ("top_indices", "stage_survivors"):
+        assert np.array_equal(ranked[name], cascade[name]), name
+    for name in ("top_scores", "stage_observations", "stage_actions", "novelty"):
+        np.testing.assert_allclose(ranked[name], cascade[name], rtol=1e-6, atol=1e-6, err_msg=name)
+    # Another action reorders: the graph ranks by the action it is given, not by one baked in.
+    other = dict(inputs, fusion_action=np.asarray([manifest.fusion.high], dtype=np.float32))
+    assert not np.allclose(_session(folder / RANK_BY_ACTION_FILE).run(["top_scores"], other)[0], ranked["top_scores"])
+
+
+def test_a_resact_bundle_without_rank_by_action_is_refused(bundle: tuple[Path, Manifest], tmp_path: Path) -> None:
+    folder, manifest = bundle
+    copy = tmp_path / "bundle"
+    shutil.copytree(folder, copy)
+    (copy / RANK_BY_ACTION_FILE).unlink()
+    graphs = {name: g for name, g in manifest.graphs.items() if name != RANK_BY_ACTION_GRAPH}
+    actors = {name: a for name, a in manifest.actors.items() if name != RANK_BY_ACTION_GRAPH}
+    files = {name: digest for name, digest in manifest.files.items() if name != RANK_BY_ACTION_FILE}
+    stripped = manifest.model_copy(update={"graphs": graphs, "actors": actors, "files": files})
+    (copy / MANIFEST_FILE).write_text(stripped.model_dump_json())
+    with pytest.raises(BundleError, match="rank_by_action"):
+        load_bundle(copy)
 
 
 @pytest.mark.parametrize("n_candidates", [1, 7, 123])

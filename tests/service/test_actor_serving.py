@@ -14,7 +14,7 @@ import redis
 import torch
 from fastapi.testclient import TestClient
 
-from export.manifest import RESACT_GRAPH, Manifest
+from export.manifest import RANK_BY_ACTION_GRAPH, RESACT_GRAPH, Manifest
 from export.store import publish
 from models.actor_bundle import build_actor_bundle
 from models.sim.requests import rank_request
@@ -111,15 +111,71 @@ def test_per_item_weights_come_from_the_item_actor(
     assert record.candidates.ids == body["candidates"]["ids"]
 
 
-def test_the_cascade_still_ranks_with_an_actor_bundle(
-    actor_client: TestClient, actor_store: tuple[Path, Manifest]
+def test_a_rank_served_by_resact_logs_its_latents_and_replays_from_its_record_alone(
+    settings: Settings, actor_store: tuple[Path, Manifest], redis_client: redis.Redis
 ) -> None:
-    answer = actor_client.post("/v1/rank", json=_body(actor_store[1]))
+    store, manifest = actor_store
+    logging = settings.model_copy(update={"store": store, "policy": manifest.policy, "log_candidate_features": True})
+    body = _body(manifest, 40)
+    with TestClient(create_app(logging)) as client:
+        answer = client.post("/v1/rank", json=body)
     assert answer.status_code == 200, answer.text
-    assert len(answer.json()["items"]) == 5
+    served = answer.json()
+    assert len(served["items"]) == 5 and served["explored"] is False and served["log_prob"] == 0.0
+
+    (entry,) = wait_for_stream(redis_client, settings.decision_stream, 1)
+    record = decision_record.decode(entry[1][decision_record.STREAM_FIELD])
+    assert record.kind == "rank" and record.resact is not None
+    actor = manifest.actors[RESACT_GRAPH]
+    assert np.asarray(record.resact.latents).shape == (actor.n_draws, actor.latent_dim)
+    assert list(served["fusion_weights"].values()) == record.resact.action == record.fusion.action
+    assert record.served_ids == [item["id"] for item in served["items"]]
+
+    # Replay from the record alone: its state and draws → ResAct's action; that action, its candidates and k
+    # → the same ranking through the bundle's rank_by_action graph.
+    folder = store / manifest.policy / manifest.version
+    user = np.asarray([record.user_features], dtype=np.float32)
+    context = np.asarray([record.context], dtype=np.float32)
+    resact = ort.InferenceSession(str(folder / manifest.graphs[RESACT_GRAPH].file), providers=["CPUExecutionProvider"])
+    action, _, _, choice = resact.run(
+        None, {"user": user, "context": context, "latents": np.asarray([record.resact.latents], dtype=np.float32)}
+    )
+    assert action[0].tolist() == record.resact.action and int(choice[0]) == record.resact.choice
+    ranking = ort.InferenceSession(
+        str(folder / manifest.graphs[RANK_BY_ACTION_GRAPH].file), providers=["CPUExecutionProvider"]
+    )
+    top, scores, *_ = ranking.run(
+        None,
+        {
+            "user": user,
+            "context": context,
+            "item_features": np.asarray(record.candidates.features, dtype=np.float32),
+            "mtl_predictions": np.asarray(record.candidates.predictions, dtype=np.float32),
+            "stage_sizes": np.asarray([stage.keep for stage in record.stages], dtype=np.int64),
+            "k": np.asarray([record.k], dtype=np.int64),
+            "fusion_action": action,
+        },
+    )
+    assert [record.candidates.ids[i] for i in top.tolist()] == record.served_ids
+    assert scores.tolist() == record.served_scores
 
 
-def test_a_shadow_of_a_per_item_fusion_call_serves_nothing_and_claims_no_actor_log(
+def test_ranking_with_resact_follows_the_draws(
+    actor_client: TestClient, actor_store: tuple[Path, Manifest], settings: Settings, redis_client: redis.Redis
+) -> None:
+    body = _body(actor_store[1], 40)
+    answers = [actor_client.post("/v1/rank", json=body) for _ in range(6)]
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    records = [
+        decision_record.decode(fields[decision_record.STREAM_FIELD])
+        for _, fields in wait_for_stream(redis_client, settings.decision_stream, 6)
+    ]
+    # Same request, fresh draws each time: ResAct's choice (and so its action) is a function of the draws.
+    assert all(r.resact is not None for r in records)
+    assert len({tuple(r.resact.action) for r in records if r.resact is not None}) > 1
+
+
+def test_a_shadow_of_a_per_item_fusion_call_serves_nothing_and_logs_only_its_own_resact_decision(
     settings: Settings, actor_store: tuple[Path, Manifest], redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     store, manifest = actor_store
@@ -146,4 +202,17 @@ def test_a_shadow_of_a_per_item_fusion_call_serves_nothing_and_claims_no_actor_l
     served, shadow = (decision_record.decode(fields[decision_record.STREAM_FIELD]) for _, fields in entries)
     assert served.item_fusion is not None and served.resact is not None
     assert shadow.arm == "shadow" and shadow.shadow_of == served.request_id
-    assert shadow.served_ids == [] and shadow.item_fusion is None and shadow.resact is None
+    assert shadow.served_ids == [] and shadow.item_fusion is None
+    # The shadow (a copy of the served bundle, so it has its own ResAct) decides on the served draws; its log
+    # is its own graph's answer to them.
+    assert shadow.resact is not None and shadow.resact.latents == served.resact.latents
+    graph = own / manifest.policy / "shadow-v" / manifest.graphs[RESACT_GRAPH].file
+    action, *_ = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(
+        None,
+        {
+            "user": np.asarray([shadow.user_features], dtype=np.float32),
+            "context": np.asarray([shadow.context], dtype=np.float32),
+            "latents": np.asarray([shadow.resact.latents], dtype=np.float32),
+        },
+    )
+    assert shadow.resact.action == action[0].tolist()
