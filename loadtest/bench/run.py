@@ -1,9 +1,11 @@
 """`cascade bench`: one run measures the compute limit, cascade-serve and the naive baseline, same requests.
 
 1. the limit: the cascade graph in onnxruntime in-process (p50 of one call), no HTTP, no decoding;
-2. cascade-serve over HTTP on 127.0.0.1: 1 worker with logging on (every encoding and N),
-   logging off and 2 workers (N = 1,000, by id);
-3. the naive baseline (loadtest/baselines/naive_fastapi.py), inline JSON.
+2. cascade-serve over HTTP on 127.0.0.1: 1 worker with logging on (every encoding and N) and 2 workers
+   (N = 1,000, by id);
+3. the cost of logging: paired, alternating rounds against a logging and a non-logging server, both kept
+   up for the whole comparison (loadtest/bench/paired.py), N = 1,000 by id;
+4. the naive baseline (loadtest/baselines/naive_fastapi.py), inline JSON.
 Each configuration runs at concurrency 1 (latency) and at a fixed concurrency (throughput). The
 results go to a JSON file, to BENCHMARKS.md (with the machine and the command) and to a PNG plot.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from loadtest.bench.limit import compute_p50_ms, session_option_sweep
 from loadtest.bench.loadgen import LoadResult, drive
+from loadtest.bench.paired import measure_logging_cost
 from loadtest.bench.report import Measurement, write_report
 from loadtest.bench.servers import cascade_serve, naive_baseline
 from loadtest.bench.workload import ENCODINGS, build_workload
@@ -32,6 +35,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="100,1000,10000", help="candidate counts N, comma-separated")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per configuration")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight for throughput")
+    parser.add_argument("--logging-rounds", type=int, default=8, help="paired rounds for the logging cost")
     parser.add_argument("--per-size", type=int, default=16, help="distinct requests per N")
     parser.add_argument("--train-steps", type=int, default=None, help="fewer training steps (harness tests only)")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
@@ -94,21 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             for n in sizes:
                 for encoding in ENCODINGS:
                     measure("cascade-serve 1 worker", encoding, n, port, workload.bodies[encoding, n])
-        with cascade_serve(store, workers=1, log_decisions=False, logs=logs) as port:
-            for encoding in ("json-by-id", "json-inline"):
-                measure(
-                    "cascade-serve 1 worker, logging off",
-                    encoding,
-                    reference,
-                    port,
-                    workload.bodies[encoding, reference],
-                )
+        by_id = workload.bodies["json-by-id", reference]
+        logging = measure_logging_cost(
+            store, logs, by_id, reference, args.concurrency, args.logging_rounds, args.seconds
+        )
         with cascade_serve(store, workers=2, log_decisions=True, logs=logs) as port:
-            measure("cascade-serve 2 workers", "json-by-id", reference, port, workload.bodies["json-by-id", reference])
+            measure("cascade-serve 2 workers", "json-by-id", reference, port, by_id)
         with naive_baseline(checkpoint, logs) as port:
             for n in sizes:
                 measure("naive baseline", "json-inline", n, port, workload.bodies["json-inline", n])
-    write_report(measurements, args, command, reference, time.time() - started, sweep)
+    write_report(measurements, args, command, reference, time.time() - started, sweep, logging)
     print(f"wrote {args.out}, {args.plot} and {args.results}")
     return 0
 
