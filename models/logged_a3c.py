@@ -60,13 +60,17 @@ class LoggedTransitions:
         )
 
 
-def build_transitions(joined: list[JoinedDecision], session_gap_seconds: float = 300.0) -> LoggedTransitions:
-    """Per-user sessions of the served decisions, then the explored ones as transitions."""
+SessionRow = tuple[JoinedDecision, list[float], bool]  # (decision, s' as the fusion state, done)
+
+
+def session_rows(joined: list[JoinedDecision], session_gap_seconds: float = 300.0) -> list[SessionRow]:
+    """Served decisions grouped per user session, in time order: a user's next decision within
+    `session_gap_seconds` gives s', otherwise the session is done (s' = s, never bootstrapped)."""
     served = [j for j in joined if j.decision.arm != "shadow"]
     by_user: dict[str, list[JoinedDecision]] = defaultdict(list)
     for item in served:
         by_user[item.decision.user_id].append(item)
-    rows: list[tuple[JoinedDecision, list[float], bool]] = []
+    rows: list[SessionRow] = []
     for decisions in by_user.values():
         decisions.sort(key=lambda j: j.decision.time)
         for current, following in zip(decisions, [*decisions[1:], None], strict=True):
@@ -77,7 +81,12 @@ def build_transitions(joined: list[JoinedDecision], session_gap_seconds: float =
                 following.decision.fusion.state if same_session and following else current.decision.fusion.state
             )
             rows.append((current, next_state, not same_session))
-    rows = [row for row in rows if row[0].decision.explored]
+    return rows
+
+
+def build_transitions(joined: list[JoinedDecision], session_gap_seconds: float = 300.0) -> LoggedTransitions:
+    """Per-user sessions of the served decisions, then the explored ones as transitions."""
+    rows = [row for row in session_rows(joined, session_gap_seconds) if row[0].decision.explored]
     if not rows:
         raise ValueError("no explored, served decisions in the log: nothing to learn from")
 
