@@ -16,7 +16,6 @@ import numpy as np
 import onnxruntime as ort
 
 from export.manifest import (
-    CASCADE_OUTPUTS,
     ITEM_FUSION_GRAPH,
     ITEM_FUSION_INPUTS,
     ITEM_FUSION_OUTPUTS,
@@ -127,16 +126,16 @@ def rank_with_resact(
         "k": np.asarray([inputs.k], dtype=np.int64),
         "fusion_action": decision.action,
     }
-    ranked = dict(zip(RANK_BY_ACTION_OUTPUTS, actor.ranking.run(list(RANK_BY_ACTION_OUTPUTS), feeds), strict=True))
+    outputs = dict(zip(RANK_BY_ACTION_OUTPUTS, actor.ranking.run(list(RANK_BY_ACTION_OUTPUTS), feeds), strict=True))
     action = decision.action
-    fusion = {
+    outputs |= {
         "fusion_mean": action,
         "fusion_std": np.zeros_like(action),
         "fusion_raw_action": action,
         "fusion_action": action,
         "log_prob": np.zeros(1, dtype=np.float32),
     }
-    return decision, CascadeOutputs(**{name: {**ranked, **fusion}[name] for name in CASCADE_OUTPUTS})
+    return decision, CascadeOutputs(**outputs)
 
 
 def run_item_fusion(
