@@ -42,7 +42,7 @@ from export.manifest import (
     actor_graph_spec,
     sha256_of,
 )
-from models.cascade import CascadePolicy, fused_scores, gather_rows, top_k
+from models.cascade import CascadePolicy
 from models.enhanced_rl import EnhancedActor
 from models.resact import ResActPolicy
 
@@ -68,7 +68,7 @@ class ResActGraph(nn.Module):
 
 class RankByActionGraph(nn.Module):
     """The cascade's stages, fused score and top-k with the fusion action given: RANK_BY_ACTION_INPUTS →
-    RANK_BY_ACTION_OUTPUTS, the same computation as CascadePolicy.forward after its fusion actor."""
+    RANK_BY_ACTION_OUTPUTS, CascadePolicy.rank, as CascadePolicy.forward runs it after its fusion actor."""
 
     def __init__(self, policy: CascadePolicy) -> None:
         super().__init__()
@@ -85,9 +85,9 @@ class RankByActionGraph(nn.Module):
         fusion_action: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         state = torch.cat([user, context], dim=-1)
-        selection = self.policy.select(state, item_features.unsqueeze(0), stage_sizes, k)
-        predictions = gather_rows(mtl_predictions.unsqueeze(0), selection.rows)
-        top_rows, top_scores = top_k(fused_scores(predictions, fusion_action), selection.rows, k)
+        selection, top_rows, top_scores = self.policy.rank(
+            state, item_features, mtl_predictions, stage_sizes, k, fusion_action
+        )
         observations, actions = selection.observations[0], selection.actions[0]
         return top_rows[0], top_scores[0], observations, actions, selection.survivors, self.policy.rnd(state)
 

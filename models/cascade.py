@@ -203,6 +203,22 @@ class CascadePolicy(nn.Module):
             log_prob=log_prob,
         )
 
+    def rank(
+        self,
+        state: torch.Tensor,
+        item_features: torch.Tensor,
+        mtl_predictions: torch.Tensor,
+        stage_sizes: torch.Tensor,
+        k: torch.Tensor,
+        action: torch.Tensor,
+    ) -> tuple[Selection, torch.Tensor, torch.Tensor]:
+        """One request's stages, then its survivors ordered by the fused score under `action` [1, A]:
+        (selection, top rows [1, k'], top scores [1, k'])."""
+        selection = self.select(state, item_features.unsqueeze(0), stage_sizes, k)
+        predictions = gather_rows(mtl_predictions.unsqueeze(0), selection.rows)
+        top_rows, top_scores = top_k(fused_scores(predictions, action), selection.rows, k)
+        return selection, top_rows, top_scores
+
     def forward(
         self,
         user: torch.Tensor,
@@ -215,10 +231,10 @@ class CascadePolicy(nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         """One request, in `CASCADE_INPUTS` order → the tensors of `CASCADE_OUTPUTS`, in order."""
         state = torch.cat([user, context], dim=-1)  # [1, S]
-        selection = self.select(state, item_features.unsqueeze(0), stage_sizes, k)
         fusion = self.fusion(state, fusion_noise)
-        predictions = gather_rows(mtl_predictions.unsqueeze(0), selection.rows)
-        top_rows, top_scores = top_k(fused_scores(predictions, fusion.action), selection.rows, k)
+        selection, top_rows, top_scores = self.rank(
+            state, item_features, mtl_predictions, stage_sizes, k, fusion.action
+        )
         return (
             top_rows[0],
             top_scores[0],
