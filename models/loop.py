@@ -13,7 +13,8 @@
 5. the candidate is exported to a bundle whose manifest's `evaluation` holds the gate's verdict and
    numbers (models/ope_gate.py); it is published and activated in Redis (the service hot-swaps) only
    if the gate says so;
-6. after the last iteration a final phase measures the last served version. The true simulated
+6. after the last iteration a final phase measures the last served version (its log is joined and stored
+   like the others). The true simulated
    return of every phase is printed, written to loop.json and plotted (loop.png).
 """
 
@@ -266,10 +267,11 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
                 reports.append(report)
                 say(_phase_line(iteration, phase))
                 _write_reports(reports, run_dir)
-                if iteration == config.iterations:
-                    break
                 time.sleep(config.reward_window_seconds + 0.5)  # let the last decisions' windows close
                 report.joined, report.late, report.defaulted = log.collect(iteration)
+                if iteration == config.iterations:
+                    _write_reports(reports, run_dir)
+                    break
                 bundle, verdict, publish_it = _train_candidate(
                     store, config, log.joined, iteration, run_dir, sim, sim.business_weights
                 )
