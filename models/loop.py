@@ -14,8 +14,8 @@
    numbers (models/ope_gate.py); it is published and activated in Redis (the service hot-swaps) only
    if the gate says so;
 6. after the last iteration a final phase measures the last served version (its log is joined and stored
-   like the others). The true simulated
-   return of every phase is printed, written to loop.json and plotted (loop.png).
+   like the others). The true simulated return of every phase is printed, written to loop.json (after
+   every phase and round) and plotted (loop.png).
 """
 
 from __future__ import annotations
