@@ -132,21 +132,32 @@ def loop(
         int, typer.Option(help="Train → gate → publish rounds (a last phase measures the result)")
     ] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the demo policy, the simulated users and training")] = 0,
-    requests: Annotated[int, typer.Option(help="Simulated requests per phase")] = 600,
+    requests: Annotated[int, typer.Option(help="Simulated requests per phase")] = 3000,
     runs: Annotated[Path, typer.Option(help="Run folder: its own fresh store, Redis, logs, bundles, loop.png")] = Path(
         "runs/loop"
     ),
-    margin: Annotated[float, typer.Option(help="Publish only if OPE beats the active version by this share")] = 0.02,
+    margin: Annotated[
+        float, typer.Option(help="Publish only if the OPE lower bound of candidate − active exceeds this share")
+    ] = 0.0,
+    estimator: Annotated[str, typer.Option(help="The gate's estimator: dr, snips, ncis or ips")] = "dr",
+    trainer: Annotated[str, typer.Option(help="replay (MTL-prediction reward model) or logged (logged rewards)")] = (
+        "replay"
+    ),
 ) -> None:
     """The closed loop against the simulator: serve over HTTP, log, join rewards, train, OPE gate, publish."""
     from dataclasses import replace
 
     from models.loop import LoopConfig, run_loop
-    from models.ope_gate import GateConfig
 
-    config = LoopConfig(iterations=iterations, seed=seed, requests_per_phase=requests, gate=GateConfig(margin=margin))
+    config = LoopConfig(
+        iterations=iterations,
+        seed=seed,
+        requests_per_phase=requests,
+        trainer=trainer,
+        gate=replace(LoopConfig().gate, estimator=estimator, margin=margin),
+    )
     run_dir = runs / f"seed-{seed}"
-    reports = run_loop(replace(config), run_dir, echo=typer.echo)
+    reports = run_loop(config, run_dir, echo=typer.echo)
     first, last = reports[0].phase["true_return"], reports[-1].phase["true_return"]
     typer.echo(f"true return: first version {first:.3f}, last {last:.3f}; {run_dir / 'loop.png'}")
 

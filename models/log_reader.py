@@ -84,6 +84,13 @@ class StreamReader(Generic[T]):
             return 0
         return int(self._client.xack(self._stream, self._group, *[r.entry_id for r in records]))
 
+    def delete(self, records: list[Logged[T]]) -> int:
+        """Remove acknowledged records from the stream (XDEL), for a stream this group alone reads: the
+        caller's durable copy is then the only one. Returns how many entries were removed."""
+        if not records:
+            return 0
+        return int(self._client.xdel(self._stream, *[r.entry_id for r in records]))
+
     def pending(self) -> int:
         """Records delivered to some consumer of the group and not yet acknowledged."""
         return int(self._client.xpending(self._stream, self._group)["pending"])

@@ -30,8 +30,27 @@ from models.reward_join import JoinedDecision
 
 
 @dataclass(frozen=True)
+class CandidateReplay:
+    """The candidates of logged decisions, when the service logged their matrices
+    (CASCADE_LOG_CANDIDATE_FEATURES): enough to replay each request's cascade with another fusion action
+    (models/replay.py). Every decision needs the same candidate count; row i ↔ the log's row i."""
+
+    items: torch.Tensor  # [N, C, item_dim] the candidates' features, as served
+    predictions: torch.Tensor  # [N, C, J] the upstream MTL model's predictions, as served
+    served_rows: torch.Tensor  # [N, k] candidate rows of the served items, best first
+    stage_sizes: tuple[int, ...]  # the stages' keep, as logged
+    k: int
+
+    def subset(self, rows: torch.Tensor) -> CandidateReplay:
+        return CandidateReplay(
+            self.items[rows], self.predictions[rows], self.served_rows[rows], self.stage_sizes, self.k
+        )
+
+
+@dataclass(frozen=True)
 class LoggedTransitions:
-    """Served, explored decisions of a log as (s, a, μ(a|s), r, s', done), one row each."""
+    """Served decisions of a log as (s, a, μ(a|s), r, s', done), one row each (the explored ones only,
+    unless built with `explored_only=False`)."""
 
     request_ids: list[str]
     user_ids: list[str]
@@ -41,6 +60,8 @@ class LoggedTransitions:
     reward: torch.Tensor  # [N] joined reward
     next_state: torch.Tensor  # [N, S]
     done: torch.Tensor  # [N] 1.0 at the end of a session
+    explored: torch.Tensor | None = None  # [N] bool: the row's action was a Gaussian draw (has a propensity)
+    replay: CandidateReplay | None = None  # the rows' candidates, if the log holds them
 
     def __len__(self) -> int:
         return len(self.request_ids)
@@ -57,7 +78,15 @@ class LoggedTransitions:
             reward=self.reward[rows],
             next_state=self.next_state[rows],
             done=self.done[rows],
+            explored=None if self.explored is None else self.explored[rows],
+            replay=None if self.replay is None else self.replay.subset(rows),
         )
+
+    def explored_rows(self) -> LoggedTransitions:
+        """The rows whose action was explored: the only ones with a usable propensity."""
+        if self.explored is None:
+            return self
+        return self.subset(self.explored.numpy())
 
 
 SessionRow = tuple[JoinedDecision, list[float], bool]  # (decision, s' as the fusion state, done)
@@ -84,9 +113,14 @@ def session_rows(joined: list[JoinedDecision], session_gap_seconds: float = 300.
     return rows
 
 
-def build_transitions(joined: list[JoinedDecision], session_gap_seconds: float = 300.0) -> LoggedTransitions:
-    """Per-user sessions of the served decisions, then the explored ones as transitions."""
-    rows = [row for row in session_rows(joined, session_gap_seconds) if row[0].decision.explored]
+def build_transitions(
+    joined: list[JoinedDecision], session_gap_seconds: float = 300.0, explored_only: bool = True
+) -> LoggedTransitions:
+    """Per-user sessions of the served decisions, then the explored ones (all, without `explored_only`)
+    as transitions."""
+    rows = session_rows(joined, session_gap_seconds)
+    if explored_only:
+        rows = [row for row in rows if row[0].decision.explored]
     if not rows:
         raise ValueError("no explored, served decisions in the log: nothing to learn from")
 
@@ -102,6 +136,34 @@ def build_transitions(joined: list[JoinedDecision], session_gap_seconds: float =
         reward=tensor([j.reward for j, _, _ in rows]),
         next_state=tensor([s for _, s, _ in rows]),
         done=tensor([float(d) for _, _, d in rows]),
+        explored=torch.tensor([j.decision.explored for j, _, _ in rows], dtype=torch.bool),
+        replay=_candidate_replay([j for j, _, _ in rows]),
+    )
+
+
+def _candidate_replay(rows: list[JoinedDecision]) -> CandidateReplay | None:
+    """The rows' logged candidate matrices, or None unless every row has them with one candidate count."""
+    decisions = [j.decision for j in rows]
+    candidates = [d.candidates for d in decisions]
+    if any(c.features is None or c.predictions is None for c in candidates):
+        return None
+    if len({len(c.ids) for c in candidates}) != 1 or len({d.k for d in decisions}) != 1:
+        return None
+    stage_sizes = {tuple(stage.keep for stage in d.stages) for d in decisions}
+    if len(stage_sizes) != 1:
+        return None
+    served_rows = []
+    for d in decisions:
+        row_of = {item_id: i for i, item_id in enumerate(d.candidates.ids)}
+        served_rows.append([row_of[item_id] for item_id in d.served_ids])
+    if len({len(r) for r in served_rows}) != 1:
+        return None
+    return CandidateReplay(
+        items=torch.tensor([c.features for c in candidates], dtype=torch.float32),
+        predictions=torch.tensor([c.predictions for c in candidates], dtype=torch.float32),
+        served_rows=torch.tensor(served_rows, dtype=torch.long),
+        stage_sizes=stage_sizes.pop(),
+        k=decisions[0].k,
     )
 
 

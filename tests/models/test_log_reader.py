@@ -40,6 +40,24 @@ def test_records_stay_pending_until_acknowledged(
     assert reader.read(count=10) == []  # delivered records are not delivered again to the group
 
 
+def test_deleted_records_leave_the_stream_and_the_rest_stay(
+    client: TestClient, settings: Settings, redis_client: redis.Redis, make_request: Callable[..., dict[str, Any]]
+) -> None:
+    served = _serve(client, make_request, 5)
+    wait_for_stream(redis_client, settings.decision_stream, 5)
+    reader = DecisionReader(redis_client, settings.decision_stream, "trainers", "t1")
+    reader.ensure_group()
+    batch = reader.read(count=10)
+    reader.ack(batch[:3])
+
+    assert reader.delete(batch[:3]) == 3
+    assert reader.delete([]) == 0
+
+    assert redis_client.xlen(settings.decision_stream) == 2
+    kept = redis_client.xrange(settings.decision_stream)
+    assert [decision_record.decode(fields[decision_record.STREAM_FIELD]).request_id for _, fields in kept] == served[3:]
+
+
 def test_a_consumer_killed_mid_batch_has_its_records_claimed_by_another(
     client: TestClient, settings: Settings, redis_client: redis.Redis, make_request: Callable[..., dict[str, Any]]
 ) -> None:
