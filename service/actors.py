@@ -30,7 +30,7 @@ from export.manifest import (
     Manifest,
     actor_graph_spec,
 )
-from service.cascade import F32, CascadeInputs, CascadeOutputs
+from service.cascade import F32, CascadeInputs, CascadeOutputs, request_feeds
 
 
 @dataclass(frozen=True)
@@ -117,15 +117,7 @@ def rank_with_resact(
     """ResAct's action from the draws, then the cascade ranking with it. The outputs' fusion fields describe
     a deterministic action (mean = raw = action, std 0, log_prob 0): the randomness is in the draws."""
     decision = run_resact(actor, inputs.user, inputs.context, latents)
-    feeds = {
-        "user": inputs.user,
-        "context": inputs.context,
-        "item_features": inputs.item_features,
-        "mtl_predictions": inputs.mtl_predictions,
-        "stage_sizes": np.asarray(manifest.stage_sizes, dtype=np.int64),
-        "k": np.asarray([inputs.k], dtype=np.int64),
-        "fusion_action": decision.action,
-    }
+    feeds = {**request_feeds(manifest, inputs), "fusion_action": decision.action}
     outputs = dict(zip(RANK_BY_ACTION_OUTPUTS, actor.ranking.run(list(RANK_BY_ACTION_OUTPUTS), feeds), strict=True))
     action = decision.action
     outputs |= {

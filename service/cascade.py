@@ -53,17 +53,20 @@ assert list(CascadeOutputs.__dataclass_fields__) == _OUTPUT_NAMES, "CascadeOutpu
 
 def run_cascade(session: ort.InferenceSession, manifest: Manifest, inputs: CascadeInputs, noise: F32) -> CascadeOutputs:
     """Run the whole cascade for one request; `noise` is the fusion actor's [1, A] latent draw."""
-    feeds = {
+    values = session.run(_OUTPUT_NAMES, {**request_feeds(manifest, inputs), "fusion_noise": noise})
+    return CascadeOutputs(*values)
+
+
+def request_feeds(manifest: Manifest, inputs: CascadeInputs) -> dict[str, np.ndarray]:
+    """The feeds every cascade-shaped graph takes (cascade, rank_by_action): the request and the manifest's sizes."""
+    return {
         "user": inputs.user,
         "context": inputs.context,
         "item_features": inputs.item_features,
         "mtl_predictions": inputs.mtl_predictions,
-        "fusion_noise": noise,
         "stage_sizes": np.asarray(manifest.stage_sizes, dtype=np.int64),
         "k": np.asarray([inputs.k], dtype=np.int64),
     }
-    values = session.run(_OUTPUT_NAMES, feeds)
-    return CascadeOutputs(*values)
 
 
 def synthetic_inputs(manifest: Manifest, n: int, k: int, seed: int = 0) -> CascadeInputs:

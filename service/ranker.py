@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
+from typing import TypeVar
 
 import numpy as np
 
@@ -35,6 +37,8 @@ from service.schema import (
     StageSurvivors,
     Timings,
 )
+
+T = TypeVar("T")
 
 
 class Ranker:
@@ -133,11 +137,9 @@ class Ranker:
         assert actor is not None
         decode_ms = (time.perf_counter() - started) * 1000
         latents = self._noise.latents(actor.n_draws, actor.latent_dim)
-        compute_start = time.perf_counter()
-        decision, outputs = rank_with_resact(actor, manifest, inputs, latents)
-        compute_ms = (time.perf_counter() - compute_start) * 1000
-        self._metrics.ort_seconds.labels(manifest.policy, manifest.version).observe(compute_ms / 1000)
-        timings = Timings(decode_ms=decode_ms, compute_ms=compute_ms, total_ms=(time.perf_counter() - started) * 1000)
+        (decision, outputs), timings = self._timed(
+            manifest, started, decode_ms, lambda: rank_with_resact(actor, manifest, inputs, latents)
+        )
         no_noise = np.zeros((1, manifest.fusion.dim), dtype=np.float32)
         return no_noise, outputs, timings, _resact_log(latents, decision)
 
@@ -225,12 +227,21 @@ class Ranker:
         manifest = bundle.manifest
         decode_ms = (time.perf_counter() - started) * 1000  # body read + parse + checks + arrays
         noise, explored = self._noise.draw(manifest)
+        outputs, timings = self._timed(
+            manifest, started, decode_ms, lambda: run_cascade(bundle.session, manifest, inputs, noise)
+        )
+        return noise, explored, outputs, timings
+
+    def _timed(
+        self, manifest: Manifest, started: float, decode_ms: float, compute: Callable[[], T]
+    ) -> tuple[T, Timings]:
+        """Run the graph call(s) of a request; time them (also as the ORT metric) and the request so far."""
         compute_start = time.perf_counter()
-        outputs = run_cascade(bundle.session, manifest, inputs, noise)
+        result = compute()
         compute_ms = (time.perf_counter() - compute_start) * 1000
         self._metrics.ort_seconds.labels(manifest.policy, manifest.version).observe(compute_ms / 1000)
         total_ms = (time.perf_counter() - started) * 1000
-        return noise, explored, outputs, Timings(decode_ms=decode_ms, compute_ms=compute_ms, total_ms=total_ms)
+        return result, Timings(decode_ms=decode_ms, compute_ms=compute_ms, total_ms=total_ms)
 
     def _record(self, scored: Scored, serving: Serving) -> None:
         """Log the decision and, with a shadow version routed, the shadow's scoring of the same inputs."""
@@ -266,9 +277,9 @@ class Ranker:
         actor = shadow.actors.resact
         if actor is None:
             return run_cascade(shadow.session, shadow.manifest, scored.inputs, scored.noise), None
-        fits = scored.resact is not None and len(scored.resact.latents[0]) == actor.latent_dim
-        if scored.resact is not None and fits:
-            latents = np.asarray([scored.resact.latents], dtype=np.float32)
+        served = scored.resact
+        if served is not None and len(served.latents[0]) == actor.latent_dim:
+            latents = np.asarray([served.latents], dtype=np.float32)
         else:
             latents = self._noise.latents(actor.n_draws, actor.latent_dim)
         if scored.kind == "rank":
