@@ -22,7 +22,14 @@ import torch
 from torch import nn
 
 from export.checkpoint import load_checkpoint
-from export.exporter import DEFAULT_TOLERANCE, ParityError, check_graph_signature, example_inputs, parity_cases
+from export.exporter import (
+    DEFAULT_TOLERANCE,
+    ParityError,
+    check_graph_signature,
+    compare_outputs,
+    example_inputs,
+    parity_cases,
+)
 from export.manifest import (
     ITEM_FUSION_GRAPH,
     ITEM_FUSION_INPUTS,
@@ -185,18 +192,7 @@ def _parity(
             raise ParityError(
                 f"onnxruntime failed on {path.name} with shapes {[v.shape for v in inputs.values()]}: {exc}"
             ) from exc
-        for name, want, have in zip(outputs, expected, got, strict=True):
-            have = np.asarray(have)
-            if want.shape != have.shape:
-                raise ParityError(f"{name}: torch shape {want.shape}, onnxruntime {have.shape}")
-            if outputs[name][0] == "int64":
-                if not np.array_equal(want, have):
-                    raise ParityError(f"{name} differs between torch and onnxruntime")
-                continue
-            error = float(np.max(np.abs(want.astype(np.float64) - have.astype(np.float64))))
-            if not error <= tolerance:
-                raise ParityError(f"{name}: max abs error {error:.3g} > {tolerance:g}")
-            max_error = max(max_error, error)
+        max_error = max(max_error, compare_outputs(outputs, expected, got, tolerance))
     return max_error
 
 

@@ -247,21 +247,35 @@ def check_parity(
             got = session.run(list(CASCADE_OUTPUTS), inputs)
         except Exception as exc:  # onnxruntime raises its own untyped errors (Fail, InvalidArgument, ...)
             raise ParityError(f"onnxruntime failed on N={n}, k={k}: {exc}") from exc
-        for name, want, have in zip(CASCADE_OUTPUTS, expected, got, strict=True):
-            have = np.asarray(have)
-            if want.shape != have.shape:
-                raise ParityError(f"{name}: torch shape {want.shape}, onnxruntime {have.shape} (N={n}, k={k})")
-            if CASCADE_OUTPUTS[name][0] == "int64":
-                if not np.array_equal(want, have):
-                    raise ParityError(f"{name} differs between torch and onnxruntime (N={n}, k={k})")
-            elif want.size:
-                error = float(np.max(np.abs(want.astype(np.float64) - have.astype(np.float64))))
-                if not error <= tolerance:  # also catches NaN
-                    raise ParityError(f"{name}: max abs error {error:.3g} > {tolerance:g} (N={n}, k={k})")
-                max_error = max(max_error, error)
+        max_error = max(max_error, compare_outputs(CASCADE_OUTPUTS, expected, got, tolerance, f" (N={n}, k={k})"))
     return Parity(
         max_abs_error=max_error,
         tolerance=tolerance,
         candidate_counts=sorted({n for n, _ in cases}),
         passed=True,
     )
+
+
+def compare_outputs(
+    outputs: Mapping[str, tuple[str, tuple[str, ...]]],
+    expected: Sequence[np.ndarray],
+    got: Sequence[object],
+    tolerance: float,
+    where: str = "",
+) -> float:
+    """torch's outputs against onnxruntime's, in `outputs` order: shapes and int outputs must be equal, float
+    outputs within `tolerance`. Returns the max abs error; raises ParityError naming the output (and `where`)."""
+    max_error = 0.0
+    for name, want, answer in zip(outputs, expected, got, strict=True):
+        have = np.asarray(answer)
+        if want.shape != have.shape:
+            raise ParityError(f"{name}: torch shape {want.shape}, onnxruntime {have.shape}{where}")
+        if outputs[name][0] == "int64":
+            if not np.array_equal(want, have):
+                raise ParityError(f"{name} differs between torch and onnxruntime{where}")
+        elif want.size:
+            error = float(np.max(np.abs(want.astype(np.float64) - have.astype(np.float64))))
+            if not error <= tolerance:  # also catches NaN
+                raise ParityError(f"{name}: max abs error {error:.3g} > {tolerance:g}{where}")
+            max_error = max(max_error, error)
+    return max_error
