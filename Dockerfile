@@ -1,4 +1,4 @@
-# The serving image: the `serve` extra only (onnxruntime, FastAPI, Redis client) — no torch.
+# The serving image: the `serve` extra only, at the versions of requirements.lock (onnxruntime, FastAPI, Redis client) — no torch.
 # Bundles are mounted at /models (<policy>/<version>/ + ACTIVE); REDIS_URL must point at Redis.
 # tests/service/test_serving_image.py installs the same extra in a fresh venv and serves from it,
 # since no Docker engine runs on the build machines.
@@ -7,10 +7,10 @@ FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 cascade
 WORKDIR /app
 
-COPY pyproject.toml cascade_cli.py ./
+COPY pyproject.toml requirements.lock cascade_cli.py ./
 COPY export ./export
 COPY service ./service
-RUN pip install --no-cache-dir ".[serve]" \
+RUN pip install --no-cache-dir -c requirements.lock ".[serve]" \
     && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
 
 USER cascade

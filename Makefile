@@ -1,22 +1,35 @@
-# The commands README.md promises. Everything installs into .venv from pyproject.toml.
+# The commands README.md promises. Everything installs into .venv from pyproject.toml, pinned by
+# requirements.lock (every direct and transitive dependency of every extra, made by `make lock`).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+LOCK := requirements.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
 STORE ?= store
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run demo test lint openapi loadtest bench clean
+.PHONY: install lock run demo test lint openapi loadtest bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	# torch is pinned to the CPU build on this disk (torch==2.13.0 in the train extra).
-	$(BIN)/python -m pip install --quiet -e '.[serve,train,dev]'
+	# The lock is a constraints file: pip installs exactly its versions, torch as the CPU build on this disk.
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[serve,train,dev]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Regenerate the lock on purpose, from pyproject.toml: existing pins are kept unless they no longer fit;
+# `make lock LOCK_FLAGS=--upgrade` (or `--upgrade-package NAME`) moves them. pip-compile runs in a venv
+# of its own, so a lock that cannot install still regenerates.
+LOCK_VENV := .lock-venv
+LOCK_FLAGS ?=
+lock:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet "$$(grep '^pip-tools==' $(LOCK) || echo pip-tools)"
+	$(LOCK_VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--extra serve --extra train --extra dev $(LOCK_FLAGS) --output-file $(LOCK) pyproject.toml
 
 $(STORE)/demo/ACTIVE: | $(STAMP)
 	$(BIN)/cascade demo --store $(STORE) --example $(STORE)/example-rank.json
@@ -52,4 +65,4 @@ bench: $(STAMP)
 	$(BIN)/cascade bench
 
 clean:
-	rm -rf $(VENV) $(STORE) .redis .pytest_cache .mypy_cache .ruff_cache loadtest/results
+	rm -rf $(VENV) $(LOCK_VENV) $(STORE) .redis .pytest_cache .mypy_cache .ruff_cache loadtest/results

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_dockerfile_installs_only_the_serve_extra() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
 
-    assert 'pip install --no-cache-dir ".[serve]"' in dockerfile
+    assert 'pip install --no-cache-dir -c requirements.lock ".[serve]"' in dockerfile
     assert "USER cascade" in dockerfile
     assert "HEALTHCHECK" in dockerfile
     assert "torch" not in dockerfile.split("RUN pip install", 1)[1].split("\n")[0]
@@ -33,18 +33,18 @@ def test_the_dockerfile_installs_only_the_serve_extra() -> None:
 
 @pytest.fixture(scope="module")
 def serve_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with the project installed as the Dockerfile does: `pip install ".[serve]"`."""
+    """A fresh venv with the project installed as the Dockerfile does: `pip install -c requirements.lock ".[serve]"`."""
     build = tmp_path_factory.mktemp("image")
     source = build / "app"
     source.mkdir()
-    for name in ("pyproject.toml", "cascade_cli.py"):  # the Dockerfile's COPY lines
+    for name in ("pyproject.toml", "requirements.lock", "cascade_cli.py"):  # the Dockerfile's COPY lines
         shutil.copy(ROOT / name, source / name)
     for package in ("export", "service"):
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     env_dir = build / "venv"
     venv.create(env_dir, with_pip=True)
     subprocess.run(
-        [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", ".[serve]"],
+        [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", "-c", "requirements.lock", ".[serve]"],
         cwd=source,
         check=True,
         timeout=900,
