@@ -8,7 +8,7 @@ RUN useradd --create-home --uid 10001 cascade
 WORKDIR /app
 
 COPY pyproject.toml requirements.lock cascade_cli.py ./
-COPY export ./export
+COPY contracts ./contracts
 COPY service ./service
 RUN pip install --no-cache-dir -c requirements.lock ".[serve]" \
     && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"

@@ -235,7 +235,7 @@ def publish(
 
     from redis.asyncio import Redis
 
-    from export.store import publish as copy_into_store
+    from contracts.store import publish as copy_into_store
     from service.bundle import load_bundle
     from service.routing import RoutingStore
     from service.settings import Settings

@@ -21,16 +21,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from export.checkpoint import load_checkpoint
-from export.exporter import (
-    DEFAULT_TOLERANCE,
-    ParityError,
-    check_graph_signature,
-    compare_outputs,
-    example_inputs,
-    parity_cases,
-)
-from export.manifest import (
+from contracts.manifest import (
     ITEM_FUSION_GRAPH,
     ITEM_FUSION_INPUTS,
     ITEM_FUSION_OUTPUTS,
@@ -48,6 +39,15 @@ from export.manifest import (
     Parity,
     actor_graph_spec,
     sha256_of,
+)
+from export.checkpoint import load_checkpoint
+from export.exporter import (
+    DEFAULT_TOLERANCE,
+    ParityError,
+    check_graph_signature,
+    compare_outputs,
+    example_inputs,
+    parity_cases,
 )
 from models.cascade import CascadePolicy
 from models.enhanced_rl import EnhancedActor

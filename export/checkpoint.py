@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from export.manifest import Manifest, sha256_of
+from contracts.manifest import Manifest, sha256_of
 from models.cascade import CascadePolicy, PolicyConfig
 
 CHECKPOINT_FILE = "policy.pt"

@@ -24,8 +24,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from export.checkpoint import CHECKPOINT_FILE, save_checkpoint
-from export.manifest import (
+from contracts.manifest import (
     CASCADE_GRAPH,
     CASCADE_INPUTS,
     CASCADE_OUTPUTS,
@@ -39,6 +38,7 @@ from export.manifest import (
     cascade_graph_spec,
     sha256_of,
 )
+from export.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from models.cascade import CascadePolicy
 
 CASCADE_FILE = "cascade.onnx"

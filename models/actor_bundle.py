@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.manifest import Manifest
+from contracts.manifest import Manifest
 from models.cascade import CascadePolicy, PolicyConfig
 from models.enhanced_rl import EnhancedActor, EnhancedRLConfig, train_enhanced_rl
 from models.offline import BehaviourPolicy, OfflineConfig, collect
@@ -34,9 +34,9 @@ class ActorBundleConfig:
 
 def build_actor_bundle(out_dir: Path, *, seed: int = 0, config: ActorBundleConfig | None = None) -> Manifest:
     """Train the three pieces on seed `seed`'s world and write one verified bundle to `out_dir`."""
+    from contracts.manifest import Exploration, FusionAction, Stage
     from export.actor_graphs import add_actor_graphs
     from export.exporter import export_bundle
-    from export.manifest import Exploration, FusionAction, Stage
     from models.cascade import STAGES
     from models.demo import feature_schema
     from models.offline_experiment import layout_of

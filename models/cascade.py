@@ -6,7 +6,7 @@ candidate with h_i(user, item)·a_i and keeps its top min(n_in, max(size_i, k)).
 fusion actor (Kuaishou) picks (w, b) and the ranking survivors are ordered by Σ_j w_j·log(p_j + b_j)
 over the request's MTL predictions p; the top k are served. The RND novelty of the state rides along.
 
-`forward` has exactly the signature of `export.manifest.CASCADE_INPUTS` → `CASCADE_OUTPUTS`. Every
+`forward` has exactly the signature of `contracts.manifest.CASCADE_INPUTS` → `CASCADE_OUTPUTS`. Every
 size that depends on N or k is computed from tensors inside the graph (DESIGN.md "Known traps": a
 Python `min(k, n)` is traced into a constant and the exported TopK fails for smaller requests).
 """

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contracts.manifest import Exploration, FeatureSchema, FusionAction, Manifest, Stage
+from contracts.store import publish
 from export.exporter import export_bundle
-from export.manifest import Exploration, FeatureSchema, FusionAction, Manifest, Stage
-from export.store import publish
 from models.a3c import A3CConfig, train_actors
 from models.cascade import STAGES, CascadePolicy, PolicyConfig
 from models.rnd import train_rnd

@@ -199,8 +199,8 @@ def run_seed(seed: int, cfg: ExperimentConfig, runs: Path) -> dict[str, dict[str
 
 def export(policy: CascadePolicy, cfg: ExperimentConfig, folder: Path, name: str, seed: int) -> None:
     """Through export/: ONNX graph + manifest with the parity check (a bundle the service loads)."""
+    from contracts.manifest import Exploration, FusionAction, Stage
     from export.exporter import export_bundle
-    from export.manifest import Exploration, FusionAction, Stage
     from models.cascade import STAGES
     from models.demo import feature_schema
 

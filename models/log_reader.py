@@ -13,12 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import msgspec
 import redis
 
-from service import decision_record, feedback
-from service.decision_record import DecisionRecord
-from service.feedback import FeedbackRecord
+from contracts import decision_record, feedback_record
+from contracts.decision_record import DecisionRecord
+from contracts.feedback_record import FeedbackRecord
 
 T = TypeVar("T")
 
@@ -110,11 +109,8 @@ def _decision(fields: dict[bytes, bytes]) -> DecisionRecord:
     return decision_record.decode(fields[decision_record.STREAM_FIELD])
 
 
-_feedback_decoder = msgspec.json.Decoder(FeedbackRecord)
-
-
 def _feedback(fields: dict[bytes, bytes]) -> FeedbackRecord:
-    return _feedback_decoder.decode(fields[feedback.STREAM_FIELD])
+    return feedback_record.decode(fields[feedback_record.STREAM_FIELD])
 
 
 class DecisionReader(StreamReader[DecisionRecord]):

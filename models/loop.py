@@ -33,9 +33,9 @@ import redis
 import torch
 from redis.asyncio import Redis as AsyncRedis
 
+from contracts.store import active_version, bundle_path, publish, read_manifest
 from export.checkpoint import load_checkpoint
 from export.exporter import export_bundle
-from export.store import active_version, bundle_path, publish, read_manifest
 from models.cascade import CascadePolicy
 from models.demo import DemoConfig, build_demo
 from models.log_reader import DecisionReader, FeedbackReader

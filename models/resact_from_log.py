@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contracts.manifest import MANIFEST_FILE, Manifest
 from export.actor_graphs import add_actor_graphs
-from export.manifest import MANIFEST_FILE, Manifest
 from models.logged_a3c import session_rows
 from models.offline import OfflineLog
 from models.resact import ResActConfig, StateLayout, make_resact, reconstruction_error, train_resact

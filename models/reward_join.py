@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from service.decision_record import DecisionRecord
-from service.feedback import FeedbackRecord
+from contracts.decision_record import DecisionRecord
+from contracts.feedback_record import FeedbackRecord
 
 
 @dataclass(frozen=True)

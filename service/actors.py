@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from export.manifest import (
+from contracts.manifest import (
     ITEM_FUSION_GRAPH,
     ITEM_FUSION_INPUTS,
     ITEM_FUSION_OUTPUTS,

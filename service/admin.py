@@ -17,16 +17,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from export.item_table import ITEMS_MANIFEST, ItemTableError, items_root
-from export.manifest import POLICY_NAME
-from export.store import StoreError, prune, versions
+from contracts.item_table import ITEMS_MANIFEST, ItemTableError, items_root
+from contracts.routing import RoutingState
+from contracts.store import StoreError, prune, versions
+from contracts.versions import POLICY_NAME
 from service.bundle import BundleError
 from service.decode import decode_json
 from service.http_body import read_json_body
 from service.item_catalog import ITEMS_ROUTE
 from service.openapi import body_of, json_response, responses_of
 from service.problems import ProblemError, invalid_field, unknown_policy
-from service.routing import RoutingState
 from service.runtime import Runtime, served_policies
 from service.schema import (
     ActivateRequest,

@@ -13,8 +13,8 @@ import numpy as np
 import onnxruntime as ort
 from pydantic import ValidationError
 
-from export.manifest import CASCADE_GRAPH, GraphSpec, Manifest, cascade_graph_spec, sha256_of
-from export.store import StoreError, read_manifest
+from contracts.manifest import CASCADE_GRAPH, GraphSpec, Manifest, cascade_graph_spec, sha256_of
+from contracts.store import StoreError, read_manifest
 from service.actors import Actors, actor_specs, make_actors, rank_with_resact, run_item_fusion
 from service.cascade import CascadeInputs, run_cascade, synthetic_inputs
 

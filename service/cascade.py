@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from export.manifest import CASCADE_OUTPUTS, Manifest
+from contracts.manifest import CASCADE_OUTPUTS, Manifest
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]

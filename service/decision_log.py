@@ -40,8 +40,9 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service import decision_record
-from service.decision_record import DecisionRecord
+from contracts import decision_record
+from contracts.decision_record import DecisionRecord
+from contracts.streams import decision_key
 from service.metrics import Metrics
 from service.spool import Spool, spool_paths
 
@@ -92,6 +93,7 @@ _identity = msgspec.json.Decoder(_Identity)
 
 # KEYS: the stream, then one decision key per record. ARGV: key TTL, trim strategy ('', MAXLEN, MINID),
 # trim threshold (entries, or age in ms), then (time, data) per record. Returns how many were appended.
+# @FIELD@ is the record's stream field, filled in from the contract below.
 _APPEND_NEW = """
 local ttl, strategy, threshold = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local trim = {}
@@ -108,19 +110,14 @@ for i = 2, #KEYS do
     local args = {'XADD', KEYS[1]}
     for _, t in ipairs(trim) do args[#args + 1] = t end
     args[#args + 1] = '*'
-    args[#args + 1] = 'd'
+    args[#args + 1] = '@FIELD@'
     args[#args + 1] = ARGV[2 * i + 1]
     redis.call(unpack(args))
     added = added + 1
   end
 end
 return added
-"""
-
-
-def decision_key(stream: str, request_id: str) -> str:
-    """The Redis key that remembers a logged decision (its value: the decision time, epoch seconds)."""
-    return f"{stream}:decision:{request_id}"
+""".replace("@FIELD@", decision_record.STREAM_FIELD.decode())
 
 
 class DecisionLog:

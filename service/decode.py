@@ -13,8 +13,8 @@ from typing import Any, TypeVar, cast
 import msgspec
 import numpy as np
 
-from export.item_table import ItemTable
-from export.manifest import FeatureSchema, Manifest
+from contracts.item_table import ItemTable
+from contracts.manifest import FeatureSchema, Manifest
 from service.cascade import F32, CascadeInputs
 from service.http_body import Body
 from service.item_catalog import rows_of, table_matrices

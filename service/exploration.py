@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from export.manifest import Manifest
+from contracts.manifest import Manifest
 from service.cascade import F32
 
 

@@ -17,15 +17,15 @@ from typing import Literal
 import msgspec
 from redis.asyncio import Redis
 
-from service.decision_log import decision_key
+from contracts import feedback_record
+from contracts.feedback_record import FeedbackRecord
+from contracts.streams import decision_key, feedback_seen_key
 from service.schema import FeedbackRequest
-
-STREAM_FIELD = b"f"  # the stream entry's single field (the script below writes it): the record as JSON
 
 FeedbackOutcome = Literal["accepted", "late", "duplicate", "unknown_request"]
 
 # KEYS: decision key, seen key, feedback stream. ARGV: seen TTL, window, now, record (on time), record (late).
-_APPEND_ONCE = """
+_APPEND_ONCE = f"""
 local served = redis.call('GET', KEYS[1])
 if not served then
   return 'unknown_request'
@@ -34,23 +34,12 @@ if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
   return 'duplicate'
 end
 if tonumber(ARGV[3]) - tonumber(served) > tonumber(ARGV[2]) then
-  redis.call('XADD', KEYS[3], '*', 'f', ARGV[5])
+  redis.call('XADD', KEYS[3], '*', '{feedback_record.STREAM_FIELD.decode()}', ARGV[5])
   return 'late'
 end
-redis.call('XADD', KEYS[3], '*', 'f', ARGV[4])
+redis.call('XADD', KEYS[3], '*', '{feedback_record.STREAM_FIELD.decode()}', ARGV[4])
 return 'accepted'
 """
-
-
-class FeedbackRecord(msgspec.Struct):
-    """The feedback record contract (DESIGN.md): request id, time, reward signals."""
-
-    request_id: str
-    event_id: str
-    time: float
-    rewards: dict[str, float]
-    item_id: str | None = None
-    late: bool = False  # arrived after the reward window of its decision: not joined to its reward
 
 
 class FeedbackStore:
@@ -82,8 +71,9 @@ class FeedbackStore:
             rewards=feedback.rewards,
             item_id=feedback.item_id,
         )
-        on_time, late = msgspec.json.encode(record), msgspec.json.encode(msgspec.structs.replace(record, late=True))
-        seen_key = f"{self._stream}:seen:{feedback.request_id}:{event_id}"
+        on_time = feedback_record.encode(record)
+        late = feedback_record.encode(msgspec.structs.replace(record, late=True))
+        seen_key = feedback_seen_key(self._stream, feedback.request_id, event_id)
         outcome = await self._script(
             keys=[decision_key(self._decision_stream, feedback.request_id), seen_key, self._stream],
             args=[

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.item_table import ITEMS_DIR, ItemTable, ItemTableError, active_items_version, load_item_table
+from contracts.item_table import ITEMS_DIR, ItemTable, ItemTableError, active_items_version, load_item_table
 from service.cascade import F32
 from service.problems import invalid_field
 from service.routing import RoutingStore

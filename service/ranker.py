@@ -10,13 +10,14 @@ from typing import TypeVar
 
 import numpy as np
 
-from export.item_table import ItemTable
-from export.manifest import Manifest
+from contracts.decision_record import Arm, ItemFusionLog, ResActLog, Timings
+from contracts.item_table import ItemTable
+from contracts.manifest import Manifest
+from contracts.routing import in_canary
 from service.actors import ResActDecision, rank_with_resact, run_item_fusion, run_resact
 from service.bundle import LoadedBundle
 from service.cascade import F32, CascadeInputs, CascadeOutputs, run_cascade
 from service.decision_log import DecisionLog
-from service.decision_record import ItemFusionLog, ResActLog
 from service.decode import candidate_rows, decode_body, rank_inputs, user_inputs
 from service.exploration import NoiseSource
 from service.http_body import Body
@@ -25,7 +26,6 @@ from service.metrics import Metrics
 from service.problems import invalid_field, not_ready, unknown_policy
 from service.records import Scored, decision_record
 from service.registry import Registry, Serving
-from service.routing import in_canary
 from service.schema import (
     Candidates,
     FusionRequest,
@@ -35,7 +35,6 @@ from service.schema import (
     RankRequest,
     RankResponse,
     StageSurvivors,
-    Timings,
 )
 
 T = TypeVar("T")
@@ -213,7 +212,7 @@ class Ranker:
             items=items,
         )
 
-    def _arm(self, serving: Serving, user_id: str) -> tuple[LoadedBundle, str]:
+    def _arm(self, serving: Serving, user_id: str) -> tuple[LoadedBundle, Arm]:
         """Active or canary bundle for this user; the caller holds this one snapshot for the whole request."""
         bundle = serving.active
         if serving.canary is not None and in_canary(bundle.manifest.policy, user_id, serving.canary_fraction):

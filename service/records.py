@@ -6,29 +6,31 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from service.bundle import LoadedBundle
-from service.cascade import F32, CascadeInputs, CascadeOutputs
-from service.decision_record import (
+from contracts.decision_record import (
     SCHEMA_VERSION,
+    Arm,
     CandidateLog,
+    DecisionKind,
     DecisionRecord,
     FusionLog,
     ItemFusionLog,
     ResActLog,
     StageLog,
+    Timings,
 )
-from service.schema import Timings
+from service.bundle import LoadedBundle
+from service.cascade import F32, CascadeInputs, CascadeOutputs
 
 
 @dataclass(frozen=True)
 class Scored:
     """What one bundle did with one request: everything its decision record is made of."""
 
-    kind: str  # "rank" or "fusion"
+    kind: DecisionKind
     request_id: str
     user_id: str
     bundle: LoadedBundle
-    arm: str  # "control", "canary" or "shadow"
+    arm: Arm
     inputs: CascadeInputs
     candidate_ids: list[str]  # empty for a request-level fusion call
     outputs: CascadeOutputs

@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.store import StoreError, active_version, bundle_path
+from contracts.routing import RoutingState
+from contracts.store import StoreError, active_version, bundle_path
 from service.bundle import BundleError, LoadedBundle, load_bundle
-from service.routing import RoutingState
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from export.store import StoreError, active_version
+from contracts.store import StoreError, active_version
 from service.bundle import BundleError
 from service.item_catalog import ItemCatalog
 from service.metrics import Metrics

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from export.manifest import POLICY_NAME
+from contracts.versions import POLICY_NAME
 from service.decision_log import DecisionLog, SpoolSettings, StreamTrim
 from service.embedded_redis import EmbeddedRedis
 from service.exploration import NoiseSource

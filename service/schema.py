@@ -11,6 +11,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from contracts.decision_record import Timings
+from contracts.versions import VERSION_PATTERN
+
 ItemId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, description="Candidate item id")]
 Row = list[float]
 
@@ -72,12 +75,6 @@ class StageSurvivors(msgspec.Struct):
     matching: int
     pre_ranking: int
     ranking: int
-
-
-class Timings(msgspec.Struct):
-    decode_ms: float
-    compute_ms: float
-    total_ms: float
 
 
 class RankResponse(msgspec.Struct):
@@ -177,7 +174,7 @@ class Health(msgspec.Struct):
     status: str
 
 
-VersionName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+VersionName = Annotated[str, msgspec.Meta(pattern=VERSION_PATTERN)]
 
 
 class ActivateRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.streams import DEFAULT_DECISION_STREAM, DEFAULT_FEEDBACK_STREAM
+
 
 class Settings(BaseSettings):
     """Everything the serving process can be told. Environment variables use the `CASCADE_` prefix."""
@@ -26,10 +28,10 @@ class Settings(BaseSettings):
     embedded_redis_dir: Path = Field(default=Path(".redis"))
     """Where the embedded Redis keeps its database file and socket when `redis_url` is unset."""
 
-    decision_stream: str = "cascade:decisions"
+    decision_stream: str = DEFAULT_DECISION_STREAM
     """Redis Stream that receives one decision record per served request."""
 
-    feedback_stream: str = "cascade:feedback"
+    feedback_stream: str = DEFAULT_FEEDBACK_STREAM
     """Redis Stream that receives feedback (rewards) by request id."""
 
     feedback_dedupe_seconds: int = Field(default=7 * 24 * 3600, gt=0)

@@ -11,8 +11,8 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from export.manifest import MANIFEST_FILE
-from export.store import active_version, bundle_path
+from contracts.manifest import MANIFEST_FILE
+from contracts.store import active_version, bundle_path
 
 
 def private_store(store: Path, target: Path) -> Path:

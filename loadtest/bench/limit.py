@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from export.manifest import Manifest
-from export.store import active_version, bundle_path
+from contracts.manifest import Manifest
+from contracts.store import active_version, bundle_path
 from service.bundle import load_bundle
 from service.cascade import CascadeInputs, run_cascade
 

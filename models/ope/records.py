@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contracts.decision_record import DecisionRecord
 from models.ope.estimators import LoggedRewards
-from service.decision_record import DecisionRecord
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 

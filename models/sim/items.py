@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from export.item_table import ItemTableManifest, write_item_table
+from contracts.item_table import ItemTableManifest, write_item_table
 from models.sim.simulator import Simulator
 
 

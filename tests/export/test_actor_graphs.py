@@ -13,16 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export.actor_graphs import (
-    ITEM_FUSION_FILE,
-    RANK_BY_ACTION_FILE,
-    RESACT_FILE,
-    item_fusion_inputs,
-    rank_by_action_inputs,
-    resact_inputs,
-)
-from export.exporter import CASCADE_FILE
-from export.manifest import (
+from contracts.manifest import (
     CASCADE_GRAPH,
     CASCADE_OUTPUTS,
     ITEM_FUSION_GRAPH,
@@ -36,6 +27,15 @@ from export.manifest import (
     cascade_graph_spec,
     sha256_of,
 )
+from export.actor_graphs import (
+    ITEM_FUSION_FILE,
+    RANK_BY_ACTION_FILE,
+    RESACT_FILE,
+    item_fusion_inputs,
+    rank_by_action_inputs,
+    resact_inputs,
+)
+from export.exporter import CASCADE_FILE
 from models.actor_bundle import ActorBundleConfig, build_actor_bundle
 from models.enhanced_rl import EnhancedRLConfig
 from models.offline import OfflineConfig

@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from contracts.manifest import CASCADE_OUTPUTS, MANIFEST_FILE, Manifest, cascade_graph_spec, sha256_of
+from contracts.store import active_version, read_manifest
 from export.exporter import ExportError, ParityError, example_inputs, export_bundle, parity_cases
-from export.manifest import CASCADE_OUTPUTS, MANIFEST_FILE, Manifest, cascade_graph_spec, sha256_of
-from export.store import active_version, read_manifest
 from models.a3c import A3CConfig
 from models.cascade import CascadePolicy
 from models.demo import DemoConfig, DemoTraining, build_demo, bundle_description

@@ -11,7 +11,7 @@ import redis
 import torch
 from fastapi.testclient import TestClient
 
-from export.store import active_version, bundle_path, set_active
+from contracts.store import active_version, bundle_path, set_active
 from models.demo import DemoTraining
 from models.log_reader import DecisionReader, FeedbackReader
 from models.logged_a3c import LoggedTransitions, build_transitions

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from export.store import active_version, read_manifest
+from contracts.store import active_version, read_manifest
 from models.a3c import A3CConfig
 from models.demo import DemoConfig
 from models.logged_a3c import LoggedA3CConfig

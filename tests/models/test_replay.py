@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from contracts.store import active_version, bundle_path, read_manifest
 from export.checkpoint import load_checkpoint
-from export.store import active_version, bundle_path, read_manifest
 from models.cascade import CascadePolicy
 from models.logged_a3c import LoggedTransitions
 from models.replay import (

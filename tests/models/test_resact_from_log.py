@@ -13,8 +13,9 @@ import redis
 import torch
 from fastapi.testclient import TestClient
 
-from export.manifest import RANK_BY_ACTION_GRAPH, RESACT_GRAPH
-from export.store import active_version, bundle_path, publish
+from contracts import decision_record
+from contracts.manifest import RANK_BY_ACTION_GRAPH, RESACT_GRAPH
+from contracts.store import active_version, bundle_path, publish
 from models.log_reader import DecisionReader, FeedbackReader
 from models.resact import ResActConfig
 from models.resact_from_log import offline_log, resact_version_from_log
@@ -22,7 +23,6 @@ from models.reward_join import JoinConfig, RewardJoiner
 from models.sim.config import SimConfig
 from models.sim.requests import rank_request, served_responses
 from models.sim.simulator import Simulator
-from service import decision_record
 from service.app import create_app
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream

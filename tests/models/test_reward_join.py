@@ -9,10 +9,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from contracts.decision_record import DecisionRecord
+from contracts.feedback_record import FeedbackRecord
 from models.log_reader import DecisionReader, FeedbackReader
 from models.reward_join import JoinConfig, RewardJoiner
-from service.decision_record import DecisionRecord
-from service.feedback import FeedbackRecord
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream
 

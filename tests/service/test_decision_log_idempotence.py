@@ -10,7 +10,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from service import decision_record
+from contracts import decision_record
 from service.app import create_app
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream

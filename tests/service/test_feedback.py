@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from contracts import feedback_record
+from contracts.feedback_record import FeedbackRecord
 from service.app import create_app
-from service.feedback import FeedbackRecord
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream
 
 
 def _records(redis_client: redis.Redis, stream: str) -> list[FeedbackRecord]:
-    return [msgspec.json.decode(fields[b"f"], type=FeedbackRecord) for _, fields in redis_client.xrange(stream)]
+    return [feedback_record.decode(fields[feedback_record.STREAM_FIELD]) for _, fields in redis_client.xrange(stream)]
 
 
 @pytest.fixture

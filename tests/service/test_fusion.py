@@ -9,7 +9,7 @@ from typing import Any
 import redis
 from fastapi.testclient import TestClient
 
-from service import decision_record
+from contracts import decision_record
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream
 from tests.service.first_response import first_answer

@@ -26,7 +26,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from export.store import active_version
+from contracts.store import active_version
 from service.routing import RoutingStore
 from tests.live_server import free_port, wait_until_ready
 from tests.versions import add_version, private_store

@@ -11,14 +11,14 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from export.item_table import (
+from contracts import decision_record
+from contracts.item_table import (
     ItemTableError,
     active_items_version,
     load_item_table,
     write_item_table,
 )
-from export.store import active_version, read_manifest
-from service import decision_record
+from contracts.store import active_version, read_manifest
 from service.app import create_app
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream

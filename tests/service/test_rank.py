@@ -9,8 +9,8 @@ import numpy as np
 import redis
 from fastapi.testclient import TestClient
 
-from export.store import active_version
-from service import decision_record
+from contracts import decision_record
+from contracts.store import active_version
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream
 
@@ -99,7 +99,7 @@ def test_served_rows_follow_the_logged_action_when_replayed(
 
 
 def _objectives(settings: Settings) -> list[str]:
-    from export.store import bundle_path, read_manifest
+    from contracts.store import bundle_path, read_manifest
 
     manifest = read_manifest(bundle_path(settings.store, "demo", active_version(settings.store, "demo")))
     return manifest.feature_schema.objectives

@@ -11,10 +11,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from export.store import active_version, versions
-from service import decision_record
+from contracts import decision_record
+from contracts.routing import in_canary
+from contracts.store import active_version, versions
 from service.app import create_app
-from service.routing import in_canary
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream
 from tests.versions import add_version, corrupt, private_store

@@ -2,7 +2,7 @@
 
 `publish` copies a finished bundle in and marks it active. The active version is a small
 pointer file `<store>/<policy>/ACTIVE`, replaced atomically (write + rename) so a reader
-sees the old or the new name, never half of one. Torch-free: the service imports it.
+sees the old or the new name, never half of one (contracts/versions.py).
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from export.manifest import MANIFEST_FILE, Manifest
-
-ACTIVE_POINTER = "ACTIVE"
+from contracts.manifest import MANIFEST_FILE, Manifest
+from contracts.versions import ACTIVE_POINTER, read_pointer, write_pointer
 
 
 class StoreError(Exception):
@@ -40,11 +39,10 @@ def read_manifest(bundle_dir: Path) -> Manifest:
 def active_version(store: Path, policy: str) -> str:
     """Name of the version the policy serves, from its ACTIVE pointer."""
     pointer = store / policy / ACTIVE_POINTER
-    try:
-        version = pointer.read_text().strip()
-    except FileNotFoundError as exc:
-        raise StoreError(f"policy '{policy}' has no active version in {store}") from exc
-    if not version:
+    if not pointer.exists():
+        raise StoreError(f"policy '{policy}' has no active version in {store}")
+    version = read_pointer(store / policy)
+    if version is None:
         raise StoreError(f"{pointer} is empty")
     return version
 
@@ -69,12 +67,7 @@ def set_active(store: Path, policy: str, version: str) -> None:
     """Point the policy at an existing version, atomically."""
     if not (bundle_path(store, policy, version) / MANIFEST_FILE).is_file():
         raise StoreError(f"no bundle {policy}/{version} in {store}")
-    root = store / policy
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".active-")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(version + "\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a service running as another user must read it
-    os.replace(tmp, root / ACTIVE_POINTER)
+    write_pointer(store / policy, version)
 
 
 def publish(bundle_dir: Path, store: Path, activate: bool = True) -> Manifest:

@@ -2,7 +2,7 @@
 
 A bundle is one version of one policy: its ONNX graphs plus this manifest. The exporter
 writes it, the service reads and verifies it. Neither re-declares these fields: both import
-this module, which must stay free of torch and onnxruntime.
+this module.
 
 The single graph `cascade.onnx` runs the whole request (see `CASCADE_INPUTS` /
 `CASCADE_OUTPUTS`): matching → pre-ranking → ranking stage actors with their selection
@@ -14,16 +14,16 @@ request; stage sizes and k are graph inputs so the manifest, not the code, sets 
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contracts.versions import POLICY_PATTERN, VERSION_PATTERN
+
 FORMAT_VERSION: Final = 1
 MANIFEST_FILE = "manifest.json"
 CASCADE_GRAPH = "cascade"
-POLICY_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # also tells policy folders from the store's own
 
 # Graph signature of the cascade graph. N is the dynamic candidate axis; A is the fusion
 # action width (2 × objectives: a power w_j and a bias b_j per objective).
@@ -209,8 +209,8 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format_version: Literal[1] = FORMAT_VERSION
-    policy: str = Field(pattern=f"^{POLICY_NAME.pattern}$")
-    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    policy: str = Field(pattern=POLICY_PATTERN)
+    version: str = Field(pattern=VERSION_PATTERN)
     created_at: str
     feature_schema: FeatureSchema
     stages: list[Stage] = Field(min_length=3, max_length=3)

@@ -8,12 +8,23 @@ without the service, and replayed exactly through the same bundle version.
 
 from __future__ import annotations
 
-import msgspec
+from typing import Literal
 
-from service.schema import Timings
+import msgspec
 
 SCHEMA_VERSION = 1
 STREAM_FIELD = b"d"  # the stream entry's single field; its value is the record as JSON
+
+# "control" (the active version), "canary", or "shadow" (scored and logged, never served).
+Arm = Literal["control", "canary", "shadow"]
+# "rank" (/v1/rank) or "fusion" (/v1/fusion: no stages, weights only).
+DecisionKind = Literal["rank", "fusion"]
+
+
+class Timings(msgspec.Struct):
+    decode_ms: float
+    compute_ms: float
+    total_ms: float
 
 
 class CandidateLog(msgspec.Struct):
@@ -71,7 +82,7 @@ class DecisionRecord(msgspec.Struct):
     user_id: str
     policy: str
     version: str
-    arm: str  # "control" (active version), "canary", or "shadow" (scored and logged, never served)
+    arm: Arm
     k: int
     user_features: list[float]
     context: list[float]
@@ -85,7 +96,7 @@ class DecisionRecord(msgspec.Struct):
     explored: bool
     timings: Timings
     shadow_of: str | None = None  # on a shadow record: the request id of the decision actually served
-    kind: str = "rank"  # "rank" (/v1/rank) or "fusion" (/v1/fusion: no stages, weights only)
+    kind: DecisionKind = "rank"
     # Served by a bundle's ResAct actor (/v1/fusion, and /v1/rank through its rank_by_action graph): its draws
     # and choice. `log_prob` is then 0: the action is a deterministic function of the logged draws (an
     # argmax), not a sample with a density. On a ResAct rank, `fusion` holds that action as mean, raw_action

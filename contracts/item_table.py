@@ -9,8 +9,6 @@ inline rows over a MB). A table is versioned like a bundle:
     <store>/_items/<version>/features.npy      float32 [M, item_dim]
     <store>/_items/<version>/predictions.npy  float32 [M, objectives]
     <store>/_items/ACTIVE                      the version served when Redis names none
-
-Torch-free: the exporter and the service both import it.
 """
 
 from __future__ import annotations
@@ -28,14 +26,14 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from export.manifest import sha256_of
+from contracts.manifest import sha256_of
+from contracts.versions import VERSION_PATTERN, read_pointer, write_pointer
 
 ITEMS_DIR: Final = "_items"  # not a valid policy name, so it never collides with a policy folder
 ITEMS_MANIFEST: Final = "items.json"
 IDS_FILE: Final = "ids.json"
 FEATURES_FILE: Final = "features.npy"
 PREDICTIONS_FILE: Final = "predictions.npy"
-ACTIVE_POINTER: Final = "ACTIVE"
 
 
 class ItemTableError(Exception):
@@ -48,7 +46,7 @@ class ItemTableManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format_version: int = 1
-    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    version: str = Field(pattern=VERSION_PATTERN)
     created_at: str
     count: int = Field(gt=0)
     item_columns: list[str]
@@ -126,19 +124,12 @@ def set_active_items(store: Path, version: str) -> None:
     root = items_root(store)
     if not (root / version / ITEMS_MANIFEST).is_file():
         raise ItemTableError(f"no item table {version} in {store}")
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".active-")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(version + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, root / ACTIVE_POINTER)
+    write_pointer(root, version)
 
 
 def active_items_version(store: Path) -> str | None:
     """The store's active item table, or None when the store ships none."""
-    try:
-        return (items_root(store) / ACTIVE_POINTER).read_text().strip() or None
-    except FileNotFoundError:
-        return None
+    return read_pointer(items_root(store))
 
 
 def load_item_table(store: Path, version: str) -> ItemTable:
