@@ -26,8 +26,8 @@ def demo(
     ),
 ) -> None:
     """Train the small demo policy on the simulator, export it, publish it as the active version."""
-    from models.demo import build_demo
     from models.sim.requests import write_example_request
+    from pipelines.demo import build_demo
 
     manifest = build_demo(store, policy=policy, seed=seed)
     typer.echo(
@@ -50,7 +50,7 @@ def experiment(
         "runs/experiment-seeds"
     ),
     results: Annotated[Path, typer.Option(help="Where to write the results (a PNG lands beside it)")] = Path(
-        "models/RESULTS.md"
+        "RESULTS.md"
     ),
 ) -> None:
     """Train and evaluate every seed method on the simulator over several seeds; write RESULTS.md + a plot."""
@@ -60,11 +60,12 @@ def experiment(
         raise typer.BadParameter("at least 3 seeds")
     from dataclasses import replace
 
-    from models.experiment import ExperimentConfig, run_experiment
+    from export.method_bundle import export_method_bundle
+    from models.experiments.session_methods import ExperimentConfig, run_experiment
 
     base = ExperimentConfig()
     config = replace(base, seeds=tuple(range(seeds)), run=replace(base.run, steps=steps, progress=workers == 1))
-    path = run_experiment(config, runs, results, workers=workers)
+    path = run_experiment(config, runs, results, workers=workers, exporter=export_method_bundle)
     typer.echo(f"wrote {path} and {path.with_name('results.png')}; runs in {runs}")
 
 
@@ -74,7 +75,7 @@ def offline_experiment(
     seeds: Annotated[int, typer.Option(help="Number of random seeds (0..n-1), at least 3")] = 3,
     runs: Annotated[Path, typer.Option(help="Run folder; <runs>/<name>/all.json holds every number")] = Path("runs"),
     results: Annotated[Path, typer.Option(help="RESULTS.md whose section for this experiment is replaced")] = Path(
-        "models/RESULTS.md"
+        "RESULTS.md"
     ),
 ) -> None:
     """Run one of issue 5's experiments over seeds and write its section of RESULTS.md."""
@@ -84,14 +85,14 @@ def offline_experiment(
     import time
     from dataclasses import replace
 
-    from models import enhanced_experiment, offline_experiment, ope_validation
-    from models.offline_results import enhanced_section, machine, ope_section, resact_section
-    from models.results_sections import update_section
+    from models.experiments import enhanced_rl, ope_validation, resact_offline
+    from models.reports.offline import enhanced_section, machine, ope_section, resact_section
+    from models.reports.sections import update_section
 
     experiments = {
         "ope": (ope_validation.run, ope_validation.OPEValidationConfig(), ope_section),
-        "resact": (offline_experiment.run, offline_experiment.ResActExperimentConfig(), resact_section),
-        "enhanced": (enhanced_experiment.run, enhanced_experiment.EnhancedExperimentConfig(), enhanced_section),
+        "resact": (resact_offline.run, resact_offline.ResActExperimentConfig(), resact_section),
+        "enhanced": (enhanced_rl.run, enhanced_rl.EnhancedExperimentConfig(), enhanced_section),
     }
     if name not in experiments:
         raise typer.BadParameter(f"unknown experiment {name!r}; known: {', '.join(experiments)}")
@@ -115,7 +116,7 @@ def export_actors(
     """Train ResAct and EnhancedRL on the simulator and export them beside a cascade graph, as one bundle."""
     import torch
 
-    from models.actor_bundle import build_actor_bundle
+    from pipelines.actor_bundle import build_actor_bundle
 
     torch.set_num_threads(1)  # small networks: a second thread only contends on the shared cores
     manifest = build_actor_bundle(out, seed=seed)
@@ -147,7 +148,7 @@ def loop(
     """The closed loop against the simulator: serve over HTTP, log, join rewards, train, OPE gate, publish."""
     from dataclasses import replace
 
-    from models.loop import LoopConfig, run_loop
+    from pipelines.loop import LoopConfig, run_loop
 
     config = LoopConfig(
         iterations=iterations,
@@ -168,12 +169,10 @@ def loop_results(
     command: Annotated[str, typer.Option(help="The command that produced the runs, for the record")],
     machine: Annotated[str, typer.Option(help="Machine and its load while the runs ran")],
     runs: Annotated[Path, typer.Option(help="Folder of seed-*/loop.json")] = Path("runs/loop"),
-    results: Annotated[Path, typer.Option(help="RESULTS.md to update (loop.png lands beside it)")] = Path(
-        "models/RESULTS.md"
-    ),
+    results: Annotated[Path, typer.Option(help="RESULTS.md to update (loop.png lands beside it)")] = Path("RESULTS.md"),
 ) -> None:
     """Render the loop's section of RESULTS.md (and loop.png) from `cascade loop` runs over ≥ 3 seeds."""
-    from models.loop_results import write_loop_results
+    from models.reports.loop import write_loop_results
 
     path = write_loop_results(runs, results, command, seconds, machine)
     typer.echo(f"wrote the loop section of {path} and {path.with_name('loop.png')}")

@@ -40,7 +40,6 @@ from contracts.manifest import (
     actor_graph_spec,
     sha256_of,
 )
-from export.checkpoint import load_checkpoint
 from export.exporter import (
     DEFAULT_TOLERANCE,
     ParityError,
@@ -49,9 +48,10 @@ from export.exporter import (
     example_inputs,
     parity_cases,
 )
-from models.cascade import CascadePolicy
-from models.enhanced_rl import EnhancedActor
-from models.resact import ResActPolicy
+from models.algorithms.enhanced_rl import EnhancedActor
+from models.algorithms.resact import ResActPolicy
+from models.nets.cascade import CascadePolicy
+from models.nets.checkpoint import load_checkpoint
 
 RESACT_FILE = "resact.onnx"
 RANK_BY_ACTION_FILE = "rank_by_action.onnx"

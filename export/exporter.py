@@ -7,7 +7,7 @@ Steps, each of which can refuse the bundle:
    fixed widths, dynamic axis names);
 3. parity: torch and onnxruntime run the same random requests for N = 1 and N below, at and above every
    stage size, with k < N, k == N and k > N; indices must be equal and floats within the tolerance;
-4. the torch checkpoint `policy.pt` is saved beside the graph (export/checkpoint.py: warm starts);
+4. the torch checkpoint `policy.pt` is saved beside the graph (models/nets/checkpoint.py: warm starts);
 5. only then is `manifest.json` written, with every file's sha256 and the parity result.
 A failure raises and writes no manifest, so the folder can never be published (store.publish reads it).
 """
@@ -38,8 +38,8 @@ from contracts.manifest import (
     cascade_graph_spec,
     sha256_of,
 )
-from export.checkpoint import CHECKPOINT_FILE, save_checkpoint
-from models.cascade import CascadePolicy
+from models.nets.cascade import CascadePolicy
+from models.nets.checkpoint import CHECKPOINT_FILE, save_checkpoint
 
 CASCADE_FILE = "cascade.onnx"
 DEFAULT_TOLERANCE = 1e-4

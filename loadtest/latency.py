@@ -11,11 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,26 +21,7 @@ import orjson
 
 from models.sim.requests import rank_request
 from models.sim.simulator import Simulator
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit("the server exited during start-up")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"the server was not ready within {seconds} s")
+from pipelines.server import HOST, cascade_serve_command, free_port, running
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -64,14 +41,10 @@ def main() -> None:
     rng = np.random.default_rng(7)
     bodies = [orjson.dumps(rank_request(sim, rng, n_candidates=args.candidates, k=args.k)) for _ in range(50)]
 
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cascade_cli", "serve", "--store", str(args.store), "--port", str(port), "--workers=1"],
-        env={**os.environ, "CASCADE_EMBEDDED_REDIS_DIR": f"/tmp/cascade-latency-{port}"},
-    )
-    try:
-        _wait_ready(base, server)
+    port = free_port()
+    base = f"http://{HOST}:{port}"
+    env = {"CASCADE_EMBEDDED_REDIS_DIR": f"/tmp/cascade-latency-{port}"}
+    with running(cascade_serve_command(args.store, port, workers=1), base, env):
         client_ms: list[float] = []
         server_ms: list[float] = []
         with httpx.Client(base_url=base, headers={"content-type": "application/json"}) as client:
@@ -84,12 +57,6 @@ def main() -> None:
                 if i >= args.warmup:
                     client_ms.append(elapsed)
                     server_ms.append(response.json()["timings"]["total_ms"])
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{args.requests} sequential rank requests, {args.candidates} candidates, k={args.k}, 1 worker")

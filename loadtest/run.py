@@ -10,23 +10,20 @@ the exit status is non-zero when the server never became ready, Locust failed, o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-HOST = "127.0.0.1"
+from pipelines.server import HOST, ServerNotReadyError, cascade_serve_command, free_port, start, stop, wait_ready
+
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 RESULTS = Path(__file__).with_name("results")
 RANK = "/v1/rank"  # the request names the locustfile gives, i.e. the rows of the stats CSV
@@ -36,10 +33,6 @@ READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 15.0  # uvicorn drains open requests, then the decision log flushes (≤ 5 s by default)
 LOCUST_STOP_TIMEOUT_S = 5  # let users finish the task in flight, so a viewer's feedback is not cut short
 LOCUST_MARGIN_S = 90.0  # locust start-up (pool generation) and CSV writing, on top of the run
-
-
-class ServerNotReadyError(RuntimeError):
-    """The server exited, or /readyz did not answer 200 in time."""
 
 
 @dataclass(frozen=True)
@@ -70,61 +63,6 @@ def read_stats(csv_prefix: Path) -> dict[str, Row]:
     """Rows of Locust's stats CSV by request name ("Aggregated" is the total)."""
     with Path(f"{csv_prefix}_stats.csv").open(newline="") as handle:
         return {line["Name"]: Row.parse(line) for line in csv.DictReader(handle)}
-
-
-def free_port() -> int:
-    # The kernel picks an unused port; there is a small window before the server binds it.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(
-    store: Path, port: int, workers: int, redis_url: str | None, log: Path, env_extra: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """`cascade serve` as a child in its own session, so Ctrl-C reaches only us and we stop it in order."""
-    env = {**os.environ, **(env_extra or {})}
-    if redis_url is not None:
-        env["CASCADE_REDIS_URL"] = redis_url
-    command = [
-        sys.executable, "-m", "cascade_cli", "serve",
-        "--store", str(store), "--host", HOST, "--port", str(port), "--workers", str(workers),
-    ]  # fmt: skip
-    with log.open("wb") as sink:
-        return subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_ready(server: subprocess.Popen[bytes], url: str, timeout_s: float) -> None:
-    """Poll GET /readyz until 200; raise if the server exits or the deadline passes."""
-    deadline = time.monotonic() + timeout_s
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise ServerNotReadyError(f"server exited with status {server.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2.0) as answer:
-                if answer.status == 200:
-                    return
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"  # 503 while the bundle loads
-        except OSError as exc:
-            last = type(exc).__name__  # not listening yet
-        time.sleep(0.2)
-    raise ServerNotReadyError(f"/readyz not 200 after {timeout_s:.0f} s (last: {last})")
-
-
-def stop_server(server: subprocess.Popen[bytes], grace_s: float) -> None:
-    """SIGTERM (uvicorn drains, the CLI stops its Redis), then SIGKILL the whole group after the grace."""
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            print(f"server ignored SIGTERM for {grace_s:.0f} s; killing it", file=sys.stderr)
-    # Worker processes or a redis-server left behind by an unclean exit share the server's group.
-    with contextlib.suppress(ProcessLookupError):  # the group is gone: the clean case
-        os.killpg(server.pid, signal.SIGKILL)
-    server.wait()
 
 
 def run_locust(url: str, csv_prefix: Path, users: int, spawn_rate: float, seconds: int) -> int:
@@ -212,13 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             embedded = EmbeddedRedis(Path(redis_dir))
         try:
-            server = start_server(store, port, args.workers, embedded.url if embedded else None, server_log)
+            env = {"CASCADE_REDIS_URL": embedded.url} if embedded else {}
+            server = start(cascade_serve_command(store, port, args.workers), env, server_log)
             try:
                 print(f"server pid {server.pid} on {url} (log: {server_log})", flush=True)
                 wait_ready(server, url, READY_TIMEOUT_S)
                 locust_status = run_locust(url, csv_prefix, args.users, args.spawn_rate, args.seconds)
             finally:
-                stop_server(server, STOP_GRACE_S)  # also flushes the server's decision log
+                stop(server, STOP_GRACE_S)  # also flushes the server's decision log
             if embedded is not None:
                 records = count_records(embedded.url)
         except ServerNotReadyError as exc:

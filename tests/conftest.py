@@ -42,7 +42,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="session")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model store holding the real demo policy, trained and exported once per session."""
-    from models.demo import build_demo
+    from pipelines.demo import build_demo
 
     root = tmp_path_factory.mktemp("store")
     build_demo(root, policy="demo", seed=0)

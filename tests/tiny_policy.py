@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from functools import cache
 
-from models.a3c import A3CConfig
-from models.demo import DemoConfig, DemoTraining, train_demo_policy
+from models.algorithms.a3c import A3CConfig
+from models.algorithms.demo_policy import DemoConfig, DemoTraining, train_demo_policy
 
 TINY = DemoConfig(
     seed=0,

@@ -19,7 +19,7 @@ import torch
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from models.cascade import CascadePolicy, PolicyConfig
+from models.nets.cascade import CascadePolicy, PolicyConfig
 
 CHECKPOINT_ENV = "BASELINE_CHECKPOINT"
 

@@ -47,8 +47,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def build_bench_store(store: Path, n_items: int, train_steps: int | None = None) -> Path:
     """Train the demo policy on a catalogue large enough for the biggest N; save its torch weights too."""
     from loadtest.baselines.naive_fastapi import save_checkpoint
-    from models.demo import DemoConfig, publish_demo, train_demo_policy
+    from models.algorithms.demo_policy import DemoConfig, train_demo_policy
     from models.sim.config import SimConfig
+    from pipelines.demo import publish_demo
 
     config = DemoConfig(sim=replace(SimConfig(), n_items=n_items))
     if train_steps is not None:  # speed only: the served cost does not depend on how well the policy learned

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from loadtest.baselines.naive_fastapi import CHECKPOINT_ENV
-from loadtest.run import HOST, free_port, start_server, stop_server, wait_ready
+from pipelines.server import HOST, cascade_serve_command, free_port, running
 
 
 @contextlib.contextmanager
@@ -26,12 +24,8 @@ def cascade_serve(store: Path, workers: int, log_decisions: bool, logs: Path) ->
         }
         log = logs / f"cascade-w{workers}-{'log' if log_decisions else 'nolog'}.log"
         # With REDIS_URL set, that server takes the decision log; without, an embedded one in `tmp`.
-        server = start_server(store, port, workers, None, log, env)
-        try:
-            wait_ready(server, f"http://{HOST}:{port}", timeout_s=120)
+        with running(cascade_serve_command(store, port, workers), f"http://{HOST}:{port}", env, log, grace_s=20):
             yield port
-        finally:
-            stop_server(server, grace_s=20)
 
 
 @contextlib.contextmanager
@@ -42,11 +36,7 @@ def naive_baseline(checkpoint: Path, logs: Path) -> Iterator[int]:
         sys.executable, "-m", "uvicorn", "loadtest.baselines.naive_fastapi:app",
         "--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    env = {**os.environ, CHECKPOINT_ENV: str(checkpoint)}
-    with (logs / "baseline.log").open("wb") as sink:
-        server = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_ready(server, f"http://{HOST}:{port}", timeout_s=120)
+    with running(
+        command, f"http://{HOST}:{port}", {CHECKPOINT_ENV: str(checkpoint)}, logs / "baseline.log", grace_s=20
+    ):
         yield port
-    finally:
-        stop_server(server, grace_s=20)

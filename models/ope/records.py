@@ -21,7 +21,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def gaussian_log_prob(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Σ over the last axis of log N(x; mean, std²), in float64 (models/actors.py's, without torch)."""
+    """Σ over the last axis of log N(x; mean, std²), in float64 (models/nets/actors.py's, without torch)."""
     x, mean, std = (np.asarray(v, dtype=np.float64) for v in (x, mean, std))
     z = (x - mean) / std
     log_density: np.ndarray = (-0.5 * z * z - np.log(std) - _HALF_LOG_2PI).sum(-1)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.demo import DemoTraining
+from models.algorithms.demo_policy import DemoTraining
 from tests.tiny_policy import tiny_training
 
 

@@ -36,10 +36,10 @@ from export.actor_graphs import (
     resact_inputs,
 )
 from export.exporter import CASCADE_FILE
-from models.actor_bundle import ActorBundleConfig, build_actor_bundle
-from models.enhanced_rl import EnhancedRLConfig
-from models.offline import OfflineConfig
-from models.resact import ResActConfig
+from models.algorithms.enhanced_rl import EnhancedRLConfig
+from models.algorithms.resact import ResActConfig
+from models.env.offline_data import OfflineConfig
+from pipelines.actor_bundle import ActorBundleConfig, build_actor_bundle
 from service.bundle import BundleError, load_bundle
 
 TINY = ActorBundleConfig(

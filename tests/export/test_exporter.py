@@ -12,9 +12,10 @@ import torch
 from contracts.manifest import CASCADE_OUTPUTS, MANIFEST_FILE, Manifest, cascade_graph_spec, sha256_of
 from contracts.store import active_version, read_manifest
 from export.exporter import ExportError, ParityError, example_inputs, export_bundle, parity_cases
-from models.a3c import A3CConfig
-from models.cascade import CascadePolicy
-from models.demo import DemoConfig, DemoTraining, build_demo, bundle_description
+from models.algorithms.a3c import A3CConfig
+from models.algorithms.demo_policy import DemoConfig, DemoTraining, bundle_description
+from models.nets.cascade import CascadePolicy
+from pipelines.demo import build_demo
 from tests.tiny_policy import TINY
 
 
@@ -155,7 +156,7 @@ def test_build_demo_publishes_an_active_verified_bundle(tmp_path: Path) -> None:
 def test_the_bundle_carries_a_hashed_checkpoint_that_rebuilds_the_same_policy(
     bundle: tuple[Path, Manifest], trained: DemoTraining, tmp_path: Path
 ) -> None:
-    from export.checkpoint import CheckpointError, load_checkpoint
+    from models.nets.checkpoint import CheckpointError, load_checkpoint
 
     out, manifest = bundle
     restored = load_checkpoint(out, manifest)

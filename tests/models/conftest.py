@@ -12,10 +12,10 @@ import torch
 from fastapi.testclient import TestClient
 
 from contracts.store import active_version, bundle_path, set_active
-from models.demo import DemoTraining
-from models.log_reader import DecisionReader, FeedbackReader
-from models.logged_a3c import LoggedTransitions, build_transitions
-from models.reward_join import JoinConfig, RewardJoiner
+from models.algorithms.demo_policy import DemoTraining
+from models.log.reader import DecisionReader, FeedbackReader
+from models.log.reward_join import JoinConfig, RewardJoiner
+from models.log.transitions import LoggedTransitions, build_transitions
 from models.sim.config import SimConfig
 from models.sim.requests import rank_request, served_responses
 from models.sim.simulator import Simulator
@@ -55,7 +55,7 @@ def exploring_store(store: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def logged(exploring_store: Path, settings: Settings, redis_client: redis.Redis) -> LoggedTransitions:
     """300 served requests with the simulated users' sampled feedback, joined by request id; the service logs
-    the candidates' matrices, so the requests can be replayed (models/replay.py)."""
+    the candidates' matrices, so the requests can be replayed (models/algorithms/replay_trainer.py)."""
     configured = settings.model_copy(
         update={"store": exploring_store, "reward_window_seconds": 60.0, "log_candidate_features": True}
     )

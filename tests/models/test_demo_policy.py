@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.a3c import A3CConfig
-from models.cascade import CascadePolicy, fused_scores
-from models.demo import DemoConfig, DemoTraining, train_demo_policy
-from models.rollout import evaluate_fusion, user_states
+from models.algorithms.a3c import A3CConfig
+from models.algorithms.demo_policy import DemoConfig, DemoTraining, train_demo_policy
+from models.env.rollout import evaluate_fusion, user_states
+from models.nets.cascade import CascadePolicy, fused_scores
 from tests.tiny_policy import TINY
 
 SIZES = TINY.stage_sizes  # (500, 100, 50)

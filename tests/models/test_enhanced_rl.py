@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from models.cascade import PolicyConfig
-from models.enhanced_rl import (
+from models.algorithms.enhanced_rl import (
     CriticEnsemble,
     EnhancedActor,
     EnhancedRLConfig,
     ood_penalty,
     train_enhanced_rl,
 )
-from models.offline import OfflineConfig
+from models.env.offline_data import OfflineConfig
+from models.nets.cascade import PolicyConfig
 from models.sim.simulator import Simulator
 
 TINY = EnhancedRLConfig(offline=OfflineConfig(n_candidates=20), steps=15, sessions=4, batch=8, warmup=5, hidden=32)

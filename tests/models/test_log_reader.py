@@ -12,7 +12,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from contracts import decision_record
-from models.log_reader import DecisionReader
+from models.log.reader import DecisionReader
 from models.ope import gaussian_log_prob, served_fusion, snips
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.loop_results import END, START, write_loop_results
+from models.reports.loop import END, START, write_loop_results
 
 
 def _run(root: Path, seed: int, returns: list[float], published: list[bool]) -> None:

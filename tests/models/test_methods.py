@@ -9,20 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from models.a3c import SessionA3CConfig, train_a3c
-from models.cascade import CascadePolicy, PolicyConfig
-from models.cem import CEMConfig, cem_fusion_action
-from models.episodes import RunConfig, critic_net, evaluate, to_batch
-from models.experiment import ExperimentConfig, export, set_constant_fusion
-from models.lagrangian import LagrangianConfig, train_lagrangian
-from models.multi_critic import MultiCriticConfig, train_multi_critic
-from models.rnd import RND, ExplorationWidener, train_rnd
+from export.method_bundle import export_method_bundle
+from models.algorithms.a3c import SessionA3CConfig, train_a3c
+from models.algorithms.cem import CEMConfig, cem_fusion_action
+from models.algorithms.lagrangian import LagrangianConfig, train_lagrangian
+from models.algorithms.multi_critic import MultiCriticConfig, train_multi_critic
+from models.algorithms.rnd import RND, ExplorationWidener, train_rnd
+from models.algorithms.srs import SRSConfig, train_srs
+from models.algorithms.two_stage import TwoStageConfig, train_two_stage, two_stage_log_weights
+from models.algorithms.unex_rl import CategoryQuantileRescaler, UnexConfig, rebuild, train_stages
+from models.env.episodes import RunConfig, critic_net, evaluate, to_batch
+from models.experiments.session_methods import ExperimentConfig, set_constant_fusion
+from models.nets.cascade import CascadePolicy, PolicyConfig
 from models.sim.config import SimConfig
 from models.sim.session import Sessions
 from models.sim.simulator import Simulator
-from models.srs import SRSConfig, train_srs
-from models.two_stage import TwoStageConfig, train_two_stage, two_stage_log_weights
-from models.unex_rl import CategoryQuantileRescaler, UnexConfig, rebuild, train_stages
 
 SIM = SimConfig(n_users=500, n_items=400, session_features=("depth", "satisfaction"))
 RUN = RunConfig(steps=40, sessions=32, n_candidates=100, stage_sizes=(60, 40, 20), k=10)
@@ -177,7 +178,7 @@ def test_srs2_shares_the_embedding_and_only_the_estimator_updates_it(
     assert any(p is q for p in policy.fusion.parameters() for q in estimator.embed.parameters())  # shared
     # The modified actor (and the session context) still export with parity through export/.
     cfg = ExperimentConfig(sim=SIM, run=RUN)
-    export(policy, cfg, tmp_path / "bundle", "a3c_srs2", seed=0)
+    export_method_bundle(policy, cfg, tmp_path / "bundle", "a3c_srs2", seed=0)
     assert (tmp_path / "bundle" / "manifest.json").exists()
 
 

@@ -9,18 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.enhanced_experiment import EnhancedExperimentConfig
-from models.enhanced_experiment import run as run_enhanced
-from models.enhanced_rl import EnhancedRLConfig
-from models.offline import OfflineConfig
-from models.offline_baselines import BaselineConfig
-from models.offline_experiment import METHODS, ResActExperimentConfig
-from models.offline_experiment import run as run_resact
-from models.offline_results import enhanced_section, ope_section, resact_section
-from models.ope_validation import ESTIMATOR_NAMES, OPEValidationConfig
-from models.ope_validation import run as run_ope
-from models.resact import ResActConfig
-from models.results_sections import update_section
+from models.algorithms.enhanced_rl import EnhancedRLConfig
+from models.algorithms.offline_baselines import BaselineConfig
+from models.algorithms.resact import ResActConfig
+from models.env.offline_data import OfflineConfig
+from models.experiments.enhanced_rl import EnhancedExperimentConfig
+from models.experiments.enhanced_rl import run as run_enhanced
+from models.experiments.ope_validation import ESTIMATOR_NAMES, OPEValidationConfig
+from models.experiments.ope_validation import run as run_ope
+from models.experiments.resact_offline import METHODS, ResActExperimentConfig
+from models.experiments.resact_offline import run as run_resact
+from models.reports.offline import enhanced_section, ope_section, resact_section
+from models.reports.sections import update_section
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMOKE = OfflineConfig(sessions=8, log_steps=5, n_candidates=20)

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from contracts.store import active_version, bundle_path, read_manifest
-from export.checkpoint import load_checkpoint
-from models.cascade import CascadePolicy
-from models.logged_a3c import LoggedTransitions
-from models.ope_gate import GateConfig, judge
-from models.replay import reward_weights
+from models.algorithms.replay_trainer import reward_weights
+from models.log.transitions import LoggedTransitions
+from models.nets.cascade import CascadePolicy
+from models.nets.checkpoint import load_checkpoint
+from models.ope.gate import GateConfig, judge
 from models.sim.config import SimConfig
 from models.sim.simulator import Simulator
 
@@ -45,7 +45,7 @@ def test_the_loops_doubly_robust_gate_refuses_the_deliberately_worse_candidate(
     with torch.no_grad():
         worse.fusion.net[-1].bias[: worse.config.n_objectives] -= 2.0  # the candidate of the test above
 
-    # The loop's gate (models.loop.LoopConfig.gate) but for min_ess: 300 decisions here, thousands there.
+    # The loop's gate (pipelines.loop.LoopConfig.gate) but for min_ess: 300 decisions here, thousands there.
     verdict = judge(active, worse, logged, GateConfig(estimator="dr", margin=0.0, min_ess=10.0), _weights(active))
 
     # This candidate is ~3% worse in the simulator; with 300 decisions the estimate's standard error is about

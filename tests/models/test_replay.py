@@ -1,5 +1,6 @@
-"""Replaying logged requests (models/replay.py) on a real log: the service's decisions with their logged
-candidates (the `logged` fixture, tests/models/conftest.py), replayed through the bundle's checkpoint."""
+"""Replaying logged requests (models/algorithms/replay_trainer.py) on a real log: the service's decisions
+with their logged candidates (the `logged` fixture, tests/models/conftest.py), replayed through the
+bundle's checkpoint."""
 
 from __future__ import annotations
 
@@ -9,10 +10,7 @@ import pytest
 import torch
 
 from contracts.store import active_version, bundle_path, read_manifest
-from export.checkpoint import load_checkpoint
-from models.cascade import CascadePolicy
-from models.logged_a3c import LoggedTransitions
-from models.replay import (
+from models.algorithms.replay_trainer import (
     ReplayConfig,
     draws,
     expected_replayed_reward,
@@ -21,6 +19,9 @@ from models.replay import (
     survivor_predictions,
     train_on_replay,
 )
+from models.log.transitions import LoggedTransitions
+from models.nets.cascade import CascadePolicy
+from models.nets.checkpoint import load_checkpoint
 from models.sim.config import SimConfig
 from models.sim.simulator import Simulator
 

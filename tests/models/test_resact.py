@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.cascade import PolicyConfig
-from models.offline import BehaviourPolicy, OfflineConfig, OfflineLog, collect
-from models.offline_experiment import layout_of
-from models.resact import ResActConfig, ResActPolicy, make_resact, reconstruction_error, train_resact
+from models.algorithms.resact import ResActConfig, ResActPolicy, make_resact, reconstruction_error, train_resact
+from models.env.offline_data import BehaviourPolicy, OfflineConfig, OfflineLog, collect
+from models.experiments.resact_offline import layout_of
+from models.nets.cascade import PolicyConfig
 from models.sim.simulator import Simulator
 
 SMALL = OfflineConfig(sessions=16, log_steps=20, n_candidates=20)

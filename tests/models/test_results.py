@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.experiment import ExperimentConfig
-from models.results import write_results
-from models.results_sections import update_section
+from models.experiments.session_methods import ExperimentConfig
+from models.reports.sections import update_section
+from models.reports.session_methods import write_results
 
 METHODS = (
     "hand_tuned_cem", "a3c_gamma_0", "a3c_gamma_0.95", "multi_critic", "lagrangian_a3c", "two_stage",

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from contracts.decision_record import DecisionRecord
 from contracts.feedback_record import FeedbackRecord
-from models.log_reader import DecisionReader, FeedbackReader
-from models.reward_join import JoinConfig, RewardJoiner
+from models.log.reader import DecisionReader, FeedbackReader
+from models.log.reward_join import JoinConfig, RewardJoiner
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream
 

@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from contracts import decision_record
 from contracts.manifest import RANK_BY_ACTION_GRAPH, RESACT_GRAPH, Manifest
 from contracts.store import publish
-from models.actor_bundle import build_actor_bundle
 from models.sim.requests import rank_request
 from models.sim.simulator import Simulator
+from pipelines.actor_bundle import build_actor_bundle
 from service.app import create_app
 from service.settings import Settings
 from tests.export.test_actor_graphs import TINY

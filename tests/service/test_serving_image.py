@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live_server import free_port, wait_until_ready
+from pipelines.server import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,7 +78,7 @@ def image_server(serve_venv: Path, store: Path, redis_url: str) -> Iterator[str]
     process = subprocess.Popen(command, cwd=serve_venv, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(base, process)
+        wait_ready(process, base)
         yield base
     finally:
         process.terminate()

@@ -1,0 +1,138 @@
+"""The demo policy: train a small CascadePolicy on the simulator (pipelines/demo.py exports and publishes it).
+
+Not a paper method of its own: the recipe that chains three of them into the policy `cascade demo` serves.
+
+Training, in order, all seeded:
+1. supervised: the three stages' prediction heads on sampled simulator responses (models/algorithms/supervised.py);
+2. RND: the predictor on simulated user states, so seen users have a low novelty bonus (models/algorithms/rnd.py);
+3. A3C with γ = 0: the fusion actor and the three stage actors as Gaussian policies on a shared request
+   reward, stage actors served at their mean (models/algorithms/a3c.py), on pools of 200 candidates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from contracts.manifest import Exploration, FeatureSchema, FusionAction, Stage
+from models.algorithms.a3c import A3CConfig, train_actors
+from models.algorithms.rnd import train_rnd
+from models.algorithms.supervised import train_heads
+from models.env.rollout import evaluate_fusion, user_states
+from models.nets.cascade import STAGES, CascadePolicy, PolicyConfig
+from models.sim.config import SimConfig
+from models.sim.simulator import Simulator
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    seed: int = 0
+    sim: SimConfig = field(default_factory=SimConfig)
+    stage_sizes: tuple[int, int, int] = (500, 100, 50)  # served: matching, pre-ranking, ranking keep
+    k: int = 10
+    head_steps: int = 300
+    rnd_steps: int = 300
+    a3c: A3CConfig = field(default_factory=lambda: A3CConfig(steps=300, actor_lr=5e-3))
+    exploration_probability: float = 0.1
+    noise_clip: float = 2.0
+    eval_requests: int = 300  # full-size requests (candidates_per_request, served stage sizes) for the manifest
+    threads: int = 2
+
+
+@dataclass
+class DemoTraining:
+    policy: CascadePolicy
+    simulator: Simulator
+    report: dict[str, object]  # goes into the manifest's `training`
+    evaluation: dict[str, object]  # goes into the manifest's `evaluation`
+
+
+@contextmanager
+def _seeded_torch(seed: int, threads: int) -> Iterator[None]:
+    """Seed torch and pin its thread count for the block, restoring the caller's RNG and threads after."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def train_demo_policy(config: DemoConfig | None = None) -> DemoTraining:
+    """Train the demo policy (heads, RND, A3C) on a seeded simulator; deterministic for a given config."""
+    config = config or DemoConfig()
+    with _seeded_torch(config.seed, config.threads):
+        started = time.perf_counter()
+        sim = Simulator(config.sim, seed=config.seed)
+        rng = np.random.default_rng([config.seed, 2])
+        policy = CascadePolicy(PolicyConfig.from_sim(config.sim))
+
+        heads = train_heads(policy, sim, rng, steps=config.head_steps)
+        rnd_losses = train_rnd(policy.rnd, lambda n: user_states(sim, n, rng), config.rnd_steps)
+        a3c = train_actors(policy, sim, rng, config.a3c)
+        policy.eval()
+        seconds = time.perf_counter() - started
+
+        evaluation = evaluate_fusion(
+            policy,
+            sim,
+            n_requests=config.eval_requests,
+            n_candidates=config.sim.candidates_per_request,
+            stage_sizes=config.stage_sizes,
+            k=config.k,
+            seed=config.seed + 1,
+        )
+    window = max(1, len(a3c.rewards) // 10)
+    report: dict[str, object] = {
+        "trainer": "models.algorithms.demo_policy",
+        "seed": config.seed,
+        "seconds": round(seconds, 2),
+        "torch": torch.__version__,
+        "simulator": asdict(config.sim),
+        "heads": {"steps": config.head_steps, "held_out_loss": [heads.held_out_before, heads.held_out_after]},
+        "rnd": {"steps": config.rnd_steps, "loss": [rnd_losses[0], rnd_losses[-1]]},
+        "a3c": {
+            **asdict(config.a3c),
+            "gamma": 0.0,
+            "reward_first": float(np.mean(a3c.rewards[:window])),
+            "reward_last": float(np.mean(a3c.rewards[-window:])),
+        },
+    }
+    return DemoTraining(
+        policy=policy,
+        simulator=sim,
+        report=report,
+        evaluation={
+            "expected_request_reward": evaluation,
+            "requests": config.eval_requests,
+            "candidates": config.sim.candidates_per_request,
+        },
+    )
+
+
+def feature_schema(sim: SimConfig) -> FeatureSchema:
+    return FeatureSchema(
+        user_columns=sim.user_columns,
+        context_columns=sim.context_columns,
+        item_columns=sim.item_columns,
+        objectives=list(sim.objectives),
+    )
+
+
+def bundle_description(policy: CascadePolicy, config: DemoConfig) -> tuple[FeatureSchema, list[Stage], FusionAction]:
+    """Feature schema, stages and fusion action spec of a demo bundle, from the policy and the config."""
+    stages = [Stage(name=name, keep=keep) for name, keep in zip(STAGES, config.stage_sizes, strict=True)]
+    fusion = FusionAction(
+        names=policy.config.action_names,
+        low=policy.config.fusion_low,
+        high=policy.config.fusion_high,
+        exploration=Exploration(probability=config.exploration_probability, noise_clip=config.noise_clip),
+    )
+    return feature_schema(config.sim), stages, fusion

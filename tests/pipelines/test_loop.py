@@ -1,0 +1,47 @@
+"""`run_loop` end to end, small: a real `cascade serve`, simulated users over HTTP, consumer groups,
+the join, training from the active bundle's checkpoint, the gate's verdict in the candidate's manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from contracts.store import active_version, read_manifest
+from models.algorithms.a3c import A3CConfig
+from models.algorithms.demo_policy import DemoConfig
+from models.algorithms.logged_a3c import LoggedA3CConfig
+from models.ope.gate import GateConfig
+from pipelines.loop import LoopConfig, run_loop
+
+
+@pytest.mark.e2e
+def test_one_iteration_logs_joins_trains_judges_and_stops(tmp_path: Path) -> None:
+    config = LoopConfig(
+        iterations=1,
+        requests_per_phase=60,
+        n_candidates=60,
+        reward_window_seconds=0.5,
+        train=LoggedA3CConfig(epochs=20),
+        gate=GateConfig(min_ess=5.0),
+        demo=DemoConfig(head_steps=60, rnd_steps=30, a3c=A3CConfig(steps=30), eval_requests=10),
+    )
+    lines: list[str] = []
+
+    reports = run_loop(config, tmp_path, echo=lines.append)
+
+    assert [r.iteration for r in reports] == [0, 1]
+    first = reports[0]
+    assert first.phase["requests"] == 60 and first.phase["feedback_events"] == 60 * config.k
+    assert first.joined == 60 and first.late == 0 and first.defaulted == 0  # every decision got its feedback
+    assert first.candidate is not None and first.gate is not None
+    manifest = read_manifest(tmp_path / "bundles" / first.candidate)
+    assert manifest.evaluation["gate"] == first.gate["gate"] in {"publish", "refuse"}
+    assert list(first.phase["versions"]) == [manifest.training["warm_start"]]  # warm-started from what served
+    served_after = active_version(tmp_path / "store", "demo")
+    assert (served_after == first.candidate) == first.published
+    assert list(reports[1].phase["versions"]) == [served_after]  # the last phase is served by the active one
+    assert json.loads((tmp_path / "loop.json").read_text())[0]["joined"] == 60
+    assert (tmp_path / "loop.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any(line.startswith("phase 1: true return") for line in lines)
