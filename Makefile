@@ -9,7 +9,7 @@ STORE ?= store
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install lock run demo test lint openapi loadtest bench clean
+.PHONY: install lock run demo test test-fast lint openapi loadtest bench clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	# pytest exit 5 means nothing was collected: a suite that vanished fails, it does not pass.
 	$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)" >&2; exit 1; fi; exit $$rc
+
+# The unit tests alone: no e2e test (those start real processes: uvicorn, pip in a fresh venv, the loop).
+test-fast: $(STAMP) lint
+	$(BIN)/python -m pytest -m "not e2e"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)" >&2; exit 1; fi; exit $$rc
 
 openapi: $(STAMP)

@@ -11,7 +11,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="cascade-serve: train, export, publish and serve cascade policies.", no_args_is_help=True)
+app = typer.Typer(
+    help="cascade-serve: train, export, evaluate, publish, activate and serve cascade policies.", no_args_is_help=True
+)
 
 StoreOption = Annotated[Path, typer.Option(help="Model store root", envvar="CASCADE_STORE")]
 
@@ -38,6 +40,66 @@ def demo(
     by_id = example.with_name(f"{example.stem}-by-id{example.suffix}")
     write_example_request(by_id, seed=seed, by_id=True)
     typer.echo(f"example requests: {example} (inline features), {by_id} (candidates by id)")
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Argument(help="Folder for the trained policy (policy.pt + training.json)")],
+    seed: Annotated[int, typer.Option(help="Random seed of simulator and training")] = 0,
+) -> None:
+    """Train the demo policy on the simulator (supervised heads, RND, A3C) and keep it in a folder."""
+    from dataclasses import replace
+
+    from models.algorithms.demo_policy import DemoConfig
+    from pipelines.demo import train_to_folder
+
+    trained = train_to_folder(out, replace(DemoConfig(), seed=seed))
+    typer.echo(f"trained in {trained.report['seconds']} s; wrote {out}")
+
+
+@app.command()
+def export(
+    trained: Annotated[Path, typer.Argument(help="Folder written by `cascade train`")],
+    out: Annotated[Path, typer.Argument(help="Bundle folder to write (graphs + manifest.json)")],
+    policy: Annotated[str, typer.Option(help="Policy name")] = "demo",
+    version: Annotated[str | None, typer.Option(help="Version name (default: the UTC time)")] = None,
+) -> None:
+    """Export a trained policy to an ONNX bundle, checked for parity with torch."""
+    from pipelines.demo import export_trained
+
+    manifest = export_trained(trained, out, policy, version)
+    typer.echo(f"wrote {out}: {manifest.policy}/{manifest.version}, parity {manifest.parity.max_abs_error:.2e}")
+
+
+@app.command()
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (its policy.pt and manifest)")],
+    requests: Annotated[int, typer.Option(help="Fresh simulated requests")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the requests")] = 1,
+    k: Annotated[int, typer.Option(help="Items served per request")] = 10,
+) -> None:
+    """The simulator's expected request reward of a bundle's policy, beside uniform and random actions."""
+    import json
+
+    from pipelines.demo import evaluate_bundle
+
+    typer.echo(json.dumps(evaluate_bundle(bundle, requests, seed, k), indent=1))
+
+
+@app.command()
+def activate(
+    policy: Annotated[str, typer.Argument(help="Policy name")],
+    version: Annotated[str, typer.Argument(help="A version already in the service's store")],
+    url: Annotated[str, typer.Option(help="Base URL of a running service")] = "http://127.0.0.1:8000",
+    token: Annotated[str, typer.Option(help="Admin bearer token", envvar="CASCADE_ADMIN_TOKEN")] = "",
+) -> None:
+    """Serve a version everywhere, through the running service's admin API (it verifies the bundle first)."""
+    from pipelines.server import activate as activate_version
+
+    if not token:
+        raise typer.BadParameter("an admin token is needed (--token or CASCADE_ADMIN_TOKEN)")
+    activate_version(url, policy, version, token)
+    typer.echo(f"{policy} now serves {version}")
 
 
 @app.command()
@@ -71,14 +133,16 @@ def experiment(
 
 @app.command("offline-experiment")
 def offline_experiment(
-    name: Annotated[str, typer.Argument(help="'ope' (OPE validation), 'resact' or 'enhanced' (issue 5)")],
+    name: Annotated[
+        str, typer.Argument(help="'ope' (OPE vs the truth), 'resact' (seed 004) or 'enhanced' (EnhancedRL, seed 003)")
+    ],
     seeds: Annotated[int, typer.Option(help="Number of random seeds (0..n-1), at least 3")] = 3,
     runs: Annotated[Path, typer.Option(help="Run folder; <runs>/<name>/all.json holds every number")] = Path("runs"),
     results: Annotated[Path, typer.Option(help="RESULTS.md whose section for this experiment is replaced")] = Path(
         "RESULTS.md"
     ),
 ) -> None:
-    """Run one of issue 5's experiments over seeds and write its section of RESULTS.md."""
+    """Run one of the offline experiments (logged data) over seeds and write its section of RESULTS.md."""
     if seeds < 3:
         raise typer.BadParameter("at least 3 seeds")
     import json
@@ -104,7 +168,7 @@ def offline_experiment(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "all.json").write_text(json.dumps(record, indent=1, default=str))
     command = f"nice -n 10 cascade offline-experiment {name} --seeds {seeds}"
-    update_section(results, f"issue5:{name}", section(json.loads((folder / "all.json").read_text()), command))
+    update_section(results, f"offline:{name}", section(json.loads((folder / "all.json").read_text()), command))
     typer.echo(f"wrote the {name} section of {results}; numbers in {folder / 'all.json'}")
 
 

@@ -6,16 +6,21 @@ The training is models/algorithms/demo_policy.py; this module adds what crosses 
 
 from __future__ import annotations
 
+import json
 import tempfile
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from contracts.manifest import Manifest
-from contracts.store import publish
+from contracts.store import publish, read_manifest
 from export.exporter import export_bundle
 from models.algorithms.demo_policy import DemoConfig, DemoTraining, bundle_description, train_demo_policy
+from models.env.rollout import evaluate_fusion
+from models.nets.checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint, save_checkpoint
+from models.sim.config import SimConfig
 from models.sim.items import write_catalogue
+from models.sim.simulator import Simulator
 
 
 def build_demo(
@@ -66,3 +71,72 @@ def publish_demo(
     if item_table:
         write_catalogue(store, trained.simulator, config.seed, version=version)
     return manifest
+
+
+# `cascade train` → `cascade export` → `cascade evaluate`: the demo recipe one step at a time.
+TRAINING_FILE = "training.json"
+
+
+def train_to_folder(folder: Path, config: DemoConfig) -> DemoTraining:
+    """Train the demo policy and keep it in `folder`: `policy.pt` plus what its bundle will record."""
+    trained = train_demo_policy(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(trained.policy, folder / CHECKPOINT_FILE)
+    bundle = {"stage_sizes": list(config.stage_sizes), "k": config.k}
+    bundle |= {"exploration_probability": config.exploration_probability, "noise_clip": config.noise_clip}
+    record = {"seed": config.seed, "bundle": bundle, "training": trained.report, "evaluation": trained.evaluation}
+    (folder / TRAINING_FILE).write_text(json.dumps(record, indent=1, default=str))
+    return trained
+
+
+def export_trained(folder: Path, out: Path, policy: str, version: str | None = None) -> Manifest:
+    """Export a policy `train_to_folder` kept into a bundle at `out` (parity-checked), as the demo would."""
+    record = json.loads((folder / TRAINING_FILE).read_text())
+    bundle = record["bundle"]
+    config = replace(
+        DemoConfig(),
+        seed=record["seed"],
+        stage_sizes=tuple(bundle["stage_sizes"]),
+        k=bundle["k"],
+        exploration_probability=bundle["exploration_probability"],
+        noise_clip=bundle["noise_clip"],
+    )
+    trained = read_checkpoint(folder / CHECKPOINT_FILE)
+    schema, stages, fusion = bundle_description(trained, config)
+    return export_bundle(
+        trained,
+        out,
+        policy_name=policy,
+        version=version or datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ"),
+        feature_schema=schema,
+        stages=stages,
+        fusion_action_spec=fusion,
+        training=record["training"],
+        evaluation=record["evaluation"],
+        default_k=config.k,
+    )
+
+
+def evaluate_bundle(bundle: Path, requests: int, seed: int, k: int = 10) -> dict[str, float]:
+    """The simulator's expected request reward of a bundle's fusion mean vs the uniform and random actions.
+
+    The world is the one the bundle was trained in (its manifest's `training.seed` and `simulator`);
+    the requests are fresh ones drawn with `seed`, at the bundle's stage sizes.
+    """
+    manifest = read_manifest(bundle)
+    trained = load_checkpoint(bundle, manifest)
+    world = manifest.training.get("simulator")
+    if not isinstance(world, dict) or "seed" not in manifest.training:
+        raise ValueError(f"{bundle}: its manifest does not say which simulated world it was trained in")
+    known = {f.name for f in fields(SimConfig)}
+    sim_config = SimConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in world.items() if k in known})
+    sizes = manifest.stage_sizes
+    return evaluate_fusion(
+        trained,
+        Simulator(sim_config, seed=int(str(manifest.training["seed"]))),
+        n_requests=requests,
+        n_candidates=sim_config.candidates_per_request,
+        stage_sizes=(sizes[0], sizes[1], sizes[2]),
+        k=k,
+        seed=seed,
+    )

@@ -33,6 +33,11 @@ def load_checkpoint(bundle_dir: Path, manifest: Manifest) -> CascadePolicy:
         raise CheckpointError(f"{bundle_dir} carries no {CHECKPOINT_FILE} listed in its manifest")
     if sha256_of(path) != expected:
         raise CheckpointError(f"{path}: sha256 differs from the manifest's")
+    return read_checkpoint(path)
+
+
+def read_checkpoint(path: Path) -> CascadePolicy:
+    """Rebuild a torch policy from a `save_checkpoint` file (no manifest to check it against)."""
     saved: dict[str, Any] = torch.load(path, weights_only=True)
     known = {f.name for f in fields(PolicyConfig)}
     arguments: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()}

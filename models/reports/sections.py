@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-_SECTION = re.compile(r"<!-- (issue\d+:[a-z_]+):start -->.*?<!-- \1:end -->\n?", re.DOTALL)
+_SECTION = re.compile(r"<!-- ([a-z]+(?::[a-z_]+)?):start -->.*?<!-- \1:end -->\n?", re.DOTALL)
 
 
 def update_section(path: Path, key: str, markdown: str) -> Path:

@@ -54,9 +54,9 @@ def test_each_experiment_renders_its_section_from_its_own_record(tmp_path: Path)
         )
     )
     path = tmp_path / "RESULTS.md"
-    update_section(path, "issue5:ope", ope_section(ope, "cmd ope"))
-    update_section(path, "issue5:resact", resact_section(resact, "cmd resact"))
-    update_section(path, "issue5:enhanced", enhanced_section(enhanced, "cmd enhanced"))
+    update_section(path, "offline:ope", ope_section(ope, "cmd ope"))
+    update_section(path, "offline:resact", resact_section(resact, "cmd resact"))
+    update_section(path, "offline:enhanced", enhanced_section(enhanced, "cmd enhanced"))
     text = path.read_text()
 
     for command in ("cmd ope", "cmd resact", "cmd enhanced"):

@@ -39,14 +39,14 @@ def test_results_are_rendered_from_the_runs_not_typed_in(tmp_path: Path) -> None
 def test_rewriting_the_seeds_tables_keeps_the_other_experiments_sections(tmp_path: Path) -> None:
     path = tmp_path / "RESULTS.md"
     path.write_text("# old seeds tables\n")
-    update_section(path, "issue5:ope", "## OPE\n\nfirst run")
-    update_section(path, "issue5:resact", "## ResAct\n\nrun")
-    update_section(path, "issue5:ope", "## OPE\n\nsecond run")  # replaced in place, not appended again
+    update_section(path, "offline:ope", "## OPE\n\nfirst run")
+    update_section(path, "offline:resact", "## ResAct\n\nrun")
+    update_section(path, "offline:ope", "## OPE\n\nsecond run")  # replaced in place, not appended again
     assert path.read_text().count("## OPE") == 1 and "second run" in path.read_text()
 
     per_seed = {seed: {m: _fake(seed, m) for m in METHODS} for seed in range(3)}
     text = write_results(per_seed, ExperimentConfig(), path, seconds=90.0, machine="test box").read_text()
 
     assert "# old seeds tables" not in text and "# Results: the seed methods" in text
-    assert "<!-- issue5:ope:start -->\n## OPE\n\nsecond run\n<!-- issue5:ope:end -->" in text
-    assert "<!-- issue5:resact:start -->\n## ResAct\n\nrun\n<!-- issue5:resact:end -->" in text
+    assert "<!-- offline:ope:start -->\n## OPE\n\nsecond run\n<!-- offline:ope:end -->" in text
+    assert "<!-- offline:resact:start -->\n## ResAct\n\nrun\n<!-- offline:resact:end -->" in text
