@@ -1,4 +1,4 @@
-"""The closed loop (issue 8): serve → log → join rewards → train → evaluate off-policy → publish.
+"""The closed loop: serve → log → join rewards → train → evaluate off-policy → publish.
 
 `run_loop` drives it against the simulator from a fresh demo store:
 1. build the demo policy (models/algorithms/demo_policy.py) into the run's store, if the store has none;

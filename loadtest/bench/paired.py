@@ -1,4 +1,4 @@
-"""The cost of decision logging, measured as paired rounds against two live servers (issue 8).
+"""The cost of decision logging, measured as paired rounds against two live servers.
 
 Two separately started servers differ by about ±10 % in throughput from run to run (which cores, which
 allocations), more than logging costs, so one server with logging on against one restarted with it off

@@ -63,7 +63,7 @@ def _find(rows: list[Measurement], config: str, encoding: str, n: int, concurren
 def _targets(
     rows: list[Measurement], n: int, c: int, sizes: list[int], logging: LoggingCost
 ) -> list[tuple[str, str, str, bool | None]]:
-    """(target, measured ratio, how it is computed, met?) for each target of issue 7."""
+    """(target, measured ratio, how it is computed, met?) for each target the harness reports against."""
     one = "cascade-serve 1 worker"
     limit = _find(rows, LIMIT, "tensors", n, 1)
     by_id = _find(rows, one, "json-by-id", n, c)

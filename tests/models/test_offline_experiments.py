@@ -1,5 +1,5 @@
-"""The issue-5 experiments at smoke size: each runs over seeds and renders its RESULTS.md section from the
-record it returns (the numbers in the tables are the record's)."""
+"""The offline experiments (OPE, ResAct, EnhancedRL) at smoke size: each runs over seeds and renders its
+RESULTS.md section from the record it returns (the numbers in the tables are the record's)."""
 
 from __future__ import annotations
 
