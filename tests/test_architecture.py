@@ -9,9 +9,14 @@ the contracts light: contracts/ stays numpy + msgspec + pydantic, service/ never
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = {"contracts", "models", "export", "service", "pipelines", "loadtest", "cascade_cli", "tests"}
@@ -27,6 +32,17 @@ ALLOWED_OURS: dict[str, set[str]] = {
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "contracts": {"torch", "onnx", "onnxruntime", "fastapi", "starlette", "redis", "uvicorn"},
     "service": {"torch", "onnx"},
+}
+
+
+# The extras a part is installed with (besides the base dependencies): its third-party imports must come
+# from them, so `pip install .[train]` alone runs a trainer and the `serve` extra alone serves.
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "contracts": (),
+    "models": ("train",),
+    "export": ("train",),
+    "service": ("serve",),
+    "pipelines": ("serve", "train", "dev"),  # workflows for a development machine: HTTP clients, everything
 }
 
 
@@ -85,3 +101,27 @@ def test_the_serving_image_carries_only_contracts_and_service() -> None:
 
     assert {"contracts", "service"} <= set(copied)
     assert not {"models", "export", "pipelines", "loadtest"} & set(copied)
+
+
+def declared_distributions(extras: tuple[str, ...]) -> set[str]:
+    """Distributions pyproject.toml installs with these extras (direct requirements only)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    texts = [*project["dependencies"], *(r for extra in extras for r in project["optional-dependencies"][extra])]
+    return {canonicalize_name(Requirement(text).name) for text in texts}
+
+
+@pytest.mark.parametrize("part", sorted(EXTRAS))
+def test_each_part_imports_only_what_its_extras_install(part: str) -> None:
+    provided = declared_distributions(EXTRAS[part])
+    distributions = importlib.metadata.packages_distributions()
+    missing: list[str] = []
+    for path in sorted((ROOT / part).rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for line, name in imported_modules(path.read_text(), module):
+            top = name.split(".")[0]
+            if top in OURS or top in sys.stdlib_module_names or top == "__future__":
+                continue
+            if not {canonicalize_name(d) for d in distributions.get(top, [top])} & provided:
+                missing.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+
+    assert missing == [], f"not installed by the base dependencies + {EXTRAS[part]}"
