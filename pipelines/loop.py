@@ -27,6 +27,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import numpy as np
@@ -270,7 +271,7 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
                     store, config, log.joined, iteration, run_dir, sim, sim.business_weights
                 )
                 report.candidate, report.gate = bundle.name, verdict
-                truth = verdict["simulated_truth"]
+                truth = cast("dict[str, dict[str, float]]", verdict["simulated_truth"])  # simulated_value per policy
                 say(
                     f"  candidate {bundle.name}: {verdict['gate']} ({verdict['reason']}); simulated truth "
                     f"{truth['candidate']['gaussian']:.2f} vs active {truth['active']['gaussian']:.2f} (exploring)"

@@ -165,11 +165,11 @@ def train_a3c(
         advantage, critic_loss = td_advantage(critic, r, t.state, t.next_state, t.done, config.gamma)
         actor_loss = -(t.fusion.log_prob * advantage).mean()  # −log π(a|s)·(r + γV(s') − V(s))
         actor_opt.zero_grad()
-        actor_loss.backward()
+        actor_loss.backward()  # type: ignore[no-untyped-call]
         norm = grad_norm(actor_params)
         actor_opt.step()
         critic_opt.zero_grad()
-        critic_loss.backward()  # (r + γV(s') − V(s))²
+        critic_loss.backward()  # type: ignore[no-untyped-call]  # (r + γV(s') − V(s))²
         critic_opt.step()
         log.record(t, critic_loss.item(), norm, signal_std=float(r.std()))
     return log

@@ -63,7 +63,9 @@ class EnhancedActor(nn.Module):
         self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
         self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
         self.net = PairMLP(state_dim, item_dim + n_objectives, [hidden, hidden], 2 * n_objectives)
-        last = self.net.body[-1][-1]
+        head = self.net.body[-1]
+        assert isinstance(head, nn.Sequential)
+        last = head[-1]
         assert isinstance(last, nn.Linear)
         nn.init.zeros_(last.weight)  # start at the middle of the box, as the user-level FusionActor does
         nn.init.zeros_(last.bias)
@@ -119,7 +121,8 @@ def penalised_value(q: torch.Tensor, beta: float) -> torch.Tensor:
 
 def ood_penalty(critics: CriticEnsemble, x: torch.Tensor) -> torch.Tensor:
     """Std over all q·m critics of Q(x): what the penalty weights (grows off the data's support)."""
-    return critics(x).flatten(0, 1).std(dim=0)
+    q: torch.Tensor = critics(x)
+    return q.flatten(0, 1).std(dim=0)
 
 
 @dataclass
@@ -225,7 +228,7 @@ def train_enhanced_rl(
         x_new = pair_inputs(mb["state"], mb["items"], mb["predictions"], new_action)
         actor_loss = -penalised_value(critics(x_new), config.ood_beta).mean()
         actor_opt.zero_grad()
-        actor_loss.backward()
+        actor_loss.backward()  # type: ignore[no-untyped-call]
         actor_opt.step()
         critics.zero_grad()
         soft_update(critics_t, critics, config.tau)

@@ -58,11 +58,11 @@ def train_lagrangian(
         advantage, critic_loss = td_advantage(critic, r, t.state, t.next_state, t.done, config.gamma)
         actor_loss = -(t.fusion.log_prob * advantage).mean()
         actor_opt.zero_grad()
-        actor_loss.backward()
+        actor_loss.backward()  # type: ignore[no-untyped-call]
         norm = grad_norm(actor_params)
         actor_opt.step()
         critic_opt.zero_grad()
-        critic_loss.backward()
+        critic_loss.backward()  # type: ignore[no-untyped-call]
         critic_opt.step()
         gap = (thresholds - t.rewards[:, constrained].mean(0)) / thresholds  # > 0: constraint violated
         lambdas = (lambdas + config.dual_lr * gap).clamp(min=0.0)  # projected dual ascent

@@ -93,11 +93,11 @@ def _train_on_log(policy: CascadePolicy, log: LoggedTransitions, config: LoggedA
         clipped = ratio.clamp(1.0 - config.clip, 1.0 + config.clip)
         actor_loss = -torch.minimum(ratio * advantage, clipped * advantage).mean()
         actor_opt.zero_grad()
-        actor_loss.backward()
+        actor_loss.backward()  # type: ignore[no-untyped-call]
         actor_opt.step()
         for opt in critic_opts:
             opt.zero_grad()
-        critic_loss.backward()
+        critic_loss.backward()  # type: ignore[no-untyped-call]
         for opt in critic_opts:
             opt.step()
         actor_losses.append(actor_loss.item())

@@ -64,12 +64,12 @@ def train_multi_critic(
         advantage = (torch.stack(advantages, -1) * lambdas).sum(-1)  # Adv_time + Σ λ_j·Adv_j
         actor_loss = -(t.fusion.log_prob * advantage).mean()
         actor_opt.zero_grad()
-        actor_loss.backward()
+        actor_loss.backward()  # type: ignore[no-untyped-call]
         norm = grad_norm(actor_params)
         actor_opt.step()
         critic_loss = torch.stack(losses).sum()
         critic_opt.zero_grad()
-        critic_loss.backward()
+        critic_loss.backward()  # type: ignore[no-untyped-call]
         critic_opt.step()
         log.record(t, critic_loss.item(), norm)
     return log

@@ -44,7 +44,8 @@ class BaselineConfig:
 
 
 def _scaled_mse(actor: DeterministicActor, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-    return (((actor(state) - action) / (actor.high - actor.low)) ** 2).sum(-1).mean()
+    predicted: torch.Tensor = actor(state)
+    return (((predicted - action) / (actor.high - actor.low)) ** 2).sum(-1).mean()
 
 
 def train_bc(actor: DeterministicActor, log: OfflineLog, config: BaselineConfig, seed: int) -> list[float]:
@@ -57,7 +58,7 @@ def train_bc(actor: DeterministicActor, log: OfflineLog, config: BaselineConfig,
         mb = sampler.sample(config.batch)
         loss = _scaled_mse(actor, mb.state, mb.action)
         opt.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         losses.append(float(loss.detach()))
     return losses
@@ -84,7 +85,7 @@ def train_td3_bc(actor: DeterministicActor, log: OfflineLog, config: BaselineCon
             y = mb.reward + config.gamma * (1.0 - mb.done) * torch.minimum(q1, q2)
         loss = critic_loss(critic, mb, y)
         critic_opt.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         critic_opt.step()
         losses.append(float(loss.detach()))
         if step % config.policy_delay == 0:
@@ -92,7 +93,7 @@ def train_td3_bc(actor: DeterministicActor, log: OfflineLog, config: BaselineCon
             lam = config.alpha / q.abs().mean().detach()
             actor_loss = -lam * q.mean() + _scaled_mse(actor, mb.state, mb.action)
             actor_opt.zero_grad()
-            actor_loss.backward()
+            actor_loss.backward()  # type: ignore[no-untyped-call]
             actor_opt.step()
             soft_update(actor_t, actor, config.tau)
             soft_update(critic_t, critic, config.tau)

@@ -84,7 +84,8 @@ class CVAE(nn.Module):
         return self.low + (self.high - self.low) * torch.sigmoid(self.decoder(torch.cat([state, latent], -1)))
 
     def loss(self, state: torch.Tensor, action: torch.Tensor, kl_weight: float) -> torch.Tensor:
-        mean, log_std = self.encoder(torch.cat([state, action], -1)).chunk(2, -1)
+        encoded: torch.Tensor = self.encoder(torch.cat([state, action], -1))
+        mean, log_std = encoded.chunk(2, -1)
         log_std = log_std.clamp(-4.0, 2.0)
         latent = mean + log_std.exp() * torch.randn_like(mean)
         scale = self.high - self.low  # reconstruct in range units so every action dimension counts alike
@@ -95,6 +96,10 @@ class CVAE(nn.Module):
 
 class Residual(nn.Module):
     """f(Δ | s, a) = f_a(f_h(s_h) ⊕ f_l(s_l), a), bounded to ±scale·range by tanh."""
+
+    scale: torch.Tensor
+    session_idx: torch.Tensor
+    request_idx: torch.Tensor
 
     def __init__(self, layout: StateLayout | None, state_dim: int, action_dim: int, hidden: int, scale: torch.Tensor):
         super().__init__()
@@ -186,7 +191,7 @@ def train_resact(policy: ResActPolicy, log: OfflineLog, config: ResActConfig, se
         # L^Rec: θ_e, θ_d ← −∇L^Rec (and, below, θ_d ← +∇J unless BCQ-style).
         rec = policy.cvae.loss(mb.state, mb.action, config.kl_weight)
         cvae_opt.zero_grad()
-        rec.backward()
+        rec.backward()  # type: ignore[no-untyped-call]
         cvae_opt.step()
 
         # L^TD: y = r + γ·min(Q1', Q2')(s', π̂'(s')), π̂' with target smoothing noise (TD3).
@@ -196,7 +201,7 @@ def train_resact(policy: ResActPolicy, log: OfflineLog, config: ResActConfig, se
             y = mb.reward + config.gamma * (1.0 - mb.done) * torch.minimum(q1, q2)
         loss = critic_loss(policy.critic, mb, y)
         critic_opt.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         critic_opt.step()
         out.critic_losses.append(float(loss.detach()))
         out.reconstruction.append(float(rec.detach()))
@@ -210,7 +215,7 @@ def train_resact(policy: ResActPolicy, log: OfflineLog, config: ResActConfig, se
             actor_loss = -q.mean() / q.abs().mean().detach()
             residual_opt.zero_grad()
             cvae_opt.zero_grad()
-            actor_loss.backward()
+            actor_loss.backward()  # type: ignore[no-untyped-call]
             residual_opt.step()
             if not config.bcq:
                 cvae_opt.step()

@@ -59,7 +59,8 @@ class ExplorationWidener(nn.Module):
         self.rnd, self.reference, self.max_scale = rnd, reference, max_scale
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
-        return (self.rnd(state) / self.reference).clamp(1.0, self.max_scale)
+        novelty: torch.Tensor = self.rnd(state)
+        return (novelty / self.reference).clamp(1.0, self.max_scale)
 
 
 def novelty_bonus(rnd: RND, reference: float, weight: float) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -67,6 +68,7 @@ def novelty_bonus(rnd: RND, reference: float, weight: float) -> Callable[[torch.
 
     def bonus(state: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return weight * rnd(state) / reference
+            novelty: torch.Tensor = rnd(state)
+            return weight * novelty / reference
 
     return bonus

@@ -101,10 +101,11 @@ def train_srs(
         for _ in range(config.estimator_updates):
             loss = (estimator.losses(t.state, items, responses) * no_skill[0]).sum()
             optimiser.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
         with torch.no_grad():
-            return (estimator(t.state, items) * weights).sum(dim=(1, 2))  # r̂ = Σ_i Σ_j w_j·ŷ_j
+            predicted: torch.Tensor = estimator(t.state, items)
+            return (predicted * weights).sum(dim=(1, 2))  # r̂ = Σ_i Σ_j w_j·ŷ_j
 
     log = train_a3c(policy, sim, rng, config.a3c, reward_fn=estimated_reward, critic=critic)
     return log, estimator

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from models.algorithms.a3c import SessionA3CConfig, train_a3c
+from models.algorithms.a3c import RewardFn, SessionA3CConfig, train_a3c
 from models.env.episodes import (
     RunConfig,
     TrainLog,
+    Transition,
     critic_net,
     grad_norm,
     progress,
@@ -72,6 +73,15 @@ def two_stage_log_weights(
     return ((lambdas / total).unsqueeze(-1) * ratios).sum(0) + advantage / total
 
 
+def _group_reward(columns: list[int]) -> RewardFn:
+    """Σ_{j∈group} r_j: the auxiliary group's reward, its objectives' columns summed."""
+
+    def reward(t: Transition) -> torch.Tensor:
+        return t.rewards[:, columns].sum(-1)
+
+    return reward
+
+
 def train_auxiliary(
     policy: CascadePolicy, sim: Simulator, rng: np.random.Generator, config: TwoStageConfig
 ) -> list[FusionActor]:
@@ -82,7 +92,7 @@ def train_auxiliary(
         columns = [objectives.index(name) for name in group]
         auxiliary = copy.deepcopy(policy)
         a3c = SessionA3CConfig(run=replace(config.run, steps=config.auxiliary_steps), gamma=config.gamma_auxiliary)
-        train_a3c(auxiliary, sim, rng, a3c, reward_fn=lambda t, c=columns: t.rewards[:, c].sum(-1))
+        train_a3c(auxiliary, sim, rng, a3c, reward_fn=_group_reward(columns))
         auxiliary.fusion.requires_grad_(False)
         actors.append(auxiliary.fusion)
     return actors
@@ -114,11 +124,11 @@ def train_two_stage(
             weight = log_w.exp()
         actor_loss = -(weight * t.fusion.log_prob).mean()  # eq. 10
         actor_opt.zero_grad()
-        actor_loss.backward()
+        actor_loss.backward()  # type: ignore[no-untyped-call]
         norm = grad_norm(actor_params)
         actor_opt.step()
         critic_opt.zero_grad()
-        critic_loss.backward()
+        critic_loss.backward()  # type: ignore[no-untyped-call]
         critic_opt.step()
         log.record(t, critic_loss.item(), norm)
     return log, auxiliary

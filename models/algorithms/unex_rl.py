@@ -55,7 +55,7 @@ class CategoryQuantileRescaler:
 
     def __init__(self, edges: np.ndarray, window: int) -> None:
         self.edges = edges  # inner quantile edges of the category feature
-        self.history = [collections.deque(maxlen=window) for _ in range(len(edges) + 1)]
+        self.history: list[collections.deque[float]] = [collections.deque(maxlen=window) for _ in range(len(edges) + 1)]
 
     def category(self, feature: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.edges, feature)
@@ -119,7 +119,8 @@ def train_stages(
         joint = torch.cat([observations, actions], dim=-1)  # [B, 3, obs + J]
         if config.independent:
             return torch.cat([net(joint[:, i]) for i, net in enumerate(nets)], dim=-1)  # [B, 3]
-        return nets[0](joint.flatten(1))  # [B, 1]
+        joint_q: torch.Tensor = nets[0](joint.flatten(1))  # [B, 1]
+        return joint_q
 
     def update(d: _Stored) -> tuple[float, float]:
         with torch.no_grad():  # y = r + γ·Q'(τ', π(τ')): τ' rebuilt by running the current actors (CIC)
@@ -130,7 +131,7 @@ def train_stages(
         observations = d.observations if config.independent else rebuild(policy, d.state, d.items, d.actions, run)
         critic_loss = ((y - q_values(observations, d.actions, critics)) ** 2).mean()
         critic_opt.zero_grad()
-        critic_loss.backward()
+        critic_loss.backward()  # type: ignore[no-untyped-call]
         critic_opt.step()
         if config.independent:  # each actor on its stored observation: a_i = π_i(τ^i_stored)
             actions = torch.stack([actor(d.observations[:, i]) for i, actor in enumerate(policy.stage_actors)], dim=1)
@@ -140,7 +141,7 @@ def train_stages(
             q = q_values(current.observations.detach(), current.actions, critics)
         actor_loss = -q.mean()
         actor_opt.zero_grad()
-        actor_loss.backward()
+        actor_loss.backward()  # type: ignore[no-untyped-call]
         norm = grad_norm(actor_params)
         actor_opt.step()
         critics.zero_grad()

@@ -98,7 +98,8 @@ class _Scaled(torch.nn.Module):
         self.model, self.scale = model, scale
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.model(torch.cat([states, actions], dim=-1)).squeeze(-1) * self.scale
+        predicted: torch.Tensor = self.model(torch.cat([states, actions], dim=-1))
+        return predicted.squeeze(-1) * self.scale
 
 
 @torch.no_grad()

@@ -50,7 +50,18 @@ def resact_rule(policy: ResActPolicy, n_draws: int, seed: int) -> Callable[[Requ
 
     def rule(batch: RequestBatch) -> torch.Tensor:
         latents = torch.randn(batch.state.shape[0], n_draws, policy.cvae.latent_dim, generator=gen)
-        return policy(batch.state.float(), latents)[0]
+        served: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = policy(batch.state.float(), latents)
+        return served[0]
+
+    return rule
+
+
+def _actor_rule(actor: DeterministicActor) -> Callable[[RequestBatch], torch.Tensor]:
+    """Serve a deterministic actor's action."""
+
+    def rule(batch: RequestBatch) -> torch.Tensor:
+        action: torch.Tensor = actor(batch.state.float())
+        return action
 
     return rule
 
@@ -95,7 +106,7 @@ def run_seed(seed: int, cfg: ResActExperimentConfig) -> dict[str, dict[str, floa
         actor.eval()
         with torch.no_grad():
             out[name] = {
-                **true_return(lambda b, a=actor: a(b.state.float()), sim, offline, **eval_kwargs),
+                **true_return(_actor_rule(actor), sim, offline, **eval_kwargs),
                 "ncis": ncis_of(actor(states).numpy(), behaviour, log, cfg.ncis_cap),
             }
         out[name]["seconds"] = time.perf_counter() - started

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -50,6 +50,13 @@ class ExperimentConfig:
     eval_users: int = 400
     export_seed: int | None = 0  # export every method's policy of this seed through export/
     threads: int = 1
+
+
+class _EvalKwargs(TypedDict):
+    """The fixed users `evaluate` serves every method of a seed to."""
+
+    users: int
+    seed: int
 
 
 @dataclass
@@ -165,7 +172,7 @@ def run_seed(
     base = CascadePolicy(PolicyConfig.from_sim(cfg.sim))
     train_heads(base, sim, rng, steps=cfg.head_steps)
     train_rnd(base.rnd, lambda n: _states(sim, cfg.run, rng, n), cfg.rnd_steps)
-    eval_kwargs = {"users": cfg.eval_users, "seed": 10_000 + seed}
+    eval_kwargs: _EvalKwargs = {"users": cfg.eval_users, "seed": 10_000 + seed}
 
     cem, _ = cem_fusion_action(base, sim, rng, cfg.run, CEMConfig())
     cem_metrics = evaluate(base, sim, cfg.run, fusion_action=cem, **eval_kwargs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import redis
 
@@ -64,8 +64,12 @@ class StreamReader(Generic[T]):
         claimed = self._claim_abandoned(count)
         if len(claimed) >= count:
             return claimed
-        reply = self._client.xreadgroup(
-            self._group, self._consumer, {self._stream: ">"}, count=count - len(claimed), block=block_ms
+        # [[stream, [(entry id, fields), ...]], ...], or None when nothing arrived within block_ms
+        reply = cast(
+            "list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None",
+            self._client.xreadgroup(
+                self._group, self._consumer, {self._stream: ">"}, count=count - len(claimed), block=block_ms
+            ),
         )
         fresh = [self._decode(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries]
         return claimed + fresh

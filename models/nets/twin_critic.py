@@ -25,7 +25,8 @@ class TwinCritic(nn.Module):
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
 
     def first(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.q1(torch.cat([state, action], dim=-1)).squeeze(-1)
+        q1: torch.Tensor = self.q1(torch.cat([state, action], dim=-1))
+        return q1.squeeze(-1)
 
 
 @torch.no_grad()
@@ -62,5 +63,7 @@ class TransitionSampler:
 
 
 def critic_loss(critic: TwinCritic, minibatch: Minibatch, target: torch.Tensor) -> torch.Tensor:
+    q1: torch.Tensor
+    q2: torch.Tensor
     q1, q2 = critic(minibatch.state, minibatch.action)
     return ((q1 - target) ** 2).mean() + ((q2 - target) ** 2).mean()

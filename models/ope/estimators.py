@@ -60,7 +60,8 @@ class LoggedRewards:
 
     def weights(self) -> FloatArray:
         """ρ_i, with log ρ clipped at 700 so an extreme ratio is huge but finite."""
-        return np.exp(np.minimum(self.log_weights(), _MAX_LOG_WEIGHT))
+        weights: FloatArray = np.exp(np.minimum(self.log_weights(), _MAX_LOG_WEIGHT))
+        return weights
 
 
 @dataclass(frozen=True)

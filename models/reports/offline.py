@@ -11,6 +11,7 @@ import platform
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from models.reports.session_methods import _verdict
 
@@ -20,10 +21,10 @@ def machine() -> str:
     return f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, load average {load:.1f} at the end of the run"
 
 
-def _fmt(values: np.ndarray, digits: int = 1) -> str:
-    values = np.asarray(values, dtype=np.float64)
-    spread = values.std(ddof=1) if len(values) > 1 else float("nan")
-    return f"{values.mean():.{digits}f} ± {spread:.{digits}f}"
+def _fmt(values: npt.ArrayLike, digits: int = 1) -> str:
+    array = np.asarray(values, dtype=np.float64)
+    spread = array.std(ddof=1) if len(array) > 1 else float("nan")
+    return f"{array.mean():.{digits}f} ± {spread:.{digits}f}"
 
 
 def _header(title: str, record: dict[str, Any], command: str, scaled: str) -> list[str]:
