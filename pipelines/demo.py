@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from contracts.manifest import Manifest
 from contracts.store import publish, read_manifest
@@ -129,7 +130,8 @@ def evaluate_bundle(bundle: Path, requests: int, seed: int, k: int = 10) -> dict
     if not isinstance(world, dict) or "seed" not in manifest.training:
         raise ValueError(f"{bundle}: its manifest does not say which simulated world it was trained in")
     known = {f.name for f in fields(SimConfig)}
-    sim_config = SimConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in world.items() if k in known})
+    arguments: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in world.items() if k in known}
+    sim_config = SimConfig(**arguments)
     sizes = manifest.stage_sizes
     return evaluate_fusion(
         trained,

@@ -96,6 +96,14 @@ def test_a_forbidden_import_is_caught_even_inside_a_function(tmp_path: Path) -> 
     assert violations(tmp_path, "contracts") == ["contracts/manifest.py:3 imports torch"]
 
 
+def test_every_package_is_under_strict_mypy() -> None:
+    mypy = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+
+    assert mypy["strict"] is True
+    assert set(ALLOWED_OURS) <= set(mypy["files"])
+    assert not [o for o in mypy.get("overrides", []) if o.get("ignore_errors")]
+
+
 def test_the_serving_image_carries_only_contracts_and_service() -> None:
     copied = [line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")]
 
