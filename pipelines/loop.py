@@ -27,7 +27,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import cast
+from typing import Literal, cast
 
 import msgspec
 import numpy as np
@@ -35,6 +35,7 @@ import redis
 import torch
 
 from contracts.store import active_version, bundle_path, publish, read_manifest
+from contracts.streams import DEFAULT_DECISION_STREAM, DEFAULT_FEEDBACK_STREAM
 from export.exporter import export_bundle
 from models.algorithms.demo_policy import DemoConfig
 from models.algorithms.logged_a3c import LoggedA3CConfig, train_on_log
@@ -105,14 +106,12 @@ class _Log:
 
     def __init__(self, url: str, config: LoopConfig, weights: dict[str, float], run_dir: Path) -> None:
         self.client = redis.Redis.from_url(url)
-        self.decisions = DecisionReader(self.client, "cascade:decisions", "loop-trainer", "loop")
-        self.feedback = FeedbackReader(self.client, "cascade:feedback", "loop-trainer", "loop")
+        self.decisions = DecisionReader(self.client, DEFAULT_DECISION_STREAM, "loop-trainer", "loop")
+        self.feedback = FeedbackReader(self.client, DEFAULT_FEEDBACK_STREAM, "loop-trainer", "loop")
         self.decisions.ensure_group()
         self.feedback.ensure_group()
-        rule = "first" if config.join_rule == "first" else "sum"
-        self.joiner = RewardJoiner(
-            JoinConfig(config.reward_window_seconds, rule, config.default_reward, weights)  # type: ignore[arg-type]
-        )
+        rule: Literal["sum", "first"] = "first" if config.join_rule == "first" else "sum"
+        self.joiner = RewardJoiner(JoinConfig(config.reward_window_seconds, rule, config.default_reward, weights))
         self.joined: list[JoinedDecision] = []
         self._run_dir = run_dir
 
@@ -313,8 +312,8 @@ def plot_returns(reports: list[IterationReport], path: Path, title: str) -> None
     import matplotlib.pyplot as plt
 
     x = [r.iteration for r in reports]
-    y = [float(r.phase["true_return"]) for r in reports]  # type: ignore[arg-type]
-    err = [float(r.phase["true_return_stderr"]) for r in reports]  # type: ignore[arg-type]
+    y = [float(cast(float, r.phase["true_return"])) for r in reports]
+    err = [float(cast(float, r.phase["true_return_stderr"])) for r in reports]
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.errorbar(x, y, yerr=err, marker="o", capsize=3)
     for r in reports:

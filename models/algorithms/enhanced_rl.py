@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,7 +59,15 @@ class EnhancedActor(nn.Module):
     low: torch.Tensor
     high: torch.Tensor
 
-    def __init__(self, state_dim: int, item_dim: int, n_objectives: int, low, high, hidden: int = 64) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self,
+        state_dim: int,
+        item_dim: int,
+        n_objectives: int,
+        low: Sequence[float] | torch.Tensor,
+        high: Sequence[float] | torch.Tensor,
+        hidden: int = 64,
+    ) -> None:
         super().__init__()
         self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
         self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from models.algorithms.a3c import SessionA3CConfig, train_a3c
-from models.env.episodes import Transition, critic_net
+from models.env.episodes import TrainLog, Transition, critic_net
 from models.nets.cascade import CascadePolicy
 from models.nets.heads import MLPHead
 from models.nets.networks import mlp
@@ -84,7 +84,7 @@ def share_embedding(policy: CascadePolicy, estimator: RewardEstimator) -> nn.Mod
 
 def train_srs(
     policy: CascadePolicy, sim: Simulator, rng: np.random.Generator, config: SRSConfig
-) -> tuple[object, RewardEstimator]:
+) -> tuple[TrainLog, RewardEstimator]:
     """A3C on r̂ instead of r; the estimator learns online from the served items' sampled responses."""
     c = policy.config
     estimator = RewardEstimator(c.state_dim, c.item_dim, c.dense_mask, c.max_watch_time)

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from models.env.offline_data import BehaviourPolicy, OfflineConfig, OfflineLog, collect, over_seeds, serve, true_return
-from models.env.rollout import expected_reward
+from models.env.rollout import RequestBatch, expected_reward
 from models.nets.cascade import PolicyConfig
 from models.nets.networks import mlp
 from models.ope import LoggedRewards, estimate_all, gaussian_log_prob
+from models.ope.estimators import Estimate
 from models.sim.simulator import Simulator
 
 
@@ -136,7 +137,9 @@ def run_seed(seed: int, cfg: OPEValidationConfig) -> dict[str, dict[str, float]]
     for policy in policies:
         draw_rng = np.random.default_rng([seed, 9])
 
-        def rule(batch, policy=policy, draw_rng=draw_rng):  # type: ignore[no-untyped-def]
+        def rule(
+            batch: RequestBatch, policy: TargetPolicy = policy, draw_rng: np.random.Generator = draw_rng
+        ) -> torch.Tensor:
             mean = policy.mean(batch.state)
             noise = torch.from_numpy(draw_rng.standard_normal(mean.shape, dtype=np.float32))
             return policy.behaviour.clip(mean + policy.behaviour.std * noise)
@@ -158,7 +161,7 @@ def run_seed(seed: int, cfg: OPEValidationConfig) -> dict[str, dict[str, float]]
     return out
 
 
-def _ncis(log: LoggedRewards, cap: float):  # type: ignore[no-untyped-def]
+def _ncis(log: LoggedRewards, cap: float) -> Estimate:
     from models.ope import ncis
 
     return ncis(log, cap=cap)

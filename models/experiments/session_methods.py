@@ -109,7 +109,7 @@ def _methods(
 
     def srs(shared: bool) -> Callable[[CascadePolicy], tuple[TrainLog, dict[str, Any]]]:
         config = SRSConfig(a3c=SessionA3CConfig(run=run), shared_embedding=shared)
-        return lambda p: (train_srs(p, sim, rng, config)[0], asdict(config))  # type: ignore[return-value]
+        return lambda p: (train_srs(p, sim, rng, config)[0], asdict(config))
 
     def rnd(p: CascadePolicy) -> tuple[TrainLog, dict[str, Any]]:
         config = SessionA3CConfig(run=run)

@@ -189,7 +189,7 @@ class CascadePolicy(nn.Module):
             score = (self.head(i)(state, features) * action.unsqueeze(1)).sum(-1)
             kept = self.keep(size_of(score, 1), stage_sizes[i], k0)
             # k as a 0-d tensor, not an int: the tracer records it as a graph value (a dynamic TopK k).
-            best = torch.topk(score, kept, dim=1).indices  # type: ignore[arg-type]
+            best = torch.topk(score, kept, dim=1).indices  # type: ignore[arg-type]  # tensor k, as above
             rows = torch.gather(rows, 1, best)
             features = gather_rows(features, best)
             observations.append(obs)
