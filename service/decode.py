@@ -15,8 +15,8 @@ import numpy as np
 
 from contracts.item_table import ItemTable
 from contracts.manifest import FeatureSchema, Manifest
+from service.body import Body
 from service.cascade import F32, CascadeInputs
-from service.http_body import Body
 from service.item_catalog import rows_of, table_matrices
 from service.problems import ProblemError, invalid_field, malformed_body, not_ready
 from service.schema import Candidates, Matrix, RankRequest, Tensor, User

@@ -15,12 +15,12 @@ from contracts.item_table import ItemTable
 from contracts.manifest import Manifest
 from contracts.routing import in_canary
 from service.actors import ResActDecision, rank_with_resact, run_item_fusion, run_resact
+from service.body import Body
 from service.bundle import LoadedBundle
 from service.cascade import F32, CascadeInputs, CascadeOutputs, run_cascade
 from service.decision_log import DecisionLog
 from service.decode import candidate_rows, decode_body, rank_inputs, user_inputs
 from service.exploration import NoiseSource
-from service.http_body import Body
 from service.item_catalog import ItemCatalog
 from service.metrics import Metrics
 from service.problems import invalid_field, not_ready, unknown_policy
