@@ -9,6 +9,10 @@ The single graph `cascade.onnx` runs the whole request (see `CASCADE_INPUTS` /
 functions, then the Gaussian fusion-weight actor and the power/bias fused score over the
 ranking survivors, top-k, and the RND novelty of the user state. One onnxruntime call per
 request; stage sizes and k are graph inputs so the manifest, not the code, sets them.
+
+Beside it, `fusion.onnx` (`FUSION_INPUTS` / `FUSION_OUTPUTS`) runs the fusion actor and the RND novelty
+alone, from the user state: /v1/fusion is one call of it, with no candidates. Format 2 bundles must ship
+it; a format 1 bundle (cascade graph only) is refused with a message saying to re-export it.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.versions import POLICY_PATTERN, VERSION_PATTERN
 
-FORMAT_VERSION: Final = 1
+# 2: every bundle ships the fusion graph (FUSION_GRAPH) beside the cascade graph.
+FORMAT_VERSION: Final = 2
 MANIFEST_FILE = "manifest.json"
 CASCADE_GRAPH = "cascade"
+FUSION_GRAPH = "fusion"
 
 # Graph signature of the cascade graph. N is the dynamic candidate axis; A is the fusion
 # action width (2 × objectives: a power w_j and a bias b_j per objective).
@@ -51,6 +57,17 @@ CASCADE_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "fusion_action": ("float32", ("1", "A")),  # clipped to [low, high]: the weights served
     "log_prob": ("float32", ("1",)),  # log π(raw action | state), the logged propensity
     "novelty": ("float32", ("1",)),  # RND bonus ||f(s) − f*(s)||² of the fusion state
+}
+
+# Graph signature of the fusion graph: the cascade graph's fusion actor (Kuaishou request-level MDP: one
+# Gaussian weight vector from the user state) and RND novelty on their own, the same inputs and the same
+# semantics as those outputs of the cascade graph, from the same torch modules. No candidates.
+FUSION_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    name: CASCADE_INPUTS[name] for name in ("user", "context", "fusion_noise")
+}
+FUSION_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    name: CASCADE_OUTPUTS[name]
+    for name in ("fusion_mean", "fusion_std", "fusion_raw_action", "fusion_action", "log_prob", "novelty")
 }
 
 
@@ -208,7 +225,7 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[2] = FORMAT_VERSION
     policy: str = Field(pattern=POLICY_PATTERN)
     version: str = Field(pattern=VERSION_PATTERN)
     created_at: str
@@ -219,9 +236,22 @@ class Manifest(BaseModel):
     files: dict[str, str] = Field(description="file name → sha256 hex digest, every file but the manifest")
     opset: int
     parity: Parity
+    fusion_parity: Parity = Field(description="the torch-vs-ONNX check of the fusion graph")
     training: dict[str, object] = Field(default_factory=dict)
     evaluation: dict[str, object] = Field(default_factory=dict)
     actors: dict[str, ActorGraph] = Field(default_factory=dict, description="optional actor graphs (issue 5)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_format(cls, data: object) -> object:
+        """Name an older bundle format plainly instead of listing the fields it lacks."""
+        found = data.get("format_version", FORMAT_VERSION) if isinstance(data, dict) else FORMAT_VERSION
+        if found != FORMAT_VERSION:
+            raise ValueError(
+                f"bundle format {found} is not served here: format {FORMAT_VERSION} ships the fusion graph "
+                f"({FUSION_GRAPH}.onnx) beside the cascade graph; re-export the bundle (cascade export)"
+            )
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -232,6 +262,8 @@ class Manifest(BaseModel):
             raise ValueError("fusion action must hold one power and one bias per objective")
         if CASCADE_GRAPH not in self.graphs:
             raise ValueError(f"bundle has no '{CASCADE_GRAPH}' graph")
+        if FUSION_GRAPH not in self.graphs:
+            raise ValueError(f"bundle has no '{FUSION_GRAPH}' graph; re-export it (cascade export)")
         for graph in self.graphs.values():
             if graph.file not in self.files:
                 raise ValueError(f"graph file {graph.file} has no sha256 in files")
@@ -279,6 +311,15 @@ def cascade_graph_spec(schema: FeatureSchema, file: str = "cascade.onnx") -> Gra
         file=file,
         inputs=[TensorSpec(name=n, dtype=t, shape=resolved_shape(d, schema)) for n, (t, d) in CASCADE_INPUTS.items()],
         outputs=[TensorSpec(name=n, dtype=t, shape=resolved_shape(d, schema)) for n, (t, d) in CASCADE_OUTPUTS.items()],
+    )
+
+
+def fusion_graph_spec(schema: FeatureSchema, file: str = "fusion.onnx") -> GraphSpec:
+    """The GraphSpec every fusion graph must satisfy for this feature schema."""
+    return GraphSpec(
+        file=file,
+        inputs=[TensorSpec(name=n, dtype=t, shape=resolved_shape(d, schema)) for n, (t, d) in FUSION_INPUTS.items()],
+        outputs=[TensorSpec(name=n, dtype=t, shape=resolved_shape(d, schema)) for n, (t, d) in FUSION_OUTPUTS.items()],
     )
 
 

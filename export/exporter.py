@@ -1,4 +1,4 @@
-"""Export a trained `CascadePolicy` to a model bundle: `cascade.onnx` + `manifest.json`.
+"""Export a trained `CascadePolicy` to a model bundle: `cascade.onnx` + `fusion.onnx` + `manifest.json`.
 
 Steps, each of which can refuse the bundle:
 1. `torch.onnx.export` (the TorchScript-based exporter: it keeps TopK's k dynamic when k is computed
@@ -7,8 +7,10 @@ Steps, each of which can refuse the bundle:
    fixed widths, dynamic axis names);
 3. parity: torch and onnxruntime run the same random requests for N = 1 and N below, at and above every
    stage size, with k < N, k == N and k > N; indices must be equal and floats within the tolerance;
-4. the torch checkpoint `policy.pt` is saved beside the graph (models/nets/checkpoint.py: warm starts);
-5. only then is `manifest.json` written, with every file's sha256 and the parity result.
+4. the fusion graph (`CascadePolicy.fusion_step`: the fusion actor and RND alone, for /v1/fusion) gets the
+   same signature check and a parity run over random user states, with and without exploration noise;
+5. the torch checkpoint `policy.pt` is saved beside the graph (models/nets/checkpoint.py: warm starts);
+6. only then is `manifest.json` written, with every file's sha256 and the parity result.
 A failure raises and writes no manifest, so the folder can never be published (store.publish reads it).
 """
 
@@ -28,6 +30,9 @@ from contracts.manifest import (
     CASCADE_GRAPH,
     CASCADE_INPUTS,
     CASCADE_OUTPUTS,
+    FUSION_GRAPH,
+    FUSION_INPUTS,
+    FUSION_OUTPUTS,
     MANIFEST_FILE,
     FeatureSchema,
     FusionAction,
@@ -36,12 +41,14 @@ from contracts.manifest import (
     Parity,
     Stage,
     cascade_graph_spec,
+    fusion_graph_spec,
     sha256_of,
 )
 from models.nets.cascade import CascadePolicy
 from models.nets.checkpoint import CHECKPOINT_FILE, save_checkpoint
 
 CASCADE_FILE = "cascade.onnx"
+FUSION_FILE = "fusion.onnx"
 DEFAULT_TOLERANCE = 1e-4
 _ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64"}
 _NUMPY_DTYPES = {"float32": np.float32, "int64": np.int64}
@@ -86,6 +93,11 @@ def export_bundle(
     spec = cascade_graph_spec(feature_schema, file=CASCADE_FILE)
     check_graph_signature(graph_path, spec)
     parity = check_parity(policy, graph_path, feature_schema, stage_sizes, default_k=default_k, tolerance=tolerance)
+    fusion_path = out_dir / FUSION_FILE
+    export_fusion(policy, fusion_path, feature_schema, opset=opset)
+    fusion_spec = fusion_graph_spec(feature_schema, file=FUSION_FILE)
+    check_graph_signature(fusion_path, fusion_spec)
+    fusion_parity = check_fusion_parity(policy, fusion_path, feature_schema, tolerance=tolerance)
 
     # The torch weights ride along (hashed like the graph) so training can warm-start from this version.
     save_checkpoint(policy, out_dir / CHECKPOINT_FILE)
@@ -97,10 +109,11 @@ def export_bundle(
         feature_schema=feature_schema,
         stages=list(stages),
         fusion=fusion_action_spec,
-        graphs={CASCADE_GRAPH: spec},
+        graphs={CASCADE_GRAPH: spec, FUSION_GRAPH: fusion_spec},
         files=files,
         opset=opset,
         parity=parity,
+        fusion_parity=fusion_parity,
         training=dict(training),
         evaluation=dict(evaluation or {}),
     )
@@ -174,6 +187,69 @@ def export_cascade(
             do_constant_folding=True,
         )
     onnx.checker.check_model(str(path))
+
+
+class FusionGraph(torch.nn.Module):
+    """`CascadePolicy.fusion_step` as a module to trace: FUSION_INPUTS → FUSION_OUTPUTS, in order."""
+
+    def __init__(self, policy: CascadePolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(
+        self, user: torch.Tensor, context: torch.Tensor, fusion_noise: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        return self.policy.fusion_step(user, context, fusion_noise)
+
+
+def fusion_example_inputs(
+    schema: FeatureSchema, rng: np.random.Generator, noise_scale: float = 1.0
+) -> dict[str, np.ndarray]:
+    """Random inputs of one fusion call, in `FUSION_INPUTS` order: the cascade's user state and noise draws."""
+    cascade = example_inputs(schema, 1, [1, 1, 1], 1, rng)
+    inputs = {name: cascade[name] for name in FUSION_INPUTS}
+    inputs["fusion_noise"] = (inputs["fusion_noise"] * noise_scale).astype(np.float32)
+    return inputs
+
+
+def export_fusion(policy: CascadePolicy, path: Path, schema: FeatureSchema, *, opset: int = 17) -> None:
+    """Trace the policy's fusion actor and RND (`fusion_step`) into an ONNX graph at `path`."""
+    graph = FusionGraph(policy).eval()
+    example = fusion_example_inputs(schema, np.random.default_rng(0))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation warning; parity decides
+        torch.onnx.export(
+            graph,
+            tuple(torch.from_numpy(v) for v in example.values()),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=list(FUSION_INPUTS),
+            output_names=list(FUSION_OUTPUTS),
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(str(path))
+
+
+def check_fusion_parity(
+    policy: CascadePolicy, path: Path, schema: FeatureSchema, *, tolerance: float = DEFAULT_TOLERANCE, seed: int = 0
+) -> Parity:
+    """torch's `fusion_step` against onnxruntime on random user states: every other case serves the mean
+    (zero noise), and some draws are large enough that the action is clipped at the manifest's bounds."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    graph = FusionGraph(policy).eval()
+    max_error = 0.0
+    for i, scale in enumerate((1.0, 0.0, 1.0, 0.0, 3.0, 0.0, 10.0, 0.0)):
+        inputs = fusion_example_inputs(schema, rng, noise_scale=scale)
+        with torch.no_grad():
+            expected = [t.numpy() for t in graph(*(torch.from_numpy(v) for v in inputs.values()))]
+        try:
+            got = session.run(list(FUSION_OUTPUTS), inputs)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ParityError(f"onnxruntime failed on the fusion graph (case {i}): {exc}") from exc
+        max_error = max(max_error, compare_outputs(FUSION_OUTPUTS, expected, got, tolerance, f" (fusion case {i})"))
+    return Parity(max_abs_error=max_error, tolerance=tolerance, candidate_counts=[], passed=True)
 
 
 def check_graph_signature(path: Path, spec: GraphSpec) -> None:

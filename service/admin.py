@@ -25,8 +25,9 @@ from service.bundle import BundleError
 from service.decode import decode_json
 from service.http_body import read_json_body
 from service.item_catalog import ITEMS_ROUTE
-from service.openapi import body_of, json_response, responses_of
+from service.openapi import body_of, responses_of
 from service.problems import ProblemError, invalid_field, unknown_policy
+from service.responses import json_response
 from service.runtime import Runtime, served_policies
 from service.schema import (
     ActivateRequest,

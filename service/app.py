@@ -16,10 +16,12 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.admin import ADMIN_SCHEMA_TYPES, admin_router
+from service.body import Body
 from service.decode import decode_body
-from service.http_body import Body, read_body, wants_msgpack
-from service.openapi import body_of, described, encoded_response, install_openapi, json_response, responses_of
-from service.problems import ProblemError, not_ready, problem_response, unknown_request
+from service.http_body import read_body, wants_msgpack
+from service.openapi import body_of, described, install_openapi, responses_of
+from service.problems import ProblemError, not_ready, unknown_request
+from service.responses import encoded_response, json_response, problem_response
 from service.runtime import Runtime, open_runtime
 from service.schema import (
     FeedbackAccepted,

@@ -1,22 +1,33 @@
-"""Loading one model bundle: verify it whole, open its graph in onnxruntime, warm it up.
+"""Loading one model bundle: verify it whole, open its graphs in onnxruntime, choose its fusion, warm it up.
 
 A bundle that fails any check is refused with a BundleError saying why; nothing half-loaded
-is ever handed to the registry (DESIGN.md, "Model bundle").
+is ever handed to the registry (DESIGN.md, "Model bundle"). A bundle of the old format (no fusion
+graph) fails the manifest check with a message saying to re-export it: /v1/fusion is never served by
+running the cascade on a made-up candidate.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from pydantic import ValidationError
 
-from contracts.manifest import CASCADE_GRAPH, GraphSpec, Manifest, cascade_graph_spec, sha256_of
+from contracts.manifest import (
+    CASCADE_GRAPH,
+    FUSION_GRAPH,
+    GraphSpec,
+    Manifest,
+    cascade_graph_spec,
+    fusion_graph_spec,
+    sha256_of,
+)
 from contracts.store import StoreError, read_manifest
-from service.actors import Actors, actor_specs, make_actors, rank_with_resact, run_item_fusion
-from service.cascade import CascadeInputs, run_cascade, synthetic_inputs
+from service.actors import actor_specs, make_actors
+from service.cascade import CascadeInputs, UserState, run_cascade, synthetic_inputs
+from service.fusion_strategy import FusionStrategy, choose_fusion
 
 _ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
 
@@ -27,12 +38,12 @@ class BundleError(Exception):
 
 @dataclass(frozen=True)
 class LoadedBundle:
-    """A verified bundle with its open onnxruntime session."""
+    """A verified bundle with its open onnxruntime sessions and the fusion strategy chosen for it."""
 
     path: Path
     manifest: Manifest
-    session: ort.InferenceSession
-    actors: Actors = field(default_factory=Actors)  # the optional ResAct / per-item fusion graphs (manifest `actors`)
+    session: ort.InferenceSession  # the cascade graph
+    fusion: FusionStrategy  # Gaussian or ResAct (with per-item weights where shipped): chosen once, here
 
     @property
     def version(self) -> str:
@@ -48,6 +59,8 @@ def load_bundle(path: Path, intra_op_threads: int = 1) -> LoadedBundle:
     _verify_hashes(path, manifest)
     session = _open(path / manifest.graphs[CASCADE_GRAPH].file, intra_op_threads)
     _verify_signature(session, cascade_graph_spec(manifest.feature_schema))
+    fusion_session = _open(path / manifest.graphs[FUSION_GRAPH].file, intra_op_threads)
+    _verify_signature(fusion_session, fusion_graph_spec(manifest.feature_schema))
     sessions = {}
     for name, spec in actor_specs(manifest).items():
         sessions[name] = _open(path / spec.file, intra_op_threads)
@@ -59,7 +72,8 @@ def load_bundle(path: Path, intra_op_threads: int = 1) -> LoadedBundle:
         actors = make_actors(manifest, sessions)
     except ValueError as exc:
         raise BundleError(f"{path}: {exc}") from exc
-    bundle = LoadedBundle(path=path, manifest=manifest, session=session, actors=actors)
+    fusion = choose_fusion(manifest, session, fusion_session, actors)
+    bundle = LoadedBundle(path=path, manifest=manifest, session=session, fusion=fusion)
     _warm_up(bundle)
     return bundle
 
@@ -122,27 +136,26 @@ def _warm_up(bundle: LoadedBundle) -> None:
             raise BundleError(f"{bundle.path}: warm-up inference with {n} candidates failed: {exc}") from exc
         if outputs.top_indices.shape != (k,):
             raise BundleError(f"{bundle.path}: warm-up returned {outputs.top_indices.shape} items for k={k}")
-        _warm_up_actors(bundle, inputs)
+        _warm_up_fusion(bundle, inputs)
 
 
-def _warm_up_actors(bundle: LoadedBundle, inputs: CascadeInputs) -> None:
-    """Run each actor graph once on the cascade's warm-up inputs; refuse it if it fails."""
-    manifest, actors = bundle.manifest, bundle.actors
-    n = len(inputs.item_features)
+def _warm_up_fusion(bundle: LoadedBundle, inputs: CascadeInputs) -> None:
+    """Run the bundle's fusion strategy once on the cascade's warm-up inputs (rank, weights, per item)."""
+    manifest, fusion = bundle.manifest, bundle.fusion
+    n, dim = len(inputs.item_features), manifest.fusion.dim
+    draws = fusion.quiet()
     try:
-        if actors.resact is not None:
-            latents = np.zeros((1, actors.resact.n_draws, actors.resact.latent_dim), dtype=np.float32)
-            decision, ranked = rank_with_resact(actors.resact, manifest, inputs, latents)
-            if decision.action.shape != (1, manifest.fusion.dim):
-                raise ValueError(f"resact returned an action of shape {decision.action.shape}")
-            if ranked.top_indices.shape != (inputs.k,):
-                raise ValueError(f"rank_by_action returned {ranked.top_indices.shape} items for k={inputs.k}")
-        if actors.item_fusion is not None:
-            noise = np.zeros((n, manifest.fusion.dim), dtype=np.float32)
-            item = run_item_fusion(
-                actors.item_fusion, inputs.user, inputs.context, inputs.item_features, inputs.mtl_predictions, noise
-            )
-            if item.action.shape != (n, manifest.fusion.dim):
+        ranked = fusion.rank(inputs, draws).outputs
+        if ranked.top_indices.shape != (inputs.k,) or ranked.fusion_action.shape != (1, dim):
+            raise ValueError(f"ranking returned {ranked.top_indices.shape} items for k={inputs.k}")
+        weights = fusion.weights(UserState(inputs.user, inputs.context), draws).outputs
+        if weights.fusion_action.shape != (1, dim) or weights.novelty.shape != (1,):
+            raise ValueError(f"the fusion graph returned weights of shape {weights.fusion_action.shape}")
+        if fusion.item_fusion is not None:
+            noise = np.zeros((n, dim), dtype=np.float32)
+            state = UserState(inputs.user, inputs.context)
+            item = fusion.per_item(state, inputs.item_features, inputs.mtl_predictions, noise)
+            if item.action.shape != (n, dim):
                 raise ValueError(f"item_fusion returned actions of shape {item.action.shape}")
-    except Exception as exc:  # any failure here means the actor cannot serve
-        raise BundleError(f"{bundle.path}: actor warm-up with {n} candidates failed: {exc}") from exc
+    except Exception as exc:  # any failure here means the bundle's fusion cannot serve
+        raise BundleError(f"{bundle.path}: fusion warm-up with {n} candidates failed: {exc}") from exc

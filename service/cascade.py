@@ -1,8 +1,8 @@
 """The cascade runtime: numpy in, numpy out, one onnxruntime call per request.
 
-Knows nothing of HTTP. The graph (export/manifest.py, CASCADE_INPUTS/OUTPUTS) runs
-matching → pre-ranking → ranking and the fusion actor; this module only prepares its feeds
-and names its outputs.
+Knows nothing of HTTP. The cascade graph (contracts/manifest.py, CASCADE_INPUTS/OUTPUTS) runs
+matching → pre-ranking → ranking and the fusion actor; the fusion graph (FUSION_INPUTS/OUTPUTS) runs
+the fusion actor and RND alone. This module only prepares their feeds and names their outputs.
 """
 
 from __future__ import annotations
@@ -13,10 +13,18 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from contracts.manifest import CASCADE_OUTPUTS, Manifest
+from contracts.manifest import CASCADE_OUTPUTS, FUSION_OUTPUTS, Manifest
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class UserState:
+    """The request-level state alone (a fusion call without candidates), validated against the schema."""
+
+    user: F32  # [1, user_dim]
+    context: F32  # [1, context_dim]
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,28 @@ class CascadeOutputs:
 
 _OUTPUT_NAMES = list(CASCADE_OUTPUTS)
 assert list(CascadeOutputs.__dataclass_fields__) == _OUTPUT_NAMES, "CascadeOutputs must mirror the contract"
+
+
+@dataclass(frozen=True)
+class FusionOutputs:
+    """The fusion graph's outputs, by name (see FUSION_OUTPUTS): the fusion fields of CascadeOutputs."""
+
+    fusion_mean: F32
+    fusion_std: F32
+    fusion_raw_action: F32
+    fusion_action: F32
+    log_prob: F32
+    novelty: F32
+
+
+_FUSION_NAMES = list(FUSION_OUTPUTS)
+assert list(FusionOutputs.__dataclass_fields__) == _FUSION_NAMES, "FusionOutputs must mirror the contract"
+
+
+def run_fusion(session: ort.InferenceSession, state: UserState, noise: F32) -> FusionOutputs:
+    """The fusion actor and RND novelty for one user state; `noise` is the actor's [1, A] latent draw."""
+    values = session.run(_FUSION_NAMES, {"user": state.user, "context": state.context, "fusion_noise": noise})
+    return FusionOutputs(*values)
 
 
 def run_cascade(session: ort.InferenceSession, manifest: Manifest, inputs: CascadeInputs, noise: F32) -> CascadeOutputs:

@@ -15,8 +15,8 @@ import numpy as np
 
 from contracts.item_table import ItemTable
 from contracts.manifest import FeatureSchema, Manifest
-from service.cascade import F32, CascadeInputs
-from service.http_body import Body
+from service.body import Body
+from service.cascade import F32, CascadeInputs, UserState
 from service.item_catalog import rows_of, table_matrices
 from service.problems import ProblemError, invalid_field, malformed_body, not_ready
 from service.schema import Candidates, Matrix, RankRequest, Tensor, User
@@ -122,21 +122,10 @@ def rank_inputs(request: RankRequest, manifest: Manifest, table: ItemTable | Non
     return CascadeInputs(user=user, context=context, item_features=features, mtl_predictions=predictions, k=request.k)
 
 
-def user_inputs(user: User, context: list[float] | None, manifest: Manifest) -> CascadeInputs:
-    """Inputs for the request-level fusion actor alone.
-
-    Its outputs depend on user ⊕ context only, but the graph needs at least one candidate: one
-    all-zero row goes in and the stage outputs it produces are discarded, never served or logged.
-    """
-    schema = manifest.feature_schema
-    user_vector, context_vector = _user_state(user, context, schema)
-    return CascadeInputs(
-        user=user_vector,
-        context=context_vector,
-        item_features=np.zeros((1, schema.item_dim), dtype=np.float32),
-        mtl_predictions=np.zeros((1, len(schema.objectives)), dtype=np.float32),
-        k=1,
-    )
+def user_inputs(user: User, context: list[float] | None, manifest: Manifest) -> UserState:
+    """The request-level state for the fusion graph alone (no candidates), checked against the schema."""
+    user_vector, context_vector = _user_state(user, context, manifest.feature_schema)
+    return UserState(user=user_vector, context=context_vector)
 
 
 def _user_state(user: User, context: list[float] | None, schema: FeatureSchema) -> tuple[F32, F32]:

@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 from fastapi import Request
 
+from service.body import CODECS, JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE, Body, Codec
 from service.problems import body_too_large, unsupported_media_type
-
-JSON_MEDIA_TYPE = "application/json"
-MSGPACK_MEDIA_TYPE = "application/msgpack"
-Codec = Literal["json", "msgpack"]
-_CODECS: dict[str, Codec] = {
-    JSON_MEDIA_TYPE: "json",
-    MSGPACK_MEDIA_TYPE: "msgpack",
-    "application/x-msgpack": "msgpack",  # the older, unregistered name many clients still send
-}
-
-
-@dataclass(frozen=True)
-class Body:
-    data: bytes
-    codec: Codec
 
 
 def media_type_of(request: Request) -> str:
@@ -36,7 +19,7 @@ async def read_body(request: Request, limit: int, codecs: tuple[Codec, ...] = ("
     client that lies about (or omits) its length still cannot make a worker buffer more.
     """
     media_type = media_type_of(request)
-    codec = _CODECS.get(media_type)
+    codec = CODECS.get(media_type)
     if codec is None or codec not in codecs:
         raise unsupported_media_type(media_type)
     declared = request.headers.get("content-length")

@@ -11,9 +11,8 @@ from typing import Any
 import msgspec
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
 
-from service.http_body import JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE
+from service.body import JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE
 from service.problems import PROBLEM_MEDIA_TYPE, Problem
 
 _REF = "#/components/schemas/{name}"
@@ -30,22 +29,6 @@ _REASONS = {
     422: "A field is invalid; `field` names it",
     503: "Not ready (no bundle loaded) or a dependency is unavailable",
 }
-
-
-_encoder = msgspec.json.Encoder()
-_msgpack_encoder = msgspec.msgpack.Encoder()
-
-
-def json_response(value: object, status: int = 200) -> Response:
-    """A msgspec-encoded JSON response (the routes' one way of answering with a schema type)."""
-    return Response(_encoder.encode(value), status_code=status, media_type=JSON_MEDIA_TYPE)
-
-
-def encoded_response(value: object, msgpack: bool, status: int = 200) -> Response:
-    """The same schema type as msgpack (when the client accepts it) or JSON."""
-    if msgpack:
-        return Response(_msgpack_encoder.encode(value), status_code=status, media_type=MSGPACK_MEDIA_TYPE)
-    return json_response(value, status)
 
 
 def _ref(kind: type) -> dict[str, str]:

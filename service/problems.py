@@ -1,10 +1,12 @@
-"""Errors as values with a type, and their one mapping to RFC 9457 problem details."""
+"""Errors as values with a type (RFC 9457 problem details), raised by the core without knowing HTTP.
+
+The HTTP layer renders them as application/problem+json (service/responses.py), so the core modules
+(ranker, decode, item catalog) import no web framework.
+"""
 
 from __future__ import annotations
 
 import msgspec
-from fastapi import Request
-from fastapi.responses import Response
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_ROOT = "https://cascade-serve.dev/problems/"
@@ -84,14 +86,4 @@ def unknown_request(request_id: str) -> ProblemError:
         f"no decision with request_id '{request_id}' is logged; a decision served a moment ago may not be "
         "logged yet (retry after Retry-After seconds), one older than the decision index is forgotten",
         "request_id",
-    )
-
-
-def problem_response(error: ProblemError, request: Request | None = None) -> Response:
-    """Encode a ProblemError as an application/problem+json response."""
-    instance = request.url.path if request is not None else None
-    return Response(
-        content=msgspec.json.encode(error.to_problem(instance)),
-        status_code=error.status,
-        media_type=PROBLEM_MEDIA_TYPE,
     )

@@ -1,4 +1,8 @@
-"""Serving rank and fusion requests, transport-free: bundle → cascade → response + decision record."""
+"""Serving rank and fusion requests, transport-free: bundle → its fusion strategy → response + decision record.
+
+Which fusion a bundle serves (Gaussian actor, ResAct, per-item) was decided when it loaded
+(service/fusion_strategy.py); here every bundle is asked the same way.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,18 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
-import numpy as np
-
-from contracts.decision_record import Arm, ItemFusionLog, ResActLog, Timings
+from contracts.decision_record import Arm, ItemFusionLog, Timings
 from contracts.item_table import ItemTable
 from contracts.manifest import Manifest
 from contracts.routing import in_canary
-from service.actors import ResActDecision, rank_with_resact, run_item_fusion, run_resact
+from service.actors import ItemFusionDecision
+from service.body import Body
 from service.bundle import LoadedBundle
-from service.cascade import F32, CascadeInputs, CascadeOutputs, run_cascade
+from service.cascade import F32, CascadeInputs, CascadeOutputs, FusionOutputs
 from service.decision_log import DecisionLog
 from service.decode import candidate_rows, decode_body, rank_inputs, user_inputs
 from service.exploration import NoiseSource
-from service.http_body import Body
+from service.fusion_strategy import Decision
 from service.item_catalog import ItemCatalog
 from service.metrics import Metrics
 from service.problems import invalid_field, not_ready, unknown_policy
@@ -82,18 +85,16 @@ class Ranker:
         return self.fusion(decode_body(body, FusionRequest), started)
 
     def rank(self, request: RankRequest, started: float) -> RankResponse:
-        """Pick the arm, validate against its bundle, run the cascade, log the decision, build the response."""
+        """Pick the arm, validate against its bundle, run its fusion strategy, log the decision, build the response."""
         serving = self.serving_for(request.policy)
         bundle, arm = self._arm(serving, request.user.id)
-        manifest = bundle.manifest
+        manifest, strategy = bundle.manifest, bundle.fusion
         table = self._items.table  # one table for the whole request, like the bundle snapshot
         inputs = rank_inputs(request, manifest, table)
-        resact_log = None
-        if bundle.actors.resact is None:
-            noise, explored, outputs, timings = self._run(bundle, inputs, started)
-        else:
-            noise, outputs, timings, resact_log = self._run_resact(bundle, inputs, started)
-            explored = False  # the draws are ResAct's policy, not exploration noise
+        decode_ms = (time.perf_counter() - started) * 1000  # body read + parse + checks + arrays
+        draws = strategy.draw(self._noise)
+        decision, timings = self._timed(manifest, started, decode_ms, lambda: strategy.rank(inputs, draws))
+        outputs = decision.outputs
         ids = request.candidates.ids
         served_ids = [ids[i] for i in outputs.top_indices.tolist()]
         scored = Scored(
@@ -105,13 +106,12 @@ class Ranker:
             inputs=inputs,
             candidate_ids=ids,
             outputs=outputs,
-            noise=noise,
-            explored=explored,
+            draws=draws,
             served_ids=served_ids,
             timings=timings,
             item_table=_table_version(request.candidates, table),
             inline_matrices=_inline(request.candidates, (inputs.item_features, inputs.mtl_predictions)),
-            resact=resact_log,
+            resact=decision.resact,
         )
         self._record(scored, serving)
         return RankResponse(
@@ -120,82 +120,66 @@ class Ranker:
             version=manifest.version,
             arm=arm,
             items=[RankedItem(id=i, score=s) for i, s in zip(served_ids, outputs.top_scores.tolist(), strict=True)],
-            fusion_weights=_weights(manifest, outputs),
+            fusion_weights=_weights(manifest, outputs.fusion_action),
             stage_survivors=StageSurvivors(*outputs.stage_survivors.tolist()),
-            explored=explored,
+            explored=draws.explored,
             novelty=float(outputs.novelty[0]),
             log_prob=float(outputs.log_prob[0]),
             timings=timings,
         )
 
-    def _run_resact(
-        self, bundle: LoadedBundle, inputs: CascadeInputs, started: float
-    ) -> tuple[F32, CascadeOutputs, Timings, ResActLog]:
-        """Rank with the bundle's ResAct action: draw the latents, run resact → rank_by_action, time it."""
-        actor, manifest = bundle.actors.resact, bundle.manifest
-        assert actor is not None
-        decode_ms = (time.perf_counter() - started) * 1000
-        latents = self._noise.latents(actor.n_draws, actor.latent_dim)
-        (decision, outputs), timings = self._timed(
-            manifest, started, decode_ms, lambda: rank_with_resact(actor, manifest, inputs, latents)
-        )
-        no_noise = np.zeros((1, manifest.fusion.dim), dtype=np.float32)
-        return no_noise, outputs, timings, _resact_log(latents, decision)
-
     def fusion(self, request: FusionRequest, started: float) -> FusionResponse:
-        """Fusion weights for the user state (ResAct's when the bundle has one), per item with candidates."""
+        """Fusion weights for the user state (one fusion graph call), per item when candidates are given."""
         serving = self.serving_for(request.policy)
         bundle, arm = self._arm(serving, request.user.id)
-        manifest, actors = bundle.manifest, bundle.actors
+        manifest, strategy = bundle.manifest, bundle.fusion
         table = self._items.table
+        candidates = request.candidates
         per_item = None
-        if request.candidates is not None:
-            if actors.item_fusion is None:
+        if candidates is not None:
+            if strategy.item_fusion is None:
                 # Per-item weights need a per-item (EnhancedRL) actor; a request-level bundle must not fake them.
                 raise invalid_field(
                     "candidates",
                     f"{manifest.policy}/{manifest.version} has no per-item fusion actor: send no candidates",
                 )
-            per_item = candidate_rows(request.candidates, manifest, table)
-        inputs = user_inputs(request.user, request.context, manifest)
-        noise, explored, outputs, timings = self._run(bundle, inputs, started)
-        compute_start = time.perf_counter()
-        weights = outputs.fusion_action
-        resact_log = item_log = None
-        if actors.resact is not None:
-            latents = self._noise.latents(actors.resact.n_draws, actors.resact.latent_dim)
-            decision = run_resact(actors.resact, inputs.user, inputs.context, latents)
-            weights, explored = decision.action, False  # the draws are ResAct's policy, not exploration noise
-            resact_log = _resact_log(latents, decision)
-        items = None
-        if per_item is not None and actors.item_fusion is not None:
-            features, predictions = per_item
-            item_noise = self._noise.item_noise(manifest, len(features))
-            item = run_item_fusion(actors.item_fusion, inputs.user, inputs.context, features, predictions, item_noise)
+            per_item = candidate_rows(candidates, manifest, table)
+        state = user_inputs(request.user, request.context, manifest)
+        decode_ms = (time.perf_counter() - started) * 1000
+        draws = strategy.draw(self._noise)
+        item_noise = self._noise.item_noise(manifest, len(per_item[0])) if per_item is not None else None
+
+        def compute() -> tuple[Decision[FusionOutputs], ItemFusionDecision | None]:
+            weighed = strategy.weights(state, draws)
+            if per_item is None or item_noise is None:
+                return weighed, None
+            return weighed, strategy.per_item(state, per_item[0], per_item[1], item_noise)
+
+        (decision, item), timings = self._timed(manifest, started, decode_ms, compute)
+        outputs = decision.outputs
+        items = item_log = None
+        if item is not None and candidates is not None and item_noise is not None:
             names = manifest.fusion.names
-            ids = request.candidates.ids if request.candidates else []
             rows = item.action.tolist()
-            items = [ItemWeights(i, dict(zip(names, r, strict=True))) for i, r in zip(ids, rows, strict=True)]
+            items = [
+                ItemWeights(i, dict(zip(names, r, strict=True))) for i, r in zip(candidates.ids, rows, strict=True)
+            ]
             item_log = ItemFusionLog(noise=item_noise.tolist(), mean=item.mean.tolist(), actions=rows)
-        extra_ms = (time.perf_counter() - compute_start) * 1000
-        timings = Timings(timings.decode_ms, timings.compute_ms + extra_ms, (time.perf_counter() - started) * 1000)
-        candidates = request.candidates
         scored = Scored(
             kind="fusion",
             request_id=uuid.uuid4().hex,
             user_id=request.user.id,
             bundle=bundle,
             arm=arm,
-            inputs=inputs,
+            inputs=state,
             candidate_ids=candidates.ids if candidates else [],
             outputs=outputs,
-            noise=noise,
-            explored=explored,
+            draws=draws,
             served_ids=[],
             timings=timings,
             item_table=_table_version(candidates, table),
             inline_matrices=_inline(candidates, per_item),
-            resact=resact_log,
+            resact=decision.resact,
             item_fusion=item_log,
         )
         self._record(scored, serving)
@@ -204,10 +188,10 @@ class Ranker:
             policy=manifest.policy,
             version=manifest.version,
             arm=arm,
-            weights=dict(zip(manifest.fusion.names, weights[0].tolist(), strict=True)),
-            explored=explored,
+            weights=_weights(manifest, outputs.fusion_action),
+            explored=draws.explored,
             novelty=float(outputs.novelty[0]),
-            log_prob=0.0 if resact_log is not None else float(outputs.log_prob[0]),
+            log_prob=float(outputs.log_prob[0]),
             timings=timings,
             items=items,
         )
@@ -218,18 +202,6 @@ class Ranker:
         if serving.canary is not None and in_canary(bundle.manifest.policy, user_id, serving.canary_fraction):
             return serving.canary, "canary"
         return bundle, "control"
-
-    def _run(
-        self, bundle: LoadedBundle, inputs: CascadeInputs, started: float
-    ) -> tuple[F32, bool, CascadeOutputs, Timings]:
-        """Draw the exploration noise, run the graph once, time both halves."""
-        manifest = bundle.manifest
-        decode_ms = (time.perf_counter() - started) * 1000  # body read + parse + checks + arrays
-        noise, explored = self._noise.draw(manifest)
-        outputs, timings = self._timed(
-            manifest, started, decode_ms, lambda: run_cascade(bundle.session, manifest, inputs, noise)
-        )
-        return noise, explored, outputs, timings
 
     def _timed(
         self, manifest: Manifest, started: float, decode_ms: float, compute: Callable[[], T]
@@ -253,11 +225,12 @@ class Ranker:
         if shadow.manifest.feature_schema != scored.bundle.manifest.feature_schema:
             self._metrics.shadow_skipped.labels(shadow.manifest.policy).inc()
             return
-        outputs, resact = self._shadow_scoring(shadow, scored)
+        decision = self._shadow_scoring(shadow, scored)
+        outputs = decision.outputs
         # Same inputs and draws, the shadow's own outputs. A fusion call serves no items, and the served
         # version's per-item log is not the shadow's: it stays off its record.
         ids = scored.candidate_ids
-        served = [ids[i] for i in outputs.top_indices.tolist()] if scored.kind == "rank" else []
+        served = [ids[i] for i in outputs.top_indices.tolist()] if isinstance(outputs, CascadeOutputs) else []
         shadow_scored = replace(
             scored,
             request_id=f"{scored.request_id}.shadow",
@@ -265,42 +238,26 @@ class Ranker:
             arm="shadow",
             outputs=outputs,
             served_ids=served,
-            resact=resact,
+            resact=decision.resact,
             item_fusion=None,
             shadow_of=scored.request_id,
         )
         self._log.append(decision_record(shadow_scored, self._log_candidate_features))
 
-    def _shadow_scoring(self, shadow: LoadedBundle, scored: Scored) -> tuple[CascadeOutputs, ResActLog | None]:
-        """What the shadow would have done: its ResAct (on the served draws when they fit it) or its cascade."""
-        actor = shadow.actors.resact
-        if actor is None:
-            return run_cascade(shadow.session, shadow.manifest, scored.inputs, scored.noise), None
-        served = scored.resact
-        if served is not None and len(served.latents[0]) == actor.latent_dim:
-            latents = np.asarray([served.latents], dtype=np.float32)
-        else:
-            latents = self._noise.latents(actor.n_draws, actor.latent_dim)
-        if scored.kind == "rank":
-            decision, outputs = rank_with_resact(actor, shadow.manifest, scored.inputs, latents)
-        else:
-            outputs = run_cascade(shadow.session, shadow.manifest, scored.inputs, scored.noise)
-            decision = run_resact(actor, scored.inputs.user, scored.inputs.context, latents)
-        return outputs, _resact_log(latents, decision)
+    def _shadow_scoring(
+        self, shadow: LoadedBundle, scored: Scored
+    ) -> Decision[CascadeOutputs] | Decision[FusionOutputs]:
+        """What the shadow would have done with the served request: its own strategy on the served draws
+        wherever they fit it (ResAct: the served latents when their width is its latent_dim)."""
+        draws = shadow.fusion.redraw(scored.draws, self._noise)
+        if isinstance(scored.inputs, CascadeInputs):
+            return shadow.fusion.rank(scored.inputs, draws)
+        return shadow.fusion.weights(scored.inputs, draws)
 
 
-def _resact_log(latents: F32, decision: ResActDecision) -> ResActLog:
-    return ResActLog(
-        latents=latents[0].tolist(),
-        candidates=decision.candidates[0].tolist(),
-        q=decision.q[0].tolist(),
-        choice=decision.choice,
-        action=decision.action[0].tolist(),
-    )
-
-
-def _weights(manifest: Manifest, outputs: CascadeOutputs) -> dict[str, float]:
-    return dict(zip(manifest.fusion.names, outputs.fusion_action[0].tolist(), strict=True))
+def _weights(manifest: Manifest, action: F32) -> dict[str, float]:
+    """The served [1, A] fusion action by the manifest's action names."""
+    return dict(zip(manifest.fusion.names, action[0].tolist(), strict=True))
 
 
 def _table_version(candidates: Candidates | None, table: ItemTable | None) -> str | None:

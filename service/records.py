@@ -19,7 +19,8 @@ from contracts.decision_record import (
     Timings,
 )
 from service.bundle import LoadedBundle
-from service.cascade import F32, CascadeInputs, CascadeOutputs
+from service.cascade import F32, CascadeInputs, CascadeOutputs, FusionOutputs, UserState
+from service.fusion_strategy import Draws
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,10 @@ class Scored:
     user_id: str
     bundle: LoadedBundle
     arm: Arm
-    inputs: CascadeInputs
+    inputs: CascadeInputs | UserState  # a rank's whole request, or a fusion call's user state
     candidate_ids: list[str]  # empty for a request-level fusion call
-    outputs: CascadeOutputs
-    noise: F32
-    explored: bool
+    outputs: CascadeOutputs | FusionOutputs  # fusion fields: the action served (service/fusion_strategy.py)
+    draws: Draws
     served_ids: list[str]
     timings: Timings
     item_table: str | None = None
@@ -51,26 +51,31 @@ def decision_record(scored: Scored, log_candidate_features: bool) -> DecisionRec
     """The record of a scoring; candidate matrices are referenced by digest unless asked to be logged."""
     manifest = scored.bundle.manifest
     inputs, outputs = scored.inputs, scored.outputs
-    ranked = scored.kind == "rank"
+    # A rank carries the whole request and the cascade's outputs; a fusion call the user state and weights.
+    request = inputs if isinstance(inputs, CascadeInputs) else None
+    ranking = outputs if isinstance(outputs, CascadeOutputs) else None
     digest = hashlib.sha256()
     for matrix in scored.inline_matrices:
         digest.update(matrix.tobytes())
     candidates = CandidateLog(ids=scored.candidate_ids, digest=digest.hexdigest(), item_table=scored.item_table)
-    if log_candidate_features and ranked:
-        candidates.features = inputs.item_features.tolist()
-        candidates.predictions = inputs.mtl_predictions.tolist()
-    # A fusion call runs no stage on real candidates, so it has no stage to record.
-    stages = [
-        StageLog(
-            name=stage.name,
-            keep=stage.keep,
-            survivors=int(outputs.stage_survivors[i]),
-            observation=outputs.stage_observations[i].tolist(),
-            action=outputs.stage_actions[i].tolist(),
-        )
-        for i, stage in enumerate(manifest.stages)
-        if ranked
-    ]
+    if log_candidate_features and request is not None and ranking is not None:
+        candidates.features = request.item_features.tolist()
+        candidates.predictions = request.mtl_predictions.tolist()
+    # A fusion call runs no stage, so it has no stage to record.
+    stages = (
+        [
+            StageLog(
+                name=stage.name,
+                keep=stage.keep,
+                survivors=int(ranking.stage_survivors[i]),
+                observation=ranking.stage_observations[i].tolist(),
+                action=ranking.stage_actions[i].tolist(),
+            )
+            for i, stage in enumerate(manifest.stages)
+        ]
+        if ranking is not None
+        else []
+    )
     user = inputs.user[0].tolist()
     context = inputs.context[0].tolist()
     return DecisionRecord(
@@ -81,7 +86,7 @@ def decision_record(scored: Scored, log_candidate_features: bool) -> DecisionRec
         policy=manifest.policy,
         version=manifest.version,
         arm=scored.arm,
-        k=inputs.k if ranked else 0,
+        k=request.k if request is not None and ranking is not None else 0,
         user_features=user,
         context=context,
         candidates=candidates,
@@ -90,16 +95,16 @@ def decision_record(scored: Scored, log_candidate_features: bool) -> DecisionRec
             state=user + context,
             mean=outputs.fusion_mean[0].tolist(),
             std=outputs.fusion_std[0].tolist(),
-            noise=scored.noise[0].tolist(),
+            noise=scored.draws.noise[0].tolist(),
             raw_action=outputs.fusion_raw_action[0].tolist(),
             action=outputs.fusion_action[0].tolist(),
             names=manifest.fusion.names,
         ),
         served_ids=scored.served_ids,
-        served_scores=outputs.top_scores.tolist() if ranked else [],
-        log_prob=0.0 if scored.resact is not None else float(outputs.log_prob[0]),
+        served_scores=ranking.top_scores.tolist() if ranking is not None else [],
+        log_prob=float(outputs.log_prob[0]),  # 0 for ResAct: its strategy serves a deterministic action
         novelty=float(outputs.novelty[0]),
-        explored=scored.explored,
+        explored=scored.draws.explored,
         timings=scored.timings,
         shadow_of=scored.shadow_of,
         kind=scored.kind,

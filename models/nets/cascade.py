@@ -219,6 +219,15 @@ class CascadePolicy(nn.Module):
         top_rows, top_scores = top_k(fused_scores(predictions, action), selection.rows, k)
         return selection, top_rows, top_scores
 
+    def fusion_step(
+        self, user: torch.Tensor, context: torch.Tensor, fusion_noise: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """The fusion actor and the RND novelty alone, `FUSION_INPUTS` → `FUSION_OUTPUTS` (exported as
+        `fusion.onnx`): the same modules on the same state as in `forward`, without the stages."""
+        state = torch.cat([user, context], dim=-1)  # [1, S]
+        fusion = self.fusion(state, fusion_noise)
+        return fusion.mean, fusion.std, fusion.raw, fusion.action, fusion.log_prob, self.rnd(state)
+
     def forward(
         self,
         user: torch.Tensor,

@@ -53,7 +53,7 @@ def test_manifest_records_a_passed_parity_over_every_stage_boundary(bundle: tupl
 def test_manifest_hashes_every_file_but_itself(bundle: tuple[Path, Manifest]) -> None:
     out, manifest = bundle
     on_disk = {p.name for p in out.iterdir() if p.is_file()}
-    assert set(manifest.files) == on_disk - {MANIFEST_FILE} == {"cascade.onnx", "policy.pt"}
+    assert set(manifest.files) == on_disk - {MANIFEST_FILE} == {"cascade.onnx", "fusion.onnx", "policy.pt"}
     for name, digest in manifest.files.items():
         assert digest == hashlib.sha256((out / name).read_bytes()).hexdigest() == sha256_of(out / name)
     assert read_manifest(out) == manifest

@@ -15,7 +15,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from contracts import decision_record
-from contracts.manifest import RANK_BY_ACTION_GRAPH, RESACT_GRAPH, Manifest
+from contracts.manifest import FUSION_GRAPH, RANK_BY_ACTION_GRAPH, RESACT_GRAPH, Manifest
 from contracts.store import publish
 from models.sim.requests import rank_request
 from models.sim.simulator import Simulator
@@ -216,3 +216,32 @@ def test_a_shadow_of_a_per_item_fusion_call_serves_nothing_and_logs_only_its_own
         },
     )
     assert shadow.resact.action == action[0].tolist()
+
+
+def test_a_resact_fusion_call_logs_the_served_action_and_the_fusion_graphs_novelty(
+    actor_client: TestClient, actor_store: tuple[Path, Manifest], settings: Settings, redis_client: redis.Redis
+) -> None:
+    store, manifest = actor_store
+    body = _body(manifest, 15)
+    answer = actor_client.post("/v1/fusion", json={"user": body["user"], "context": body["context"]})
+    assert answer.status_code == 200, answer.text
+    served = answer.json()
+
+    (entry,) = wait_for_stream(redis_client, settings.decision_stream, 1)
+    record = decision_record.decode(entry[1][decision_record.STREAM_FIELD])
+    assert record.resact is not None and served["explored"] is False and record.explored is False
+    # As on a ResAct rank: the served action as mean, raw and action; std and noise 0 (the draws are the latents).
+    weights = list(served["weights"].values())
+    assert record.fusion.action == record.fusion.mean == record.fusion.raw_action == record.resact.action == weights
+    assert record.fusion.std == record.fusion.noise == [0.0] * manifest.fusion.dim
+    folder = store / manifest.policy / manifest.version
+    fusion = ort.InferenceSession(str(folder / manifest.graphs[FUSION_GRAPH].file), providers=["CPUExecutionProvider"])
+    *_, novelty = fusion.run(
+        None,
+        {
+            "user": np.asarray([record.user_features], dtype=np.float32),
+            "context": np.asarray([record.context], dtype=np.float32),
+            "fusion_noise": np.zeros((1, manifest.fusion.dim), dtype=np.float32),
+        },
+    )
+    assert float(novelty[0]) == record.novelty == served["novelty"]

@@ -47,7 +47,8 @@ def test_a_graph_whose_bytes_changed_fails_its_sha256(bundle_copy: Path) -> None
 def test_a_truncated_graph_is_refused_even_with_a_matching_hash(bundle_copy: Path) -> None:
     graph = bundle_copy / "cascade.onnx"
     graph.write_bytes(graph.read_bytes()[:2000])
-    _rewrite_manifest(bundle_copy, {"files": {"cascade.onnx": sha256_of(graph)}})
+    files = json.loads((bundle_copy / MANIFEST_FILE).read_text())["files"]
+    _rewrite_manifest(bundle_copy, {"files": {**files, "cascade.onnx": sha256_of(graph)}})
 
     with pytest.raises(BundleError, match="onnxruntime cannot load"):
         load_bundle(bundle_copy)
