@@ -71,10 +71,11 @@ FUSION_OUTPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-# Optional actor graphs of issue 5, shipped beside the cascade graph in the same bundle (the cascade
-# contract above is unchanged). "resact" (seed 004): the CVAE decoder turns n latent draws into n
-# candidate fusion actions, the residual network improves each, Q1 scores each, the best is served. The
-# draws are an input so the service logs them and a decision replays exactly. n_draws is dynamic.
+# Optional actor graphs (ResAct, seed 004; EnhancedRL, seed 003), shipped beside the cascade graph in the
+# same bundle (the cascade contract above is unchanged). "resact" (seed 004): the CVAE decoder turns n
+# latent draws into n candidate fusion actions, the residual network improves each, Q1 scores each, the
+# best is served. The draws are an input so the service logs them and a decision replays exactly.
+# n_draws is dynamic.
 RESACT_GRAPH = "resact"
 RESACT_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "user": ("float32", ("1", "user_dim")),
@@ -209,7 +210,7 @@ class Parity(BaseModel):
 
 
 class ActorGraph(BaseModel):
-    """An optional actor graph of the bundle (issue 5) and the exporter's parity check of it."""
+    """An optional actor graph of the bundle (ResAct or EnhancedRL) and the exporter's parity check of it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -239,7 +240,9 @@ class Manifest(BaseModel):
     fusion_parity: Parity = Field(description="the torch-vs-ONNX check of the fusion graph")
     training: dict[str, object] = Field(default_factory=dict)
     evaluation: dict[str, object] = Field(default_factory=dict)
-    actors: dict[str, ActorGraph] = Field(default_factory=dict, description="optional actor graphs (issue 5)")
+    actors: dict[str, ActorGraph] = Field(
+        default_factory=dict, description="optional actor graphs: resact (seed 004), item_fusion (seed 003)"
+    )
 
     @model_validator(mode="before")
     @classmethod

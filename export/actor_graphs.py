@@ -1,4 +1,4 @@
-"""Export the issue-5 actors as extra graphs of a bundle: `resact.onnx` (seed 004) with
+"""Export the ResAct and EnhancedRL actors as extra graphs of a bundle: `resact.onnx` (seed 004) with
 `rank_by_action.onnx` (the bundle's own cascade ranking with a given fusion action, so /v1/rank can serve
 ResAct's action) and `item_fusion.onnx` (seed 003), each checked against its spec and against torch by
 onnxruntime before the manifest names it.

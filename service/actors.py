@@ -1,4 +1,4 @@
-"""The optional actor graphs of a bundle (issue 5), opened and run beside the cascade graph.
+"""The optional actor graphs of a bundle (ResAct, seed 004; EnhancedRL, seed 003), run beside the cascade graph.
 
 - `resact` (seed 004): n latent draws → n reconstructed and improved fusion actions → the best by Q1.
   The draws are an input, drawn and logged by the service, so a decision replays exactly. It ships with

@@ -7,7 +7,7 @@ batches written directly again. A record is dropped only when the spool's disk l
 each drop is counted (metric, /readyz) and logged. At shutdown the queue is flushed to Redis or,
 failing that, to the spool; the next worker to start replays spools left by workers that are gone.
 
-Idempotent writes (issue 8): a batch whose EXEC Redis applied but whose reply was lost (a dropped
+Idempotent writes: a batch whose EXEC Redis applied but whose reply was lost (a dropped
 connection, a timeout) looks refused, is spooled and would be replayed a second time; redis-py's own
 retry of a failed command would resend it too. So each record is written by a Lua script that sets a
 per-request key `<stream>:decision:<request_id>` (SET NX, value = the decision time) and appends only

@@ -1,6 +1,6 @@
 """Feedback: rewards by request id, appended to a Redis Stream exactly once per event.
 
-Each event is checked against the decision log in the same atomic step that stores it (issue 8):
+Each event is checked against the decision log in the same atomic step that stores it:
 - the request id must be one the decision log wrote (its key `<decisions>:decision:<id>`, kept for
   `decision_index_seconds`); otherwise nothing is stored and the answer is "unknown_request";
 - an event seen before (same event id, or same content without one) is stored once: "duplicate";

@@ -1,4 +1,4 @@
-"""Building a decision record (service/decision_record.py) from one scoring of one request."""
+"""Building a decision record (contracts/decision_record.py) from one scoring of one request."""
 
 from __future__ import annotations
 

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     exploration_seed: int | None = None
     """Seed of the exploration noise generator; unset draws from the OS for each worker."""
 
-    # --- decision-log idempotency, trimming and the reward window (issue 8) ---
+    # --- decision-log idempotency, trimming and the reward window ---
 
     decision_index_seconds: int = Field(default=24 * 3600, gt=0)
     """How long Redis remembers each logged request id (~100 bytes each): a replayed record is never

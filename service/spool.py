@@ -1,4 +1,4 @@
-"""A local append-only spool for decision records Redis could not take (issue 8).
+"""A local append-only spool for decision records Redis could not take.
 
 Records are length-prefixed (4-byte big-endian) byte strings, appended in order and fsynced per
 batch when asked. The writer replays the spool to Redis, in order, before it writes anything new,

@@ -1,5 +1,5 @@
 """A3C on the decision log: warm-start the serving policy's fusion actor and improve it from what it
-logged (issue 8's loop), instead of from simulator rollouts (models/algorithms/a3c.py).
+logged (the closed loop), instead of from simulator rollouts (models/algorithms/a3c.py).
 
 Transitions come from joined decisions, grouped per user session (models/log/transitions.py). Seed 001's losses
 with the behaviour policy's logged propensity μ(a|s):

@@ -1,5 +1,5 @@
 """Replaying logged requests with another fusion action: a reward model for the loop's trainer and the
-doubly robust gate (issue 8).
+doubly robust gate.
 
 Why: a logged request reward is a sum of sparse, heavily weighted events (a follow is worth 40 minutes
 at a 1% rate); in the demo world its standard deviation is ~75% of its mean, and a round of the loop logs

@@ -1,5 +1,5 @@
 """Offline RL data from the simulator: sessions served by a logged Gaussian behaviour policy, and the
-true return of any fusion rule on fixed users (issue 5: ResAct and EnhancedRL are trained from a log).
+true return of any fusion rule on fixed users (ResAct and EnhancedRL are trained from a log).
 
 Serving here is fusion only: the k items with the best fused score among the request's N candidates
 (no stage selection), so the actors differ only in their fusion weights. The state is user ⊕ context ⊕

@@ -1,4 +1,4 @@
-"""OPE validated against the truth (issue 5): each estimator's value of several policies vs the simulator's.
+"""OPE validated against the truth: each estimator's value of several policies vs the simulator's.
 
 Per seed: one world and one log of sessions served by the behaviour policy (models/env/offline_data.py). The
 target policies are Gaussians with the behaviour's std around shifted means, μ(s) = μ_b(s) + δ·range·d,

@@ -1,4 +1,4 @@
-"""Joining rewards to decisions in a window, as Azure Personalizer's Reward API does (issue 8).
+"""Joining rewards to decisions in a window, as Azure Personalizer's Reward API does.
 
 A decision's reward is made of the feedback events for its request id that arrive within
 `window_seconds` of the decision: each event's signals are reduced to one number by the configured

@@ -1,5 +1,5 @@
 """The torch weights inside a bundle (`policy.pt`), so the next training run can warm-start from the
-version that serves (issue 8). The exporter writes it before hashing, so the manifest's `files` holds
+version that serves (the closed loop). The exporter writes it before hashing, so the manifest's `files` holds
 its sha256 and the service's verification covers it like any graph; loading checks that hash first."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Off-policy evaluation from logged decisions (issue 5): judge a policy from the log before it serves.
+"""Off-policy evaluation from logged decisions: judge a policy from the log before it serves.
 
     from models.ope import LoggedRewards, estimate_all
     estimates = estimate_all(LoggedRewards(rewards, behaviour_log_prob, target_log_prob))

@@ -1,7 +1,7 @@
 """The promotion gate of the loop: a candidate serves only if off-policy evaluation on held-out logged
-decisions says it beats the active version by the configured margin (issue 8).
+decisions says it beats the active version by the configured margin.
 
-Both versions are judged by the same estimator (models/ope, issue 5) on the same held-out explored
+Both versions are judged by the same estimator (models/ope) on the same held-out explored
 decisions, each as the Gaussian it would serve while exploring: target log π(raw | s) of the logged
 raw draws against the logged propensity. The candidate must win by the margin at the lower confidence
 bound of the paired difference (a bootstrap over decisions), not only on the point estimates. Held-out

@@ -1,4 +1,4 @@
-"""Decision records → the arrays the estimators read (service/decision_record.py is the contract).
+"""Decision records → the arrays the estimators read (contracts/decision_record.py is the contract).
 
 The served fusion action is a draw from the serving policy's Gaussian: `FusionLog.raw_action` =
 mean + std·noise, and `DecisionRecord.log_prob` = log π_b(raw_action | state), unrounded. A candidate

@@ -57,7 +57,7 @@ def render_section(runs: dict[int, list[dict[str, Any]]], command: str, seconds:
     share = f"{100 * np.mean(explored):.0f}%" if explored else "a share"
     lines = [
         START,
-        "## The closed loop (issue 8): `cascade loop` from a fresh demo store",
+        "## The closed loop: `cascade loop` from a fresh demo store",
         "",
         f"Command: `{command}`. Wall time {seconds / 60:.1f} min for {len(seeds)} seeds on {machine}.",
         "",

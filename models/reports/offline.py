@@ -1,4 +1,4 @@
-"""RESULTS.md sections of issue 5 (OPE validation, ResAct, EnhancedRL), rendered from the runs' JSON.
+"""RESULTS.md sections of the offline experiments (OPE validation, ResAct, EnhancedRL), rendered from the runs' JSON.
 
 Each section sits between its own markers, so a rerun replaces only its section and keeps the rest of
 the file (the seeds experiment's tables included). No number is typed in.
@@ -48,7 +48,7 @@ def ope_section(record: dict[str, Any], command: str) -> str:
     cfg = record["config"]
     off = cfg["offline"]
     lines = _header(
-        "Off-policy evaluation against the simulator's truth (issue 5)",
+        "Off-policy evaluation against the simulator's truth",
         record,
         command,
         f"one log per seed of {off['sessions']} sessions × {off['log_steps']} requests "
@@ -110,7 +110,7 @@ def resact_section(record: dict[str, Any], command: str) -> str:
     cfg = record["config"]
     off, res = cfg["offline"], cfg["resact"]
     lines = _header(
-        "ResAct vs offline baselines on a logged behaviour policy (seed 004, issue 5)",
+        "ResAct vs offline baselines on a logged behaviour policy (seed 004)",
         record,
         command,
         f"a log of {off['sessions'] * off['log_steps']} requests per seed; {res['steps']} updates of batch "
@@ -162,7 +162,7 @@ def enhanced_section(record: dict[str, Any], command: str) -> str:
     e = cfg["enhanced"]
     off = e["offline"]
     lines = _header(
-        "EnhancedRL (per user-item fusion) vs the user-level fusion actor (seed 003, issue 5)",
+        "EnhancedRL (per user-item fusion) vs the user-level fusion actor (seed 003)",
         record,
         command,
         f"{e['steps']} steps × {e['sessions']} concurrent sessions of online training per method "

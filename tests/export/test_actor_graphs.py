@@ -1,4 +1,4 @@
-"""The issue-5 actor graphs in a bundle: parity written to the manifest, dynamic draws and candidates, a
+"""The ResAct and EnhancedRL actor graphs in a bundle: parity written to the manifest, dynamic draws and candidates, a
 ResAct decision replayed from its logged draws, rank_by_action ranking exactly as the cascade does with the
 same action, and a bundle the service's loader still accepts (and one missing rank_by_action refused)."""
 

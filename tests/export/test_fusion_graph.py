@@ -8,8 +8,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from models.cascade import CascadePolicy
-from models.demo import DemoTraining
 
 from contracts.manifest import (
     CASCADE_OUTPUTS,
@@ -21,6 +19,8 @@ from contracts.manifest import (
     sha256_of,
 )
 from export.exporter import ParityError, example_inputs
+from models.algorithms.demo_policy import DemoTraining
+from models.nets.cascade import CascadePolicy
 from tests.export.test_exporter import export
 
 
