@@ -45,7 +45,8 @@ def test_stop_disconnecting_others_shuts_the_server_down_with_a_client_left_conn
         assert client.xlen("s") == 1
     finally:
         client.close()
-        again.stop()
+        # This test owns the server: a close the server has not yet seen must not keep it running.
+        again.stop(disconnect_others=True)
 
 
 def test_a_folder_from_before_the_append_only_default_keeps_its_data(tmp_path: Path) -> None:
@@ -66,5 +67,5 @@ def test_a_folder_from_before_the_append_only_default_keeps_its_data(tmp_path: P
             assert client.config_get("appendonly") == {"appendonly": "yes"}
         finally:
             client.close()
-            server.stop()
+            server.stop(disconnect_others=True)  # owned here: an unseen close must not keep it up
         assert (folder / "appendonly.aof").exists()
