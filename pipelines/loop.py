@@ -50,8 +50,8 @@ from models.ope.gate import GateConfig, held_out_mask, judge
 from models.sim.config import SimConfig
 from models.sim.simulator import Simulator
 from pipelines.demo import build_demo
-from pipelines.loop_traffic import PhaseResult, run_phase, served_version
-from pipelines.server import activate, cascade_serve
+from pipelines.loop_traffic import PhaseResult, run_phase
+from pipelines.server import activate, cascade_serve, wait_for_version
 from service.embedded_redis import EmbeddedRedis
 
 
@@ -139,14 +139,6 @@ class _Log:
         self.feedback.delete(events)
         defaulted = sum(1 for j in result.joined if j.events == 0)
         return len(result.joined), len(result.late), defaulted
-
-
-def _wait_for_version(base: str, policy: str, version: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while served_version(base, policy) != version:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the service did not swap to {version} within {seconds} s")
-        time.sleep(0.2)
 
 
 @torch.no_grad()
@@ -278,7 +270,7 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
                 if publish_it:
                     publish(bundle, store, activate=True)
                     activate(base, config.policy, bundle.name, admin_token)
-                    _wait_for_version(base, config.policy, bundle.name)
+                    wait_for_version(base, config.policy, bundle.name)
                     report.published = True
                 _write_reports(reports, run_dir)  # after every round: a crash keeps what was measured
     finally:

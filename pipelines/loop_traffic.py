@@ -32,15 +32,6 @@ class PhaseResult:
     seconds: float
 
 
-def served_version(base: str, policy: str) -> str | None:
-    """The active version the answering worker serves (GET /v1/models)."""
-    models = httpx.get(f"{base}/v1/models", timeout=5).json()
-    for status in models["policies"]:
-        if status["policy"] == policy and status["worker_serving"]:
-            return str(status["worker_serving"]["active"])
-    return None
-
-
 def run_phase(
     base: str,
     sim: Simulator,

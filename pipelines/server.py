@@ -122,6 +122,24 @@ def cascade_serve(
         yield url
 
 
+def served_version(base: str, policy: str) -> str | None:
+    """The active version the answering worker serves (GET /v1/models)."""
+    models = httpx.get(f"{base}/v1/models", timeout=5).json()
+    for status in models["policies"]:
+        if status["policy"] == policy and status["worker_serving"]:
+            return str(status["worker_serving"]["active"])
+    return None
+
+
+def wait_for_version(base: str, policy: str, version: str, timeout_s: float = 60.0) -> None:
+    """Poll until the answering worker serves `version` (an activation swaps asynchronously, by pub/sub)."""
+    deadline = time.monotonic() + timeout_s
+    while served_version(base, policy) != version:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the service did not swap to {version} within {timeout_s:.0f} s")
+        time.sleep(0.2)
+
+
 def activate(base: str, policy: str, version: str, token: str, timeout_s: float = 60.0) -> None:
     """Activate a published version through the admin API (the worker verifies the bundle first)."""
     answer = httpx.post(
