@@ -27,7 +27,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.manifest import sha256_of
-from contracts.versions import VERSION_PATTERN, read_pointer, write_pointer
+from contracts.versions import VERSION_PATTERN, read_pointer, utc_version, write_pointer
 
 ITEMS_DIR: Final = "_items"  # not a valid policy name, so it never collides with a policy folder
 ITEMS_MANIFEST: Final = "items.json"
@@ -89,7 +89,7 @@ def write_item_table(
     _check_shapes(len(ids), features, predictions, len(item_columns), len(objectives))
     if len(set(ids)) != len(ids):
         raise ItemTableError("item ids must be unique")
-    version = version or datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    version = version or utc_version()
     root = items_root(store)
     root.mkdir(parents=True, exist_ok=True)
     target = root / version

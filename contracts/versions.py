@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -37,3 +38,8 @@ def read_pointer(folder: Path) -> str | None:
         return (folder / ACTIVE_POINTER).read_text().strip() or None
     except FileNotFoundError:
         return None
+
+
+def utc_version() -> str:
+    """A default version name: the UTC time to the microsecond (e.g. 20250101T120000.123456Z), sortable."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Mapping
 from dataclasses import fields, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from contracts.manifest import Manifest
 from contracts.store import publish, read_manifest
+from contracts.versions import utc_version
 from export.exporter import export_bundle
 from models.algorithms.demo_policy import DemoConfig, DemoTraining, bundle_description, train_demo_policy
 from models.env.rollout import evaluate_fusion
+from models.nets.cascade import CascadePolicy
 from models.nets.checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint, save_checkpoint
 from models.sim.config import SimConfig
 from models.sim.items import write_catalogue
@@ -52,22 +54,10 @@ def publish_demo(
     item_table: bool = True,
 ) -> Manifest:
     """Export a trained demo policy with a parity check, publish it active, and write its item table."""
-    schema, stages, fusion = bundle_description(trained.policy, config)
-    version = version or datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    version = version or utc_version()
     with tempfile.TemporaryDirectory(prefix="cascade-demo-") as tmp:
         bundle = Path(tmp) / version
-        export_bundle(
-            trained.policy,
-            bundle,
-            policy_name=policy,
-            version=version,
-            feature_schema=schema,
-            stages=stages,
-            fusion_action_spec=fusion,
-            training=trained.report,
-            evaluation=trained.evaluation,
-            default_k=config.k,
-        )
+        export_demo_bundle(trained.policy, bundle, config, policy, version, trained.report, trained.evaluation)
         manifest = publish(bundle, store, activate=True)
     if item_table:
         write_catalogue(store, trained.simulator, config.seed, version=version)
@@ -103,17 +93,32 @@ def export_trained(folder: Path, out: Path, policy: str, version: str | None = N
         noise_clip=bundle["noise_clip"],
     )
     trained = read_checkpoint(folder / CHECKPOINT_FILE)
-    schema, stages, fusion = bundle_description(trained, config)
+    return export_demo_bundle(
+        trained, out, config, policy, version or utc_version(), record["training"], record["evaluation"]
+    )
+
+
+def export_demo_bundle(
+    policy: CascadePolicy,
+    out: Path,
+    config: DemoConfig,
+    policy_name: str,
+    version: str,
+    training: Mapping[str, object],
+    evaluation: Mapping[str, object],
+) -> Manifest:
+    """A demo policy as a parity-checked bundle at `out`: stages, k and exploration from `config`."""
+    schema, stages, fusion = bundle_description(policy, config)
     return export_bundle(
-        trained,
+        policy,
         out,
-        policy_name=policy,
-        version=version or datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ"),
+        policy_name=policy_name,
+        version=version,
         feature_schema=schema,
         stages=stages,
         fusion_action_spec=fusion,
-        training=record["training"],
-        evaluation=record["evaluation"],
+        training=training,
+        evaluation=evaluation,
         default_k=config.k,
     )
 
