@@ -8,10 +8,6 @@ same run and printed (run with -s to see it), never asserted.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,7 +23,7 @@ import pytest
 from redis.asyncio import Redis
 
 from contracts.store import active_version
-from pipelines.server import free_port, wait_ready
+from pipelines.server import cascade_serve
 from service.routing import RoutingStore
 from tests.versions import add_version, private_store
 
@@ -51,27 +47,15 @@ def swap_server(store: Path, redis_url: str, tmp_path: Path) -> Iterator[tuple[s
     for version in VERSIONS:
         add_version(own, version)
     namespace = f"test:{uuid.uuid4().hex[:8]}"
-    port = free_port()
     env = {
-        **os.environ,
         "REDIS_URL": redis_url,
         "CASCADE_ROUTING_NAMESPACE": namespace,
         "CASCADE_DECISION_STREAM": f"{namespace}:decisions",
         "CASCADE_RETAIN_VERSIONS": "20",
     }
-    command = [sys.executable, "-m", "cascade_cli", "serve", "--store", str(own), "--port", str(port), "--workers", "2"]
-    process = subprocess.Popen(command, env=env, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(process, base, timeout_s=90)
+    with cascade_serve(own, env, workers=2, ready_s=90, grace_s=20) as base:
         time.sleep(1.0)  # both workers: readyz may have come from the first one up
         yield base, own, namespace
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def _publish_all(redis_url: str, namespace: str, pause: float) -> list[float]:
