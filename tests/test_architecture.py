@@ -12,6 +12,7 @@ import ast
 import importlib.metadata
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,17 +64,23 @@ def imported_modules(source: str, module: str) -> list[tuple[int, str]]:
     return found
 
 
+def part_imports(root: Path, part: str) -> Iterator[tuple[str, str]]:
+    """('file:line', absolute module name) of every import in `<root>/<part>/`."""
+    for path in sorted((root / part).rglob("*.py")):
+        module = ".".join(path.relative_to(root).with_suffix("").parts)
+        for line, name in imported_modules(path.read_text(), module):
+            yield f"{path.relative_to(root)}:{line}", name
+
+
 def violations(root: Path, part: str) -> list[str]:
     """Every import in `<root>/<part>/` that the rules above forbid, as 'file:line imports name'."""
     allowed = ALLOWED_OURS[part] | {part}
     banned = FORBIDDEN_THIRD_PARTY.get(part, set())
     found: list[str] = []
-    for path in sorted((root / part).rglob("*.py")):
-        module = ".".join(path.relative_to(root).with_suffix("").parts)
-        for line, name in imported_modules(path.read_text(), module):
-            top = name.split(".")[0]
-            if (top in OURS and top not in allowed) or top in banned:
-                found.append(f"{path.relative_to(root)}:{line} imports {name}")
+    for where, name in part_imports(root, part):
+        top = name.split(".")[0]
+        if (top in OURS and top not in allowed) or top in banned:
+            found.append(f"{where} imports {name}")
     return found
 
 
@@ -123,13 +130,11 @@ def test_each_part_imports_only_what_its_extras_install(part: str) -> None:
     provided = declared_distributions(EXTRAS[part])
     distributions = importlib.metadata.packages_distributions()
     missing: list[str] = []
-    for path in sorted((ROOT / part).rglob("*.py")):
-        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        for line, name in imported_modules(path.read_text(), module):
-            top = name.split(".")[0]
-            if top in OURS or top in sys.stdlib_module_names or top == "__future__":
-                continue
-            if not {canonicalize_name(d) for d in distributions.get(top, [top])} & provided:
-                missing.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    for where, name in part_imports(ROOT, part):
+        top = name.split(".")[0]
+        if top in OURS or top in sys.stdlib_module_names or top == "__future__":
+            continue
+        if not {canonicalize_name(d) for d in distributions.get(top, [top])} & provided:
+            missing.append(f"{where} imports {name}")
 
     assert missing == [], f"not installed by the base dependencies + {EXTRAS[part]}"
