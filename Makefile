@@ -77,9 +77,10 @@ openapi: $(STAMP)
 loadtest: $(STAMP) $(STORE)/demo/ACTIVE
 	$(BIN)/python -m loadtest.run --store $(STORE)
 
-# The benchmark harness: trains its own policy, runs every server on 127.0.0.1, writes BENCHMARKS.md + .png.
-bench: $(STAMP)
-	$(BIN)/cascade bench
+# The benchmark harness: trains its own policy, runs every server on 127.0.0.1 (the peers too), writes
+# BENCHMARKS.md + .png.
+bench: $(STAMP) peers
+	$(BIN)/cascade bench --peers
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) $(STORE) .redis .pytest_cache .mypy_cache .ruff_cache loadtest/results
