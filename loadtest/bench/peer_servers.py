@@ -90,6 +90,14 @@ def _serving(
 
 @contextlib.contextmanager
 def _cascade(ctx: Context, log_decisions: bool) -> Iterator[int]:
+    with cascade_server(ctx, log_decisions) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def cascade_server(ctx: Context, log_decisions: bool, extra_env: dict[str, str] | None = None, tag: str = ""
+                   ) -> Iterator[int]:  # fmt: skip
+    """cascade-serve, 1 worker, pinned, on the run's Redis (`extra_env` for an A/B variant); yields its port."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="cascade-bench-") as tmp:
         env = {
@@ -102,9 +110,10 @@ def _cascade(ctx: Context, log_decisions: bool) -> Iterator[int]:
             # Trimmed as in production: untrimmed, minutes of load at N = 5,000 grow Redis by gigabytes.
             "CASCADE_LOG_TRIM": "maxlen",
             "CASCADE_LOG_TRIM_THRESHOLD": "20000",
+            **(extra_env or {}),
         }
         command = on_core(cascade_serve_command(ctx.store, port, workers=1), ctx.core)
-        log = ctx.logs / f"cascade-{'log' if log_decisions else 'nolog'}.log"
+        log = ctx.logs / f"cascade-{'log' if log_decisions else 'nolog'}{tag}.log"
         with _serving(command, env, log, port=port):
             yield port
 
