@@ -42,11 +42,10 @@ def main() -> int:
     sizes = [int(n) for n in args.sizes.split(",")]
     workload = build_workload(Simulator(replace(SimConfig(), n_items=args.n_items), seed=0), sizes, 16)
     server_core, load_core = (SERVER_CORE, LOAD_CORE) if can_pin() else (None, None)
-    a_env = _env(args.a_env) | ({"PYTHONPATH": str(args.a_tree)} if args.a_tree else {})
     with tempfile.TemporaryDirectory() as logs, this_process_on(load_core), standalone_redis(load_core) as url:
         ctx = Context(args.store, args.store / "unused.pt", Path(logs), url, 0, server_core)
         with ExitStack() as stack:
-            a = stack.enter_context(cascade_server(ctx, True, a_env, "a"))
+            a = stack.enter_context(cascade_server(ctx, True, _env(args.a_env), "a", args.a_tree))
             b = stack.enter_context(cascade_server(ctx, True, _env(args.b_env), "b"))
             drive = Driver("wrk", 8, args.seconds, 1, load_core)
             try:

@@ -7,7 +7,8 @@
    defaults and with @serve.batch, the naive baseline): start it pinned, pass the correctness gate
    (loadtest/bench/gate.py) or be skipped untimed, then for each N alternate rounds between it and
    cascade-serve (forward, then reversed: ABBA), so each ratio comes from rounds measured side by side;
-5. unpinned: cascade-serve against the hand-tuned route with both cores shared by everything.
+5. py-spy --gil on the pinned cascade-serve worker, by id, at the smallest N and N = 1,000 (when installed);
+6. unpinned: cascade-serve against the hand-tuned route with both cores shared by everything.
 Every figure in the report is a ratio to cascade-serve (logging on) measured in the same rounds.
 """
 
@@ -20,6 +21,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -28,6 +30,7 @@ from loadtest.bench.limit import by_id_p50_ms
 from loadtest.bench.loadgen import Body
 from loadtest.bench.peer_servers import BY_ID, CASCADE_ON, FASTAPI, SERVERS, Context, ServerSpec
 from loadtest.bench.pinning import ALL_CORES, LOAD_CORE, SERVER_CORE, can_pin, standalone_redis, this_process_on
+from loadtest.bench.profile import Profile, find_py_spy, profile_worker
 from loadtest.bench.workload import Workload
 from loadtest.bench.wrk import BodyFiles, Run, drive_sockets, drive_wrk, wrk_available
 
@@ -58,6 +61,7 @@ class Comparison:
     skipped: dict[str, str] = field(default_factory=dict)  # server → why it was not measured
     names: list[str] = field(default_factory=list)
     machine_load: dict[str, float] = field(default_factory=dict)  # os.getloadavg() at the start and the end
+    profiles: list[Profile] = field(default_factory=list)  # py-spy --gil of cascade-serve, by id
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -69,7 +73,28 @@ class Comparison:
             "cells": [{**asdict(c), "run": asdict(c.run)} for c in self.cells],
             "skipped": self.skipped,
             "machine_load": self.machine_load,
+            "profiles": [asdict(p) for p in self.profiles],
         }
+
+
+def comparison_from_json(raw: dict[str, Any]) -> Comparison:
+    """A Comparison back from its results file (to re-render the report without re-measuring)."""
+    return Comparison(
+        pinned=raw["pinned"],
+        loadgen=raw["loadgen"],
+        loadgen_cost_us=raw["loadgen_cost_us"],
+        limit_p50_ms={int(n): v for n, v in raw["limit_p50_ms"].items()},
+        gates=[GateResult(**g) for g in raw["gates"]],
+        cells=[Cell(**{**c, "run": Run(**c["run"])}) for c in raw["cells"]],
+        skipped=raw["skipped"],
+        machine_load=raw.get("machine_load", {}),
+        profiles=[
+            Profile(
+                p["n"], [tuple(x) for x in p["phases"]], [tuple(x) for x in p["leaves"]], p["samples"], p["throughput"]
+            )
+            for p in raw.get("profiles", [])
+        ],
+    )
 
 
 def peers_installed() -> bool:
@@ -178,6 +203,15 @@ def run_comparison(args: argparse.Namespace, store: Path, checkpoint: Path, work
                         cells = [(CASCADE_ON, reference_port, e) for e in ours]
                         cells += [(spec.name, port, e) for e in spec.encodings]
                         _rounds(result, drive, workload, spec.name, cells, sizes, args.rounds)
+                if find_py_spy() is not None and args.profile_seconds > 0:
+                    # Where the time goes, for the targets it misses: the reference worker, still pinned and up.
+                    for n in sorted({min(sizes), 1000 if 1000 in sizes else max(sizes)}):
+                        raw = logs / f"profile-{n}.raw"
+                        bodies = workload.bodies[BY_ID, n]
+                        found = profile_worker(reference_port, bodies, n, args.profile_seconds, args.concurrency,
+                                               load_core, raw)  # fmt: skip
+                        result.profiles.append(found)
+                        print(f"profile N={n}: {[(p, round(s * 100, 1)) for p, s in found.phases[:6]]}", flush=True)
                 if pinned and not args.no_unpinned:
                     _unpinned(result, ctx, drive, workload, sizes, args.rounds)
             finally:

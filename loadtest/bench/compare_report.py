@@ -30,6 +30,7 @@ from loadtest.bench.peer_servers import (
 from loadtest.bench.sections import write_section
 
 SECTION = "server-comparison"
+QUIET_LOAD = 1.5  # a 1-min load average above this means other work shared the cores
 Key = tuple[str, str]  # (server, encoding)
 
 
@@ -230,10 +231,33 @@ def _latency_table(result: Comparison, sizes: list[int]) -> list[str]:
     return lines
 
 
-def write_comparison(result: Comparison, args: argparse.Namespace, command: str, seconds: float) -> None:
+def _profile_table(result: Comparison) -> list[str]:
+    """Where cascade-serve's worker spends the GIL, by phase (loadtest/bench/profile.py), for each profiled N."""
+    if not result.profiles:
+        return []
+    phases = list(dict.fromkeys(phase for p in result.profiles for phase, _ in p.phases))
+    lines = [
+        "",
+        "### Where the time goes (cascade-serve, logging on, by id, pinned)",
+        "",
+        "`py-spy record --gil` on the worker under the same load: each phase's share of the samples that held",
+        "the GIL (on one core, the Python that serialises requests). Phases by frame (loadtest/bench/profile.py).",
+        "",
+        "| phase | " + " | ".join(f"N={p.n:,} ({p.throughput:,.0f}/s while sampled)" for p in result.profiles) + " |",
+        "|---|" + "---|" * len(result.profiles),
+    ]
+    for phase in phases:
+        shares = [dict(p.phases).get(phase, 0.0) for p in result.profiles]
+        lines.append(f"| {phase} | " + " | ".join(f"{s * 100:.1f} %" for s in shares) + " |")
+    return lines
+
+
+def write_comparison(
+    result: Comparison, args: argparse.Namespace, command: str, seconds: float, when: str | None = None
+) -> None:
     sizes = sorted({c.n for c in result.cells} | set(result.limit_p50_ms))
     ref = 1000 if 1000 in sizes else sizes[len(sizes) // 2]
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = when or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = ", ".join(f"{k} {v:.2f}" for k, v in result.machine_load.items())
     cost = ", ".join(f"{k} {v:.0f} µs" for k, v in result.loadgen_cost_us.items())
     pin = (
@@ -258,6 +282,15 @@ def write_comparison(result: Comparison, args: argparse.Namespace, command: str,
         f"- Requests: {args.per_size} distinct bodies per N, k = 10; by id (`{BY_ID}`), inline rows (`{INLINE}`),"
         f" msgpack tensors (`{TENSORS}`). Every server starts with exploration seed {args.seed}.",
         "- Ratios: each server's requests/s over cascade-serve's (logging on) in the same round; median [range].",
+        *(
+            [
+                f"- **Measured on a loaded machine** (1-min load {result.machine_load['before']:.1f} at the start, over"
+                f" {QUIET_LOAD} with other work on both cores): pinning keeps the servers apart from the load"
+                " generator, not from that work. Read the ratios as indications; rerun on a quiet machine.",
+            ]
+            if result.machine_load.get("before", 0.0) > QUIET_LOAD
+            else []
+        ),
         "",
         "### Correctness gate",
         "",
@@ -289,6 +322,7 @@ def write_comparison(result: Comparison, args: argparse.Namespace, command: str,
             f"| {name} | {value} | {how} | {'yes' if ok else 'no' if ok is False else '?'} |"
             for name, value, how, ok in _targets(result, sizes, ref)
         ),
+        *_profile_table(result),
         "",
         f"![requests/s against N, by id, pinned]({args.plot.name})",
     ]

@@ -11,9 +11,10 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtest.bench.compare import peers_installed, run_comparison
+from loadtest.bench.compare import comparison_from_json, peers_installed, run_comparison
 from loadtest.bench.compare_report import write_comparison
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,10 +35,15 @@ def compare_main(args: argparse.Namespace, command: str) -> int:
     from models.sim.config import SimConfig
     from models.sim.simulator import Simulator
 
+    args.seconds = max(1, math.ceil(args.seconds))  # wrk counts whole seconds
+    if args.render_only:
+        raw = json.loads(args.results.read_text())
+        write_comparison(comparison_from_json(raw), args, raw["command"], raw.get("seconds", 0.0), raw.get("when"))
+        print(f"rewrote the {args.out} section and {args.plot} from {args.results}")
+        return 0
     wanted = [spec.name for spec in SERVERS if spec.needs_peers and spec.name not in args.skip]
     if wanted and not peers_installed():  # asked for with --peers, and not all of them skipped
         install_peers()
-    args.seconds = max(1, math.ceil(args.seconds))  # wrk counts whole seconds
     sizes = [int(n) for n in args.sizes.split(",")]
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="cascade-bench-") as tmp:
@@ -50,7 +56,10 @@ def compare_main(args: argparse.Namespace, command: str) -> int:
         names = json.loads(next((store / POLICY).glob("*/manifest.json")).read_text())["fusion"]["names"]
         result = run_comparison(args, store, checkpoint, workload, logs, names)
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps({"command": command, **result.as_json()}, indent=1))
-    write_comparison(result, args, command, time.time() - started)
+    seconds = time.time() - started
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    record = {"command": command, "when": when, "seconds": seconds, **result.as_json()}
+    args.results.write_text(json.dumps(record, indent=1))
+    write_comparison(result, args, command, seconds, when)
     print(f"wrote {args.out}, {args.plot} and {args.results}")
     return 0

@@ -95,9 +95,11 @@ def _cascade(ctx: Context, log_decisions: bool) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def cascade_server(ctx: Context, log_decisions: bool, extra_env: dict[str, str] | None = None, tag: str = ""
-                   ) -> Iterator[int]:  # fmt: skip
-    """cascade-serve, 1 worker, pinned, on the run's Redis (`extra_env` for an A/B variant); yields its port."""
+def cascade_server(
+    ctx: Context, log_decisions: bool, extra_env: dict[str, str] | None = None, tag: str = "", tree: Path | None = None
+) -> Iterator[int]:
+    """cascade-serve, 1 worker, pinned, on the run's Redis; yields its port. An A/B variant gets `extra_env`,
+    or runs from another source `tree` (its folder first on the path: `python -m` puts the cwd first)."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="cascade-bench-") as tmp:
         env = {
@@ -112,7 +114,10 @@ def cascade_server(ctx: Context, log_decisions: bool, extra_env: dict[str, str] 
             "CASCADE_LOG_TRIM_THRESHOLD": "20000",
             **(extra_env or {}),
         }
-        command = on_core(cascade_serve_command(ctx.store, port, workers=1), ctx.core)
+        command = cascade_serve_command(ctx.store, port, workers=1)
+        if tree is not None:
+            command = ["env", "-C", str(tree), f"PYTHONPATH={tree}", *command]
+        command = on_core(command, ctx.core)
         log = ctx.logs / f"cascade-{'log' if log_decisions else 'nolog'}{tag}.log"
         with _serving(command, env, log, port=port):
             yield port

@@ -10,14 +10,16 @@ extra (Ray's), or `pip install py-spy` into the venv.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from loadtest.bench.loadgen import Body
 from loadtest.bench.peer_servers import BY_ID, CASCADE_ON, SERVERS, Context
 from loadtest.bench.pinning import LOAD_CORE, SERVER_CORE, can_pin, on_core, standalone_redis
 from loadtest.bench.workload import build_workload
@@ -66,6 +68,53 @@ def summarise(raw: Path) -> tuple[Counter[str], Counter[str], int]:
     return phases, leaves, total
 
 
+@dataclass(frozen=True)
+class Profile:
+    n: int
+    phases: list[tuple[str, float]]  # (phase, share of GIL samples), largest first
+    leaves: list[tuple[str, float]]  # (leaf frame, share), largest first
+    samples: int
+    throughput: float  # requests/s while it was recorded (py-spy's sampling costs a little)
+
+
+def find_py_spy() -> str | None:
+    return shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+
+
+def profile_worker(port: int, bodies: list[Body], n: int, seconds: int, concurrency: int, load_core: int | None,
+                   raw: Path) -> Profile:  # fmt: skip
+    """py-spy --gil on the worker listening on `port` while wrk (on `load_core`) loads it with `bodies`."""
+    py_spy = find_py_spy()
+    if py_spy is None:
+        raise RuntimeError("py-spy is not installed: `make peers` or `.venv/bin/pip install py-spy`")
+    files = BodyFiles()
+    try:
+        folder = files.folder(bodies)
+        wrk = [
+            "wrk", "-t1", f"-c{concurrency}", f"-d{seconds + 3}s", "-s", str(SCRIPT),
+            f"http://127.0.0.1:{port}/v1/rank", "--", str(folder), str(len(bodies)), bodies[0].content_type,
+        ]  # fmt: skip
+        load = subprocess.Popen(on_core(wrk, load_core), stdout=subprocess.PIPE, text=True)
+        try:
+            record = [py_spy, "record", "--gil", "--nonblocking", "-r", "250", "-d", str(seconds)]
+            record += ["-f", "raw", "-o", str(raw), "--pid", str(_server_pid(port))]
+            subprocess.run(on_core(record, load_core), check=True, capture_output=True)
+        finally:
+            out, _ = load.communicate(timeout=120)
+    finally:
+        files.close()
+    phases, leaves, total = summarise(raw)
+    line = next((x for x in out.splitlines() if x.startswith('{"requests"')), "")
+    figures = json.loads(line) if line else {"requests": 0, "duration_us": 1}
+    return Profile(
+        n,
+        [(phase, count / total) for phase, count in phases.most_common()],
+        [(frame, count / total) for frame, count in leaves.most_common(25)],
+        total,
+        figures["requests"] / (figures["duration_us"] / 1e6),
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", type=Path, required=True, help="a bench store (cascade bench builds one)")
@@ -75,9 +124,6 @@ def main() -> int:
     parser.add_argument("--n-items", type=int, default=12_000, help="the catalogue size the store was built with")
     parser.add_argument("--out", type=Path, default=Path("loadtest/results/profile.txt"))
     args = parser.parse_args()
-    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
-    if py_spy is None:
-        raise SystemExit("py-spy is not installed: `make peers` or `.venv/bin/pip install py-spy`")
     from models.sim.config import SimConfig
     from models.sim.simulator import Simulator
 
@@ -85,33 +131,18 @@ def main() -> int:
     pinned = can_pin()
     server_core, load_core = (SERVER_CORE, LOAD_CORE) if pinned else (None, None)
     spec = next(s for s in SERVERS if s.name == CASCADE_ON)
-    files = BodyFiles()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    raw = args.out.with_suffix(".raw")
     with tempfile.TemporaryDirectory() as logs, standalone_redis(load_core) as redis_url:
         ctx = Context(args.store, args.store / "unused.pt", Path(logs), redis_url, 0, server_core)
         with spec.start(ctx) as port:
-            pid = _server_pid(port)
             bodies = workload.bodies[BY_ID, args.n]
-            folder = files.folder(bodies)
-            wrk = [
-                "wrk", "-t1", f"-c{args.concurrency}", f"-d{args.seconds + 3}s", "-s", str(SCRIPT),
-                f"http://127.0.0.1:{port}/v1/rank", "--", str(folder), str(len(bodies)), bodies[0].content_type,
-            ]  # fmt: skip
-            load = subprocess.Popen(on_core(wrk, load_core), stdout=subprocess.PIPE, text=True)
-            try:
-                record = [py_spy, "record", "--gil", "--nonblocking", "-r", "250", "-d", str(args.seconds)]
-                record += ["-f", "raw", "-o", str(raw), "--pid", str(pid)]
-                subprocess.run(on_core(record, load_core), check=True, capture_output=True)
-            finally:
-                out, _ = load.communicate(timeout=60)
-    files.close()
-    phases, leaves, total = summarise(raw)
+            found = profile_worker(port, bodies, args.n, args.seconds, args.concurrency, load_core,
+                                   args.out.with_suffix(".raw"))  # fmt: skip
     lines = [f"py-spy --gil, cascade-serve (logging on), N={args.n} by id, c={args.concurrency}, pinned={pinned}"]
-    lines.append(f"wrk: {out.strip().splitlines()[-1] if out.strip() else '?'}")
-    lines += [f"{share / total * 100:5.1f} %  {phase}" for phase, share in phases.most_common()]
+    lines.append(f"{found.throughput:.0f} requests/s while recorded, {found.samples} samples")
+    lines += [f"{share * 100:5.1f} %  {phase}" for phase, share in found.phases]
     lines += ["", "top leaf frames:"]
-    lines += [f"{share / total * 100:5.1f} %  {frame}" for frame, share in leaves.most_common(25)]
+    lines += [f"{share * 100:5.1f} %  {frame}" for frame, share in found.leaves]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -50,6 +50,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     peers.add_argument("--loadgen", choices=("auto", "wrk", "sockets"), default="auto")
     peers.add_argument("--no-pin", action="store_true", help="do not pin servers and load to cores")
     peers.add_argument("--no-unpinned", action="store_true", help="skip the unpinned cascade-serve vs route rounds")
+    peers.add_argument("--profile-seconds", type=int, default=10, help="py-spy seconds per profiled N (0: none)")
+    peers.add_argument("--render-only", action="store_true", help="rewrite the section from --results, no run")
     peers.add_argument("--skip", default="", help="servers not to measure, comma-separated names")
     args = parser.parse_args(argv)
     if args.peers:
