@@ -90,7 +90,8 @@ def test_bench_peers_writes_its_section_from_one_run(tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "loadtest.bench.run", "--peers", "--sizes", "20,60", "--seconds", "1", "--warmup", "0",
         "--rounds", "2", "--concurrency", "2", "--per-size", "2", "--gate-per-cell", "1", "--train-steps", "5",
-        "--skip", skip, "--no-unpinned", "--out", str(out), "--plot", str(plot), "--results", str(results),
+        "--skip", skip, "--no-unpinned", "--profile-seconds", "1",
+        "--out", str(out), "--plot", str(plot), "--results", str(results),
     ]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
