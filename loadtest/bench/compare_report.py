@@ -345,7 +345,11 @@ def _plot(result: Comparison, sizes: list[int], path: Path) -> None:
         points = [
             (n, median([c.run.throughput for c in found]))
             for n in sizes
-            if (found := runs(_pinned_groups(result.cells), None, (spec.name, encoding), n))
+            if (
+                found := [
+                    c for c in runs(_pinned_groups(result.cells), None, (spec.name, encoding), n) if c.run.requests > 0
+                ]
+            )  # nothing finished: no point on a log scale
         ]
         if points:
             axis.plot(*zip(*points, strict=True), marker="o", label=f"{spec.name} ({encoding})")
