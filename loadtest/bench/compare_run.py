@@ -18,6 +18,7 @@ from loadtest.bench.compare import comparison_from_json, peers_installed, run_co
 from loadtest.bench.compare_report import write_comparison
 
 ROOT = Path(__file__).resolve().parents[2]
+RUN_SETTINGS = ("seconds", "warmup", "rounds", "concurrency", "per_size", "seed")  # what the report quotes
 
 
 def install_peers() -> None:
@@ -38,6 +39,8 @@ def compare_main(args: argparse.Namespace, command: str) -> int:
     args.seconds = max(1, math.ceil(args.seconds))  # wrk counts whole seconds
     if args.render_only:
         raw = json.loads(args.results.read_text())
+        for name, value in raw.get("settings", {}).items():  # the run's own settings, not this command's
+            setattr(args, name, value)
         write_comparison(comparison_from_json(raw), args, raw["command"], raw.get("seconds", 0.0), raw.get("when"))
         print(f"rewrote the {args.out} section and {args.plot} from {args.results}")
         return 0
@@ -58,7 +61,8 @@ def compare_main(args: argparse.Namespace, command: str) -> int:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     seconds = time.time() - started
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    record = {"command": command, "when": when, "seconds": seconds, **result.as_json()}
+    settings = {name: getattr(args, name) for name in RUN_SETTINGS}
+    record = {"command": command, "when": when, "seconds": seconds, "settings": settings, **result.as_json()}
     args.results.write_text(json.dumps(record, indent=1))
     write_comparison(result, args, command, seconds, when)
     print(f"wrote {args.out}, {args.plot} and {args.results}")
