@@ -9,7 +9,7 @@ STORE ?= store
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install lock run demo test test-fast lint openapi loadtest bench clean
+.PHONY: install lock lock-peers peers run demo test test-fast lint openapi loadtest bench clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,18 @@ lock:
 	$(LOCK_VENV)/bin/python -m pip install --quiet "$$(grep '^pip-tools==' $(LOCK) || echo pip-tools)"
 	$(LOCK_VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
 		--extra serve --extra train --extra dev $(LOCK_FLAGS) --output-file $(LOCK) pyproject.toml
+
+# The peers extra (LitServe, Ray Serve: loadtest/peers) has a lock of its own, compiled with requirements.lock
+# as constraints so every package both need keeps the main pin; `make run` and `make test` never install it.
+PEERS_LOCK := requirements-peers.lock
+lock-peers:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet "$$(grep '^pip-tools==' $(LOCK) || echo pip-tools)"
+	$(LOCK_VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--extra peers --constraint $(LOCK) $(LOCK_FLAGS) --output-file $(PEERS_LOCK) pyproject.toml
+
+peers: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -r $(PEERS_LOCK)
 
 $(STORE)/demo/ACTIVE: | $(STAMP)
 	$(BIN)/cascade demo --store $(STORE) --example $(STORE)/example-rank.json
@@ -65,9 +77,10 @@ openapi: $(STAMP)
 loadtest: $(STAMP) $(STORE)/demo/ACTIVE
 	$(BIN)/python -m loadtest.run --store $(STORE)
 
-# The benchmark harness: trains its own policy, runs every server on 127.0.0.1, writes BENCHMARKS.md + .png.
-bench: $(STAMP)
-	$(BIN)/cascade bench
+# The benchmark harness: trains its own policy, runs every server on 127.0.0.1 (the peers too), writes
+# BENCHMARKS.md + .png.
+bench: $(STAMP) peers
+	$(BIN)/cascade bench --peers
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) $(STORE) .redis .pytest_cache .mypy_cache .ruff_cache loadtest/results

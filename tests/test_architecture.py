@@ -138,3 +138,15 @@ def test_each_part_imports_only_what_its_extras_install(part: str) -> None:
             missing.append(f"{where} imports {name}")
 
     assert missing == [], f"not installed by the base dependencies + {EXTRAS[part]}"
+
+
+def test_the_peers_import_nothing_of_cascade_serve() -> None:
+    # A peer (loadtest/peers) is what a user would write instead of cascade-serve: it reads the bundle with
+    # json, numpy and onnxruntime, so the comparison measures an independent implementation.
+    found = [
+        f"{where} imports {name}"
+        for where, name in part_imports(ROOT, "loadtest/peers")
+        if name.split(".")[0] in OURS and not name.startswith("loadtest.peers")
+    ]
+
+    assert found == []

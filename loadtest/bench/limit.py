@@ -65,3 +65,36 @@ def _p50_ms(session: ort.InferenceSession, manifest: Manifest, bodies: list[dict
         run_cascade(session, manifest, inputs[i % len(inputs)], noise)
         times.append(time.perf_counter() - started)
     return float(np.median(times) * 1000)
+
+
+def by_id_p50_ms(store: Path, policy: str, bodies: list[dict[str, Any]], repeats: int) -> float:
+    """Median of what a by-id request costs at least: id lookup, row gather and one `run_cascade`, no HTTP."""
+    from contracts.item_table import active_items_version, load_item_table
+    from service.item_catalog import rows_of, table_matrices
+
+    bundle = load_bundle(bundle_path(store, policy, active_version(store, policy)), 1)
+    version = active_items_version(store)
+    if version is None:
+        raise ValueError(f"{store} has no item table")
+    table = load_item_table(store, version)
+    noise = np.zeros((1, bundle.manifest.fusion.dim), dtype=np.float32)
+
+    def once(body: dict[str, Any]) -> None:
+        features, predictions = table_matrices(table, rows_of(table, body["candidates"]["ids"]))
+        inputs = CascadeInputs(
+            user=np.asarray([body["user"]["features"]], dtype=np.float32),
+            context=np.asarray([body["context"]], dtype=np.float32),
+            item_features=features,
+            mtl_predictions=predictions,
+            k=body["k"],
+        )
+        run_cascade(bundle.session, bundle.manifest, inputs, noise)
+
+    for body in bodies:  # warm-up
+        once(body)
+    times = []
+    for i in range(repeats):
+        started = time.perf_counter()
+        once(bodies[i % len(bodies)])
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1000)

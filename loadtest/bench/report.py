@@ -13,8 +13,10 @@ from pathlib import Path
 
 from loadtest.bench.loadgen import LoadResult
 from loadtest.bench.paired import LoggingCost
+from loadtest.bench.sections import write_section
 
 LIMIT = "limit (onnxruntime in-process)"
+SECTION = "cascade-bench"  # its markers in BENCHMARKS.md
 
 
 @dataclass(frozen=True)
@@ -180,8 +182,6 @@ def write_report(
     )
     _plot(rows, args.plot)
     lines = [
-        "# Benchmarks",
-        "",
         f"Written by `{command}` on {when} ({seconds / 60:.1f} min); raw numbers in `{args.results}`.",
         "",
         f"- Machine: {machine['machine']}; Python {machine['python']}.",
@@ -240,7 +240,8 @@ def write_report(
         f"![p50 latency against N]({args.plot.name})",
         "",
     ]
-    args.out.write_text("\n".join(lines))
+    # Only this harness's section: the server comparison (`--peers`) and others keep theirs.
+    write_section(args.out, SECTION, "\n".join(lines))
 
 
 def _plot(rows: list[Measurement], path: Path) -> None:

@@ -40,8 +40,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-steps", type=int, default=None, help="fewer training steps (harness tests only)")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--plot", type=Path, default=Path("BENCHMARKS.png"))
-    parser.add_argument("--results", type=Path, default=Path("loadtest/bench/results.json"))
-    return parser.parse_args(argv)
+    parser.add_argument("--results", type=Path, default=None, help="raw numbers (default by mode, see below)")
+    peers = parser.add_argument_group("--peers: cascade-serve against the peers (loadtest/bench/compare.py)")
+    peers.add_argument("--peers", action="store_true", help="run the server comparison (installs the peers extra)")
+    peers.add_argument("--rounds", type=int, default=3, help="alternating rounds per N and server")
+    peers.add_argument("--warmup", type=int, default=1, help="warm-up seconds before each measured run")
+    peers.add_argument("--gate-per-cell", type=int, default=3, help="gate requests per (N, encoding)")
+    peers.add_argument("--seed", type=int, default=0, help="the exploration seed every server starts with")
+    peers.add_argument("--loadgen", choices=("auto", "wrk", "sockets"), default="auto")
+    peers.add_argument("--no-pin", action="store_true", help="do not pin servers and load to cores")
+    peers.add_argument("--no-unpinned", action="store_true", help="skip the unpinned cascade-serve vs route rounds")
+    peers.add_argument("--profile-seconds", type=int, default=10, help="py-spy seconds per profiled N (0: none)")
+    peers.add_argument("--render-only", action="store_true", help="rewrite the section from --results, no run")
+    peers.add_argument("--skip", default="", help="servers not to measure, comma-separated names")
+    args = parser.parse_args(argv)
+    if args.peers:
+        args.sizes = args.sizes if "--sizes" in (argv or sys.argv) else "100,1000,5000"
+        args.plot = args.plot if "--plot" in (argv or sys.argv) else Path("BENCHMARKS-servers.png")
+        args.skip = {name.strip() for name in args.skip.split(",") if name.strip()}
+    args.results = args.results or Path(f"loadtest/bench/results{'-peers' if args.peers else ''}.json")
+    return args
 
 
 def build_bench_store(store: Path, n_items: int, train_steps: int | None = None) -> Path:
@@ -59,12 +77,17 @@ def build_bench_store(store: Path, n_items: int, train_steps: int | None = None)
     trained = train_demo_policy(config)
     manifest = publish_demo(trained, store, config, policy=POLICY)
     checkpoint = store / "baseline-policy.pt"
-    save_checkpoint(trained.policy, manifest.stage_sizes, manifest.fusion.names, checkpoint)
+    exploration = (manifest.fusion.exploration.probability, manifest.fusion.exploration.noise_clip)
+    save_checkpoint(trained.policy, manifest.stage_sizes, manifest.fusion.names, checkpoint, exploration)
     return checkpoint
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.peers:
+        from loadtest.bench.compare_run import compare_main
+
+        return compare_main(args, " ".join(["cascade bench", *(argv if argv is not None else sys.argv[1:])]))
     sizes = [int(n) for n in args.sizes.split(",")]
     reference = 1000 if 1000 in sizes else sizes[len(sizes) // 2]
     command = " ".join(["cascade bench", *(argv if argv is not None else sys.argv[1:])])
