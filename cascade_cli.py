@@ -288,23 +288,32 @@ def publish(
     bundle: Annotated[Path, typer.Argument(help="Folder of an exported bundle (manifest.json + graphs)")],
     store: StoreOption = Path("store"),
     activate: Annotated[bool, typer.Option(help="Serve it now (routing in Redis, if REDIS_URL is set)")] = True,
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ed25519 private key (PEM) to sign the manifest with [env CASCADE_SIGNING_KEY; "
+            "default: the store's local demo key, made on first use]"
+        ),
+    ] = None,
 ) -> None:
     """Verify a bundle, copy it into the store and (optionally) make it the served version.
 
-    The store's ACTIVE pointer is always updated with --activate; with REDIS_URL set, the routing
-    state in Redis (the source of truth of running services) is updated too and every worker swaps.
+    The stored copy's manifest is signed (Ed25519) before anything can route to it. With --activate the
+    store's durable routing (ROUTING.json and ACTIVE) is updated; with REDIS_URL set, the live routing
+    in Redis is updated too and every worker swaps.
     """
     import asyncio
 
     from redis.asyncio import Redis
 
-    from contracts.store import publish as copy_into_store
+    from export.signing import publish_signed
+    from export.signing import signing_key as key_for
     from service.bundle import load_bundle
     from service.routing import RoutingStore
     from service.settings import Settings
 
     loaded = load_bundle(bundle)  # refuse before copying: hashes, graph signature, warm-up
-    manifest = copy_into_store(bundle, store, activate=activate)
+    manifest = publish_signed(bundle, store, key_for(store, signing_key), activate=activate)
     typer.echo(f"published {manifest.policy}/{manifest.version} into {store} (verified: {loaded.version})")
     settings = Settings()
     if activate and settings.redis_url:
@@ -312,7 +321,8 @@ def publish(
         async def route() -> None:
             redis = Redis.from_url(settings.redis_url or "")
             try:
-                await RoutingStore(redis, settings.routing_namespace).activate(manifest.policy, manifest.version)
+                routing = RoutingStore(redis, store, settings.routing_namespace)
+                await routing.activate(manifest.policy, manifest.version)
             finally:
                 await redis.aclose()
 

@@ -73,6 +73,11 @@ def not_ready(detail: str) -> ProblemError:
     return ProblemError(503, "not-ready", "Service not ready", detail)
 
 
+def redis_unavailable(detail: str) -> ProblemError:
+    """503: the route reads or writes state in Redis, which does not answer right now."""
+    return ProblemError(503, "redis-unavailable", "Redis unavailable", f"routing state unavailable: {detail}")
+
+
 def unknown_policy(policy: str) -> ProblemError:
     return ProblemError(404, "unknown-policy", "Unknown policy", f"policy '{policy}' is not served here", "policy")
 
