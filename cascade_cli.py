@@ -249,10 +249,13 @@ def serve(
     port: Annotated[int, typer.Option(help="Port")] = 8000,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core)")] = None,
 ) -> None:
-    """Serve the active version over HTTP. Without REDIS_URL an embedded Redis is started here."""
-    import uvicorn
+    """Serve the active version over HTTP. Without REDIS_URL an embedded Redis is started here.
 
+    The server is granian unless CASCADE_SERVER=uvicorn; its connection limits are settings
+    (CASCADE_HEADER_READ_TIMEOUT_SECONDS, CASCADE_MAX_HEADER_BYTES, ...; RELIABILITY.md).
+    """
     from service.embedded_redis import EmbeddedRedis
+    from service.server import run_server
     from service.settings import Settings
 
     os.environ["CASCADE_STORE"] = str(store)
@@ -263,21 +266,11 @@ def serve(
         embedded = EmbeddedRedis(settings.embedded_redis_dir)
         os.environ["CASCADE_REDIS_URL"] = embedded.url
         typer.echo(f"embedded Redis at {embedded.url}")
-    # uvicorn re-raises SIGTERM on itself after a clean shutdown, which would kill this process before
-    # `finally` stops the embedded Redis; exiting through SystemExit lets the cleanup run.
+    # The servers re-raise SIGTERM on themselves after a clean shutdown, which would kill this process
+    # before `finally` stops the embedded Redis; exiting through SystemExit lets the cleanup run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run(
-            "service.main:build",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers or os.cpu_count() or 1,
-            loop="uvloop",
-            http="httptools",
-            log_level="info",
-            access_log=False,
-        )
+        run_server(settings, host, port, workers or os.cpu_count() or 1)
     finally:
         if embedded is not None:
             embedded.stop()

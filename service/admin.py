@@ -152,7 +152,9 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
         """The runtime and the decoded body of an admin change naming a version (verified, if any)."""
         rt = runtime()
         known(rt, policy)
-        body = decode_json(await read_json_body(request, rt.settings.max_body_bytes), kind)
+        body = decode_json(
+            await read_json_body(request, rt.settings.max_body_bytes, rt.settings.body_read_timeout_seconds), kind
+        )
         version: str | None = getattr(body, "version", None)
         if version is not None:
             await verified(rt, policy, version, "version")
@@ -200,7 +202,7 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
         return json_response(PolicyDetail(status=await status(rt, policy), request=shape))
 
     admin = [Depends(require_admin)]
-    problems = (401, 403, 404, 422, 503)
+    problems = (401, 403, 404, 408, 413, 415, 422, 503)
 
     @router.post(
         "/v1/admin/policies/{policy}/activate",
@@ -226,7 +228,7 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
     async def rollback(policy: str, request: Request) -> Response:
         rt = runtime()
         known(rt, policy)
-        raw = await read_json_body(request, rt.settings.max_body_bytes)
+        raw = await read_json_body(request, rt.settings.max_body_bytes, rt.settings.body_read_timeout_seconds)
         body = decode_json(raw, RollbackRequest) if raw.strip() else RollbackRequest()
         current = await rt.routing.get(policy)
         if current.previous is None:
@@ -269,7 +271,10 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
     )
     async def activate_items(request: Request) -> Response:
         rt = runtime()
-        body = decode_json(await read_json_body(request, rt.settings.max_body_bytes), ActivateRequest)
+        body = decode_json(
+            await read_json_body(request, rt.settings.max_body_bytes, rt.settings.body_read_timeout_seconds),
+            ActivateRequest,
+        )
         if not (items_root(rt.settings.store) / body.version / ITEMS_MANIFEST).is_file():
             raise ProblemError(404, "unknown-version", "Unknown version", f"no item table {body.version}", "version")
         try:

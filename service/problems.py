@@ -59,6 +59,17 @@ def body_too_large(limit: int) -> ProblemError:
     return ProblemError(413, "body-too-large", "Body too large", f"request body exceeds {limit} bytes", "body")
 
 
+def body_timeout(seconds: float, received: int) -> ProblemError:
+    """408: the client stopped sending its body."""
+    return ProblemError(
+        408,
+        "body-timeout",
+        "Body read timeout",
+        f"no body bytes for {seconds:g} s after {received} bytes; send the whole body promptly",
+        "body",
+    )
+
+
 def unsupported_media_type(media_type: str) -> ProblemError:
     return ProblemError(
         415,

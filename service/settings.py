@@ -53,6 +53,26 @@ class Settings(BaseSettings):
     max_name_length: int = Field(default=MAX_NAME_LENGTH, ge=1, le=MAX_NAME_LENGTH)
     """Longest reward signal name, in characters (422 naming rewards past it)."""
 
+    # --- the HTTP server (`cascade serve`) and its connection limits ---
+
+    server: Literal["granian", "uvicorn"] = "granian"
+    """HTTP server behind `cascade serve`. granian enforces the header read timeout and header limits;
+    uvicorn (kept for comparison) enforces neither (RELIABILITY.md)."""
+
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A connection must send a request's complete headers within this time, also while idle between
+    keep-alive requests (granian closes it after): silent and slow-header clients hold nothing."""
+
+    body_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Longest wait for the next chunk of a request body; past it the request gets 408 problem+json."""
+
+    max_header_bytes: int = Field(default=64 * 1024, ge=8192)
+    """Largest header section (granian's HTTP/1 buffer); larger ones get 431 from the server. Header
+    count is capped by the server's parser at 100 (431 past it)."""
+
+    max_concurrency: int = Field(default=64, ge=1)
+    """Requests in progress per worker (probes aside); past it, 503 problem+json with Retry-After."""
+
     log_queue_size: int = Field(default=10_000, gt=0)
     """Decision records held in memory while the writer sends them to Redis."""
 
