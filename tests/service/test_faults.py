@@ -168,3 +168,33 @@ def test_a_non_finite_reward_is_refused_in_every_codec(client: TestClient, conte
 
     assert response.status_code == 422, response.text
     assert response.json()["field"].startswith("rewards")
+
+
+def test_405_names_the_allowed_methods(client: TestClient) -> None:
+    response = client.put("/v1/rank")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_the_contract_lists_what_the_server_answers(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    rollback = document["paths"]["/v1/admin/policies/{policy}/rollback"]["post"]["responses"]
+    rank = document["paths"]["/v1/rank"]["post"]["responses"]
+    schemas = document["components"]["schemas"]
+
+    assert "409" in rollback
+    assert {"408", "503"} <= set(rank)
+    assert schemas["Candidates"]["properties"]["ids"]["minItems"] == 1
+    assert schemas["RankRequest"]["properties"]["k"]["minimum"] == 1
+    assert "/v1/models/{policy}" in document["paths"]
+
+
+def test_rollback_with_nothing_to_roll_back_to_is_409_naming_the_field(settings: Settings) -> None:
+    admin = settings.model_copy(update={"admin_token": TOKEN})
+    with TestClient(create_app(admin)) as client:
+        response = client.post("/v1/admin/policies/demo/rollback", headers=AUTH)
+
+    assert response.status_code == 409
+    assert response.json()["field"] == "previous"
