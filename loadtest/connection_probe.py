@@ -12,6 +12,8 @@ long, or the status line it answered). The servers are stopped by their PIDs.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -139,9 +141,13 @@ def _probe(port: int) -> dict[str, str]:
 def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="cascade-probe-"))
     (folder / "app.py").write_text(APP)
-    port = free_port()
-    for name, command in _commands(port).items():
-        server = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for name in ("granian", "hypercorn", "uvicorn"):
+        port = free_port()
+        command = _commands(port)[name]
+        # Its own session: stopping the group stops the server's worker processes too.
+        server = subprocess.Popen(
+            command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
@@ -152,7 +158,8 @@ def main() -> int:
             for probe, result in _probe(port).items():
                 print(f"  {probe:34s} {result}")
         finally:
-            server.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
             server.wait()
     return 0
 
