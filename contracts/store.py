@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -152,17 +153,16 @@ def update_routing(folder: Path, change: Callable[[RoutingState], RoutingState])
 
 
 def record_routing(folder: Path, state: RoutingState) -> RoutingState:
-    """Make the durable copy say `state` (a change made in Redis), unless it already holds a later revision.
+    """Make the durable copy say `state` (a change made in Redis, which is the authority while it has one).
 
-    Two admins racing write their states in either order; the higher revision wins, as it did in Redis.
+    The revision kept is the larger of the two, so a restore from this copy always lands above every
+    revision any worker has seen.
     """
     with _locked(folder):
         current, history = _reconciled(folder)
-        if current.revision > state.revision:
-            _write(folder, current, _with(history, state))
-            return current
-        _write(folder, state, _with(history, state))
-        return state
+        recorded = replace(state, revision=max(state.revision, current.revision))
+        _write(folder, recorded, _with(history, state))
+        return recorded
 
 
 def publish(bundle_dir: Path, store: Path, activate: bool = True) -> Manifest:

@@ -36,18 +36,19 @@ async def read_body(
         raise body_too_large(limit)
     chunks: list[bytes] = []
     received = 0
-    stream = request.stream()
-    while True:
-        try:
-            chunk = await asyncio.wait_for(anext(stream), chunk_timeout)
-        except StopAsyncIteration:
-            break
-        except TimeoutError:
-            raise body_timeout(chunk_timeout or 0.0, received) from None
-        received += len(chunk)
-        if received > limit:
-            raise body_too_large(limit)
-        chunks.append(chunk)
+    loop = asyncio.get_running_loop()
+    try:
+        # One deadline, pushed back after each chunk: no task per chunk (a 1 MB body arrives in ~20).
+        async with asyncio.timeout(chunk_timeout) as deadline:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise body_too_large(limit)
+                chunks.append(chunk)
+                if chunk_timeout is not None:
+                    deadline.reschedule(loop.time() + chunk_timeout)
+    except TimeoutError:
+        raise body_timeout(chunk_timeout or 0.0, received) from None
     return Body(b"".join(chunks), codec)
 
 

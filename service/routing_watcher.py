@@ -36,6 +36,9 @@ from service.routing import RoutingStore
 
 log = logging.getLogger(__name__)
 
+_RETRY_REFUSED_S = 30.0
+_FORGET_WORKERS_S = 3600.0  # heartbeats older than this are removed at start-up (workers long gone)
+
 
 class RoutingWatcher:
     """Background task: routing changes in Redis → verified swaps in the registry."""
@@ -60,7 +63,8 @@ class RoutingWatcher:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
-        self._refused: dict[str, tuple[str | None, str | None, float, str | None]] = {}
+        # A routing state this worker failed to load, and when: retried after _RETRY_REFUSED_S, not every poll.
+        self._refused: dict[str, tuple[tuple[str | None, str | None, float, str | None], float]] = {}
         # host:pid names the worker process (the x-cascade-worker header); the suffix tells apart app
         # instances sharing one process (tests run several).
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -68,6 +72,7 @@ class RoutingWatcher:
     async def start(self) -> None:
         """Load what routing names (restoring Redis from the store if it lost it), then watch for changes."""
         try:
+            await self._forget_dead_workers()
             await self.refresh()
         except (RedisError, OSError) as exc:
             # Serve the store's durable routing until Redis answers; the watcher then converges on Redis.
@@ -110,18 +115,26 @@ class RoutingWatcher:
             if current.revision != state.revision:
                 self._registry.apply(policy, state)  # same bundles: only the revision moves
             return
-        if self._refused.get(policy) == state.serves():
-            return  # refused once: retried when routing changes, not on every poll
+        refused = self._refused.get(policy)
+        if refused is not None and refused[0] == state.serves() and time.monotonic() - refused[1] < _RETRY_REFUSED_S:
+            return  # refused a moment ago: retried when routing changes or after a while, not on every poll
         try:
             serving = await asyncio.to_thread(self._registry.apply, policy, state)
         except (StoreError, BundleError):
-            self._refused[policy] = state.serves()
+            self._refused[policy] = (state.serves(), time.monotonic())
             self._metrics.swap_failures.labels(policy).inc()
             return
         self._refused.pop(policy, None)
         self._metrics.swaps.labels(policy).inc()
         self._metrics.serving_revision.labels(policy).set(serving.revision)
         log.info("policy %s now serves %s (revision %d)", policy, serving.versions(), serving.revision)
+
+    async def _forget_dead_workers(self) -> None:
+        beats = await self._redis.hgetall(self._routing.workers)
+        cutoff = time.time() - _FORGET_WORKERS_S
+        dead = [worker for worker, raw in beats.items() if msgspec.json.decode(raw).get("time", 0) < cutoff]
+        if dead:
+            await self._redis.hdel(self._routing.workers, *dead)
 
     async def _heartbeat(self) -> None:
         serving = {}
