@@ -57,6 +57,7 @@ def test_schemathesis_finds_no_failure_in_the_published_contract(store: Path, re
             capture_output=True,
             text=True,
             timeout=600,
+            cwd=tmp_path,  # schemathesis writes its cache (.schemathesis/) in the working directory
             check=False,
         )
 
