@@ -9,7 +9,7 @@ STORE ?= store
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install lock lock-peers peers run demo test test-fast lint openapi loadtest bench clean
+.PHONY: install lock lock-peers peers run demo test test-fast lint openapi loadtest soak bench clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,10 @@ openapi: $(STAMP)
 
 loadtest: $(STAMP) $(STORE)/demo/ACTIVE
 	$(BIN)/python -m loadtest.run --store $(STORE)
+
+# Ten minutes at a steady rate against a real server: RSS growth, failures, Redis memory (RELIABILITY.md).
+soak: $(STAMP) $(STORE)/demo/ACTIVE
+	$(BIN)/python -m loadtest.soak --store $(STORE)
 
 # The benchmark harness: trains its own policy, runs every server on 127.0.0.1 (the peers too), writes
 # BENCHMARKS.md + .png.

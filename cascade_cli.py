@@ -249,10 +249,13 @@ def serve(
     port: Annotated[int, typer.Option(help="Port")] = 8000,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core)")] = None,
 ) -> None:
-    """Serve the active version over HTTP. Without REDIS_URL an embedded Redis is started here."""
-    import uvicorn
+    """Serve the active version over HTTP. Without REDIS_URL an embedded Redis is started here.
 
+    The server is granian unless CASCADE_SERVER=uvicorn; its connection limits are settings
+    (CASCADE_HEADER_READ_TIMEOUT_SECONDS, CASCADE_MAX_HEADER_BYTES, ...; RELIABILITY.md).
+    """
     from service.embedded_redis import EmbeddedRedis
+    from service.server import run_server
     from service.settings import Settings
 
     os.environ["CASCADE_STORE"] = str(store)
@@ -263,21 +266,11 @@ def serve(
         embedded = EmbeddedRedis(settings.embedded_redis_dir)
         os.environ["CASCADE_REDIS_URL"] = embedded.url
         typer.echo(f"embedded Redis at {embedded.url}")
-    # uvicorn re-raises SIGTERM on itself after a clean shutdown, which would kill this process before
-    # `finally` stops the embedded Redis; exiting through SystemExit lets the cleanup run.
+    # The servers re-raise SIGTERM on themselves after a clean shutdown, which would kill this process
+    # before `finally` stops the embedded Redis; exiting through SystemExit lets the cleanup run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run(
-            "service.main:build",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers or os.cpu_count() or 1,
-            loop="uvloop",
-            http="httptools",
-            log_level="info",
-            access_log=False,
-        )
+        run_server(settings, host, port, workers or os.cpu_count() or 1)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -288,23 +281,32 @@ def publish(
     bundle: Annotated[Path, typer.Argument(help="Folder of an exported bundle (manifest.json + graphs)")],
     store: StoreOption = Path("store"),
     activate: Annotated[bool, typer.Option(help="Serve it now (routing in Redis, if REDIS_URL is set)")] = True,
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ed25519 private key (PEM) to sign the manifest with [env CASCADE_SIGNING_KEY; "
+            "default: the store's local demo key, made on first use]"
+        ),
+    ] = None,
 ) -> None:
     """Verify a bundle, copy it into the store and (optionally) make it the served version.
 
-    The store's ACTIVE pointer is always updated with --activate; with REDIS_URL set, the routing
-    state in Redis (the source of truth of running services) is updated too and every worker swaps.
+    The stored copy's manifest is signed (Ed25519) before anything can route to it. With --activate the
+    store's durable routing (ROUTING.json and ACTIVE) is updated; with REDIS_URL set, the live routing
+    in Redis is updated too and every worker swaps.
     """
     import asyncio
 
     from redis.asyncio import Redis
 
-    from contracts.store import publish as copy_into_store
+    from export.signing import publish_signed
+    from export.signing import signing_key as key_for
     from service.bundle import load_bundle
     from service.routing import RoutingStore
     from service.settings import Settings
 
     loaded = load_bundle(bundle)  # refuse before copying: hashes, graph signature, warm-up
-    manifest = copy_into_store(bundle, store, activate=activate)
+    manifest = publish_signed(bundle, store, key_for(store, signing_key), activate=activate)
     typer.echo(f"published {manifest.policy}/{manifest.version} into {store} (verified: {loaded.version})")
     settings = Settings()
     if activate and settings.redis_url:
@@ -312,7 +314,8 @@ def publish(
         async def route() -> None:
             redis = Redis.from_url(settings.redis_url or "")
             try:
-                await RoutingStore(redis, settings.routing_namespace).activate(manifest.policy, manifest.version)
+                routing = RoutingStore(redis, store, settings.routing_namespace)
+                await routing.activate(manifest.policy, manifest.version)
             finally:
                 await redis.aclose()
 

@@ -40,6 +40,7 @@ from contracts.manifest import (
     actor_graph_spec,
     sha256_of,
 )
+from contracts.signing import SIGNATURE_FILE
 from export.exporter import (
     DEFAULT_TOLERANCE,
     ParityError,
@@ -278,7 +279,12 @@ def add_actor_graphs(
     if item_fusion is not None:
         std = list(exploration_std) if exploration_std is not None else [0.0] * manifest.fusion.dim
         graphs[ITEM_FUSION_GRAPH], actors[ITEM_FUSION_GRAPH] = export_item_fusion(item_fusion, bundle, schema, std)
-    files = {p.name: sha256_of(p) for p in sorted(bundle.iterdir()) if p.is_file() and p.name != MANIFEST_FILE}
+    # The signature is over the manifest, so it cannot be listed in it (contracts/signing.py).
+    files = {
+        p.name: sha256_of(p)
+        for p in sorted(bundle.iterdir())
+        if p.is_file() and p.name not in (MANIFEST_FILE, SIGNATURE_FILE)
+    }
     updated = Manifest.model_validate({**manifest.model_dump(), "graphs": graphs, "files": files, "actors": actors})
     tmp = (bundle / MANIFEST_FILE).with_suffix(".tmp")
     tmp.write_text(updated.model_dump_json(indent=2) + "\n")

@@ -44,6 +44,7 @@ from contracts.manifest import (
     fusion_graph_spec,
     sha256_of,
 )
+from contracts.signing import SIGNATURE_FILE
 from models.nets.cascade import CascadePolicy
 from models.nets.checkpoint import CHECKPOINT_FILE, save_checkpoint
 
@@ -103,7 +104,12 @@ def export_bundle(
 
     # The torch weights ride along (hashed like the graph) so training can warm-start from this version.
     save_checkpoint(policy, out_dir / CHECKPOINT_FILE)
-    files = {p.name: sha256_of(p) for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != MANIFEST_FILE}
+    # The signature is over the manifest, so it cannot be listed in it (contracts/signing.py).
+    files = {
+        p.name: sha256_of(p)
+        for p in sorted(out_dir.iterdir())
+        if p.is_file() and p.name not in (MANIFEST_FILE, SIGNATURE_FILE)
+    }
     manifest = Manifest(
         policy=policy_name,
         version=version,

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from contracts.manifest import Manifest
-from contracts.store import publish, read_manifest
+from contracts.store import read_manifest
 from contracts.versions import utc_version
 from export.exporter import export_bundle
+from export.signing import publish_signed, signing_key
 from models.algorithms.demo_policy import DemoConfig, DemoTraining, bundle_description, train_demo_policy
 from models.env.rollout import evaluate_fusion
 from models.nets.cascade import CascadePolicy
@@ -58,7 +59,7 @@ def publish_demo(
     with tempfile.TemporaryDirectory(prefix="cascade-demo-") as tmp:
         bundle = Path(tmp) / version
         export_demo_bundle(trained.policy, bundle, config, policy, version, trained.report, trained.evaluation)
-        manifest = publish(bundle, store, activate=True)
+        manifest = publish_signed(bundle, store, signing_key(store), activate=True)
     if item_table:
         write_catalogue(store, trained.simulator, config.seed, version=version)
     return manifest

@@ -34,9 +34,10 @@ import numpy as np
 import redis
 import torch
 
-from contracts.store import active_version, bundle_path, publish, read_manifest
+from contracts.store import active_version, bundle_path, read_manifest
 from contracts.streams import DEFAULT_DECISION_STREAM, DEFAULT_FEEDBACK_STREAM
 from export.exporter import export_bundle
+from export.signing import publish_signed, signing_key
 from models.algorithms.demo_policy import DemoConfig
 from models.algorithms.logged_a3c import LoggedA3CConfig, train_on_log
 from models.algorithms.replay_trainer import ReplayConfig, reward_weights, train_on_replay
@@ -268,7 +269,7 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
                     f"{truth['candidate']['gaussian']:.2f} vs active {truth['active']['gaussian']:.2f} (exploring)"
                 )
                 if publish_it:
-                    publish(bundle, store, activate=True)
+                    publish_signed(bundle, store, signing_key(store), activate=True)
                     activate(base, config.policy, bundle.name, admin_token)
                     wait_for_version(base, config.policy, bundle.name)
                     report.published = True

@@ -1,8 +1,10 @@
 """Model listing (open) and admin routes (bearer token): activate, roll back, canary, shadow.
 
 Every change is verified in this worker first (the bundle loads, hashes and shapes check out,
-warm-up runs) and only then written to the routing state in Redis, which every worker follows.
-A refused bundle never reaches Redis, so no worker is ever told to serve it.
+warm-up runs) and only then written to the routing state in Redis and its durable copy in the
+store, which every worker follows. A refused bundle never reaches Redis, so no worker is ever told
+to serve it. With `wait_seconds`, the answer comes once every live worker says (in its heartbeat)
+that it serves the change, or at the deadline, and names what each worker serves.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
+import msgspec
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -25,22 +29,35 @@ from service.bundle import BundleError
 from service.decode import decode_json
 from service.http_body import read_json_body
 from service.item_catalog import ITEMS_ROUTE
-from service.openapi import body_of, responses_of
+from service.openapi import body_of, described, responses_of
 from service.problems import ProblemError, invalid_field, unknown_policy
 from service.responses import json_response
-from service.runtime import Runtime, served_policies
+from service.runtime import Runtime, request_limits, served_policies
 from service.schema import (
     ActivateRequest,
     CanaryRequest,
     ItemTableStatus,
     ModelsResponse,
+    PolicyDetail,
     PolicyStatus,
+    RequestShape,
+    RollbackRequest,
     ShadowRequest,
 )
 
 T = TypeVar("T")
 # The admin routes' body and answer types, for the OpenAPI components.
-ADMIN_SCHEMA_TYPES = [ActivateRequest, CanaryRequest, ShadowRequest, PolicyStatus, ModelsResponse, ItemTableStatus]
+ADMIN_SCHEMA_TYPES = [
+    ActivateRequest,
+    CanaryRequest,
+    ShadowRequest,
+    RollbackRequest,
+    PolicyStatus,
+    PolicyDetail,
+    ModelsResponse,
+    ItemTableStatus,
+]
+_POLL_SECONDS = 0.05  # how often a waiting activation re-reads the workers' heartbeats
 _bearer = HTTPBearer(auto_error=False, description="CASCADE_ADMIN_TOKEN")
 _BEARER = Depends(_bearer)
 
@@ -87,9 +104,45 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
             rt.metrics.swap_failures.labels(policy).inc()
             raise invalid_field(field, f"bundle {policy}/{version} refused: {exc}") from exc
 
-    async def changed(rt: Runtime, policy: str, state: RoutingState) -> Response:
-        prune(rt.settings.store, policy, rt.settings.retain_versions, state.versions_in_use())
-        return json_response(await status(rt, policy, state))
+    async def changed(rt: Runtime, policy: str, state: RoutingState, wait_seconds: float = 0.0) -> Response:
+        await asyncio.to_thread(prune, rt.settings.store, policy, rt.settings.retain_versions, state.versions_in_use())
+        if wait_seconds <= 0:
+            return json_response(await status(rt, policy, state))
+        if rt.watcher is not None:
+            await rt.watcher.refresh()  # this worker applies it now, the others on the change message
+        converged, workers = await wait_for_workers(rt, policy, state, wait_seconds)
+        answer = await status(rt, policy, state)
+        return json_response(msgspec.structs.replace(answer, converged=converged, workers=workers))
+
+    async def wait_for_workers(
+        rt: Runtime, policy: str, state: RoutingState, wait_seconds: float
+    ) -> tuple[bool, dict[str, dict[str, str | float | None]]]:
+        """Poll the live workers' heartbeats until each serves `state` or the deadline passes."""
+        want = state.serves()
+        # A worker that wrote no heartbeat for three polls (and 2 s) is gone: it does not hold the answer back.
+        alive_seconds = max(3 * rt.settings.routing_poll_seconds, 2.0)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            beats = cast(dict[bytes, bytes], await rt.redis.hgetall(rt.routing.workers))
+            workers: dict[str, dict[str, str | float | None]] = {}
+            stale = []
+            for worker, raw in beats.items():
+                beat: dict[str, Any] = msgspec.json.decode(raw)
+                if beat["time"] < time.time() - alive_seconds:
+                    stale.append(worker)
+                    continue
+                workers[worker.decode()] = beat["serving"].get(policy) or {}
+            if stale:
+                await rt.redis.hdel(rt.routing.workers, *stale)
+            served = {
+                name: (w.get("active"), w.get("canary"), w.get("canary_fraction") or 0.0, w.get("shadow"))
+                for name, w in workers.items()
+            }
+            own = rt.watcher.worker_id if rt.watcher is not None else None
+            converged = own in workers and all(value == want for value in served.values())
+            if converged or time.monotonic() >= deadline:
+                return converged, workers
+            await asyncio.sleep(_POLL_SECONDS)
 
     def known(rt: Runtime, policy: str) -> None:
         if not POLICY_NAME.fullmatch(policy) or not (rt.settings.store / policy).is_dir():
@@ -99,22 +152,57 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
         """The runtime and the decoded body of an admin change naming a version (verified, if any)."""
         rt = runtime()
         known(rt, policy)
-        body = decode_json(await read_json_body(request, rt.settings.max_body_bytes), kind)
+        body = decode_json(
+            await read_json_body(request, rt.settings.max_body_bytes, rt.settings.body_read_timeout_seconds), kind
+        )
         version: str | None = getattr(body, "version", None)
         if version is not None:
             await verified(rt, policy, version, "version")
         return rt, body
 
     @router.get(
-        "/v1/models", summary="Policies, their routing and versions", responses=responses_of(ModelsResponse, 200)
+        "/v1/models",
+        summary="Policies, their routing and versions",
+        responses=responses_of(ModelsResponse, 200, 503),
     )
     async def models() -> Response:
         rt = runtime()
         names = sorted({rt.settings.policy, *served_policies(rt.settings)})
         return json_response(ModelsResponse(policies=[await status(rt, name) for name in names]))
 
+    @router.get(
+        "/v1/models/{policy}",
+        summary="One policy: routing, and the body shape its active bundle accepts (vector widths, limits)",
+        responses=responses_of(PolicyDetail, 200, 404, 503),
+    )
+    async def model(policy: str) -> Response:
+        rt = runtime()
+        known(rt, policy)
+        serving = rt.registry.get(policy)
+        shape = None
+        if serving is not None:
+            manifest = serving.active.manifest
+            schema, limits = manifest.feature_schema, request_limits(rt.settings)
+            shape = RequestShape(
+                user_dim=schema.user_dim,
+                context_dim=schema.context_dim,
+                item_dim=schema.item_dim,
+                objectives=schema.objectives,
+                user_columns=schema.user_columns,
+                context_columns=schema.context_columns,
+                item_columns=schema.item_columns,
+                stage_sizes=manifest.stage_sizes,
+                fusion_weights=manifest.fusion.names,
+                per_item_fusion=serving.active.fusion.item_fusion is not None,
+                max_candidates=limits.max_candidates,
+                max_k=limits.max_k,
+                max_reward_keys=limits.max_reward_keys,
+                max_name_length=limits.max_name_length,
+            )
+        return json_response(PolicyDetail(status=await status(rt, policy), request=shape))
+
     admin = [Depends(require_admin)]
-    problems = (401, 403, 404, 422)
+    problems = (401, 403, 404, 408, 413, 415, 422, 503)
 
     @router.post(
         "/v1/admin/policies/{policy}/activate",
@@ -125,23 +213,31 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
     )
     async def activate(policy: str, request: Request) -> Response:
         rt, body = await change_request(policy, request, ActivateRequest)
-        return await changed(rt, policy, await rt.routing.activate(policy, body.version))
+        return await changed(rt, policy, await rt.routing.activate(policy, body.version), body.wait_seconds)
 
     @router.post(
         "/v1/admin/policies/{policy}/rollback",
         summary="Serve the previous version again",
         dependencies=admin,
-        responses=responses_of(PolicyStatus, 200, *problems),
+        openapi_extra={"requestBody": {**body_of(RollbackRequest)["requestBody"], "required": False}},
+        responses=described(
+            responses_of(PolicyStatus, 200, 400, 409, *problems),
+            s409="Nothing to roll back to: the policy has no previous version (`field`: previous)",
+        ),
     )
-    async def rollback(policy: str) -> Response:
+    async def rollback(policy: str, request: Request) -> Response:
         rt = runtime()
         known(rt, policy)
+        raw = await read_json_body(request, rt.settings.max_body_bytes, rt.settings.body_read_timeout_seconds)
+        body = decode_json(raw, RollbackRequest) if raw.strip() else RollbackRequest()
         current = await rt.routing.get(policy)
         if current.previous is None:
-            raise ProblemError(409, "no-previous-version", "Nothing to roll back to", f"{policy} has no previous")
+            raise ProblemError(
+                409, "no-previous-version", "Nothing to roll back to", f"{policy} has no previous version", "previous"
+            )
         await verified(rt, policy, current.previous, "previous")
         state = await rt.routing.rollback(policy)
-        return await changed(rt, policy, state or current)
+        return await changed(rt, policy, state or current, body.wait_seconds)
 
     @router.post(
         "/v1/admin/policies/{policy}/canary",
@@ -152,7 +248,8 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
     )
     async def canary(policy: str, request: Request) -> Response:
         rt, body = await change_request(policy, request, CanaryRequest)
-        return await changed(rt, policy, await rt.routing.set_canary(policy, body.version, body.fraction))
+        state = await rt.routing.set_canary(policy, body.version, body.fraction)
+        return await changed(rt, policy, state, body.wait_seconds)
 
     @router.post(
         "/v1/admin/policies/{policy}/shadow",
@@ -163,7 +260,7 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
     )
     async def shadow(policy: str, request: Request) -> Response:
         rt, body = await change_request(policy, request, ShadowRequest)
-        return await changed(rt, policy, await rt.routing.set_shadow(policy, body.version))
+        return await changed(rt, policy, await rt.routing.set_shadow(policy, body.version), body.wait_seconds)
 
     @router.post(
         "/v1/admin/items/activate",
@@ -174,7 +271,10 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
     )
     async def activate_items(request: Request) -> Response:
         rt = runtime()
-        body = decode_json(await read_json_body(request, rt.settings.max_body_bytes), ActivateRequest)
+        body = decode_json(
+            await read_json_body(request, rt.settings.max_body_bytes, rt.settings.body_read_timeout_seconds),
+            ActivateRequest,
+        )
         if not (items_root(rt.settings.store) / body.version / ITEMS_MANIFEST).is_file():
             raise ProblemError(404, "unknown-version", "Unknown version", f"no item table {body.version}", "version")
         try:
@@ -182,6 +282,8 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
         except ItemTableError as exc:
             raise invalid_field("version", f"item table {body.version} refused: {exc}") from exc
         state = await rt.routing.activate(ITEMS_ROUTE, body.version)
+        if body.wait_seconds > 0 and rt.watcher is not None:
+            await rt.watcher.refresh()  # this worker swaps before answering; the others on the change message
         return json_response(ItemTableStatus(active=state.active, previous=state.previous, revision=state.revision))
 
     return router

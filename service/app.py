@@ -14,15 +14,17 @@ from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from service.admin import ADMIN_SCHEMA_TYPES, admin_router
 from service.body import Body
+from service.concurrency import ConcurrencyLimit
 from service.decode import decode_body
 from service.http_body import read_body, wants_msgpack
 from service.openapi import body_of, described, install_openapi, responses_of
-from service.problems import ProblemError, not_ready, unknown_request
+from service.problems import ProblemError, not_ready, redis_unavailable, unknown_request
 from service.responses import encoded_response, json_response, problem_response
-from service.runtime import Runtime, open_runtime
+from service.runtime import Runtime, open_runtime, request_limits
 from service.schema import (
     FeedbackAccepted,
     FeedbackRequest,
@@ -76,7 +78,25 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem_response(ProblemError(exc.status_code, kind, str(exc.detail), str(exc.detail)), request)
+        response = problem_response(ProblemError(exc.status_code, kind, str(exc.detail), str(exc.detail)), request)
+        response.headers.update(exc.headers or {})  # 405 carries Allow (RFC 9110 §15.5.6)
+        return response
+
+    @app.exception_handler(RedisError)
+    async def _redis_down(request: Request, exc: RedisError) -> Response:
+        # Routing and models answer from Redis: while it is down they say so (503, retry), never 500.
+        log.warning("Redis unavailable on %s: %s", request.url.path, exc)
+        response = problem_response(redis_unavailable(str(exc)), request)
+        response.headers["retry-after"] = "1"
+        return response
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client hung up mid-upload: nobody is left to answer and nothing failed here, so no
+        # traceback and no 500, only a counter. 499 is nginx's "client closed request"; no client sees it.
+        if "runtime" in holder:
+            holder["runtime"].metrics.client_disconnects.labels(request.url.path.rsplit("/", 1)[-1]).inc()
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -91,7 +111,9 @@ def create_app(settings: Settings) -> FastAPI:
         rt = runtime()
         rt.metrics.in_flight.inc()
         try:
-            body = await read_body(request, rt.settings.max_body_bytes)
+            body = await read_body(
+                request, rt.settings.max_body_bytes, chunk_timeout=rt.settings.body_read_timeout_seconds
+            )
             # Decoding and the cascade take milliseconds of CPU: run them off the event loop so health
             # probes and feedback are not queued behind them (onnxruntime releases the GIL). A plain
             # executor, not Starlette's anyio threadpool: its per-call overhead measured higher here.
@@ -108,7 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
         "/v1/rank",
         summary="Rank candidates through the cascade",
         openapi_extra=body_of(RankRequest, msgpack=True),
-        responses=responses_of(RankResponse, 200, 400, 404, 413, 415, 422, 503, msgpack=True),
+        responses=responses_of(RankResponse, 200, 400, 404, 408, 413, 415, 422, 503, msgpack=True),
     )
     async def rank(request: Request) -> Response:
         return await serve(request, "rank", runtime().ranker.rank_body)
@@ -117,7 +139,7 @@ def create_app(settings: Settings) -> FastAPI:
         "/v1/fusion",
         summary="Fusion weights alone: request-level, or per item when candidates are given",
         openapi_extra=body_of(FusionRequest, msgpack=True),
-        responses=responses_of(FusionResponse, 200, 400, 404, 413, 415, 422, 503, msgpack=True),
+        responses=responses_of(FusionResponse, 200, 400, 404, 408, 413, 415, 422, 503, msgpack=True),
     )
     async def fusion(request: Request) -> Response:
         return await serve(request, "fusion", runtime().ranker.fusion_body)
@@ -128,7 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
         status_code=202,
         openapi_extra=body_of(FeedbackRequest, msgpack=True),
         responses=described(
-            responses_of(FeedbackAccepted, 202, 200, 400, 404, 413, 415, 422, 503),
+            responses_of(FeedbackAccepted, 202, 200, 400, 404, 408, 413, 415, 422, 503),
             s202="Stored: status accepted (within the reward window) or late (after it; not joined)",
             s200="This event was stored before (status duplicate); nothing new is stored",
             s404="No decision with this request_id is logged; retry after Retry-After seconds if just served",
@@ -136,7 +158,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     async def feedback(request: Request) -> Response:
         rt = runtime()
-        decoded = decode_body(await read_body(request, rt.settings.max_body_bytes), FeedbackRequest)
+        body = await read_body(request, rt.settings.max_body_bytes, chunk_timeout=rt.settings.body_read_timeout_seconds)
+        decoded = request_limits(rt.settings).feedback(decode_body(body, FeedbackRequest))
         try:
             outcome = await rt.feedback.append(decoded)
             if outcome == "unknown_request" and await rt.decision_log.logged_soon(decoded.request_id, 1.0):
@@ -193,6 +216,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(runtime().metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    def refused(path: str) -> None:
+        if "runtime" in holder:
+            holder["runtime"].metrics.requests.labels(path.rsplit("/", 1)[-1], "503").inc()
+
+    app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrency, on_refused=refused)
     app.include_router(admin_router(runtime))
     schema_types = [RankRequest, RankResponse, FusionRequest, FusionResponse, FeedbackRequest, FeedbackAccepted]
     install_openapi(app, [*schema_types, *ADMIN_SCHEMA_TYPES, ReadyState, Health])

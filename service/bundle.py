@@ -28,6 +28,7 @@ from contracts.store import StoreError, read_manifest
 from service.actors import actor_specs, make_actors
 from service.cascade import CascadeInputs, UserState, run_cascade, synthetic_inputs
 from service.fusion_strategy import FusionStrategy, choose_fusion
+from service.signing import SignatureError, Trust
 
 _ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
 
@@ -50,8 +51,17 @@ class LoadedBundle:
         return self.manifest.version
 
 
-def load_bundle(path: Path, intra_op_threads: int = 1) -> LoadedBundle:
-    """Verify the manifest, every sha256 and the graph signature, then open and warm the graph."""
+def load_bundle(path: Path, intra_op_threads: int = 1, trust: Trust | None = None) -> LoadedBundle:
+    """Verify the manifest's signature (with `trust`), every sha256 and the graph signature, then open and warm.
+
+    The serving registry always passes its Trust; tools that only inspect a bundle they just exported
+    (the CLI before publishing, benchmarks) may check hashes alone.
+    """
+    if trust is not None:
+        try:
+            trust.verify(path)  # before any hash is believed: the manifest is what lists them
+        except SignatureError as exc:
+            raise BundleError(f"{path}: signature refused: {exc}") from exc
     try:
         manifest = read_manifest(path)
     except (StoreError, ValidationError) as exc:

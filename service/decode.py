@@ -23,7 +23,7 @@ from service.schema import Candidates, Matrix, RankRequest, Tensor, User
 
 T = TypeVar("T")
 
-_AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_AT_PATH = re.compile(r" - at (?:`key` in )?`\$(?P<path>[^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:required|unknown) field `(?P<name>[^`]+)`")
 
 

@@ -1,7 +1,8 @@
 """The item table this worker serves, swapped whole like a bundle (load and verify first, then one assignment).
 
 Its routing lives in Redis beside the policies' (a routing hash under the name ITEMS_DIR), so the
-same Lua scripts, channel and polling move every worker of every replica to a new table.
+same Lua scripts, channel, polling and durable copy (`_items/ROUTING.json`) move every worker of
+every replica to a new table. A table verified by admin is the object the swap serves: loaded once.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class ItemCatalog:
         self._store = store
         self.table: ItemTable | None = None
         self.error: str | None = None
+        self._staged: ItemTable | None = None  # verified by admin, swapped in by the next refresh
 
     @property
     def version(self) -> str | None:
@@ -37,15 +39,11 @@ class ItemCatalog:
 
     def load(self, version: str) -> ItemTable:
         """Load and verify a version (reusing the current one). Blocking: call from a thread."""
-        if self.table is not None and self.table.version == version:
-            return self.table
-        return load_item_table(self._store, version)
-
-    async def bootstrap(self, routing: RoutingStore) -> None:
-        """Seed Redis with the store's ACTIVE table when Redis names none yet."""
-        version = active_items_version(self._store)
-        if version is not None:
-            await routing.bootstrap(ITEMS_ROUTE, version)
+        for known in (self.table, self._staged):
+            if known is not None and known.version == version:
+                return known
+        self._staged = load_item_table(self._store, version)
+        return self._staged
 
     def load_store_active(self) -> None:
         """Serve the store's ACTIVE table (start-up while Redis is unreachable)."""
@@ -54,7 +52,7 @@ class ItemCatalog:
             self._swap(version)
 
     async def refresh(self, routing: RoutingStore) -> None:
-        """Swap to the table Redis names, if it differs; a refused table keeps the old one serving."""
+        """Swap to the table routing names (restored from the store if Redis lost it); a refused one keeps the old."""
         wanted = (await routing.get(ITEMS_ROUTE)).active
         if wanted is None or wanted == self.version:
             return
@@ -68,6 +66,7 @@ class ItemCatalog:
             log.error("item table %s refused, still serving %s: %s", version, self.version, exc)
             return
         self.table = table  # the swap: one reference assignment
+        self._staged = None
         self.error = None
         log.info("item table %s loaded: %d items", version, table.manifest.count)
 

@@ -46,6 +46,18 @@ class Metrics:
             "Rank and fusion requests this worker is reading, computing or answering",
             registry=self.registry,
         )
+        self.client_disconnects = Counter(
+            "cascade_client_disconnects",
+            "Requests whose client hung up before its body arrived (not errors)",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.bundle_loads = Counter(
+            "cascade_bundle_loads",
+            "Bundles verified, opened and warmed by this worker (once per version it ever routes)",
+            ["policy"],
+            registry=self.registry,
+        )
         self.swaps = Counter("cascade_swaps", "Routing changes applied", ["policy"], registry=self.registry)
         self.swap_failures = Counter(
             "cascade_swap_failures",

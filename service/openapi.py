@@ -24,10 +24,11 @@ _REASONS = {
     403: "Wrong bearer token, or the admin API is disabled",
     409: "Conflict with the current state",
     404: "Unknown policy or version",
+    408: "The body stopped arriving (no bytes for CASCADE_BODY_READ_TIMEOUT_SECONDS)",
     413: "Body too large",
     415: "Unsupported media type",
     422: "A field is invalid; `field` names it",
-    503: "Not ready (no bundle loaded) or a dependency is unavailable",
+    503: "Not ready (no bundle loaded), Redis unavailable, or too many requests in progress (Retry-After)",
 }
 
 

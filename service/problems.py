@@ -59,6 +59,17 @@ def body_too_large(limit: int) -> ProblemError:
     return ProblemError(413, "body-too-large", "Body too large", f"request body exceeds {limit} bytes", "body")
 
 
+def body_timeout(seconds: float, received: int) -> ProblemError:
+    """408: the client stopped sending its body."""
+    return ProblemError(
+        408,
+        "body-timeout",
+        "Body read timeout",
+        f"no body bytes for {seconds:g} s after {received} bytes; send the whole body promptly",
+        "body",
+    )
+
+
 def unsupported_media_type(media_type: str) -> ProblemError:
     return ProblemError(
         415,
@@ -71,6 +82,11 @@ def unsupported_media_type(media_type: str) -> ProblemError:
 
 def not_ready(detail: str) -> ProblemError:
     return ProblemError(503, "not-ready", "Service not ready", detail)
+
+
+def redis_unavailable(detail: str) -> ProblemError:
+    """503: the route reads or writes state in Redis, which does not answer right now."""
+    return ProblemError(503, "redis-unavailable", "Redis unavailable", f"routing state unavailable: {detail}")
 
 
 def unknown_policy(policy: str) -> ProblemError:

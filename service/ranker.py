@@ -25,6 +25,7 @@ from service.decode import candidate_rows, decode_body, rank_inputs, user_inputs
 from service.exploration import NoiseSource
 from service.fusion_strategy import Decision
 from service.item_catalog import ItemCatalog
+from service.limits import RequestLimits
 from service.metrics import Metrics
 from service.problems import invalid_field, not_ready, unknown_policy
 from service.records import Scored, decision_record
@@ -56,6 +57,7 @@ class Ranker:
         items: ItemCatalog,
         log_candidate_features: bool = False,
         log_decisions: bool = True,
+        limits: RequestLimits | None = None,
     ) -> None:
         self._registry = registry
         self._log = decision_log
@@ -65,6 +67,7 @@ class Ranker:
         self._items = items
         self._log_candidate_features = log_candidate_features
         self._log_decisions = log_decisions
+        self._limits = limits or RequestLimits()
 
     def serving_for(self, policy: str | None) -> Serving:
         """The snapshot serving `policy` (default policy if None); 404 if unknown, 503 if not loaded."""
@@ -78,11 +81,11 @@ class Ranker:
 
     def rank_body(self, body: Body, started: float) -> RankResponse:
         """Decode a JSON or msgpack rank body and serve it (blocking: decoding and the cascade are CPU work)."""
-        return self.rank(decode_body(body, RankRequest), started)
+        return self.rank(self._limits.rank(decode_body(body, RankRequest)), started)
 
     def fusion_body(self, body: Body, started: float) -> FusionResponse:
         """Decode a JSON or msgpack fusion body and serve it (blocking)."""
-        return self.fusion(decode_body(body, FusionRequest), started)
+        return self.fusion(self._limits.fusion(decode_body(body, FusionRequest)), started)
 
     def rank(self, request: RankRequest, started: float) -> RankResponse:
         """Pick the arm, validate against its bundle, run its fusion strategy, log the decision, build the response."""

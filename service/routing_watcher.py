@@ -1,8 +1,14 @@
-"""Keeps this worker's Registry in step with the routing state in Redis.
+"""Keeps this worker's Registry in step with the routing state in Redis, and says what it serves.
 
-Listens on the routing channel for an immediate reaction and polls each policy's revision as a
+Listens on the routing channel for an immediate reaction and polls every policy's state as a
 safety net, so a worker that missed a message (a reconnect, a restart of Redis) still converges
-within one poll interval. Loads run in a thread: the event loop keeps serving meanwhile.
+within one poll interval. Any difference between what routing names and what this worker serves is
+applied, whatever the revision numbers say. The policies followed are re-read from the store on
+every pass, so a policy published after start-up is served as soon as routing names it. Loads run
+in a thread: the event loop keeps serving meanwhile.
+
+After each pass the worker writes what it serves to the workers hash in Redis (a heartbeat), which
+lets an activation wait until every live worker serves the new version.
 """
 
 from __future__ import annotations
@@ -10,11 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
 
+import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from contracts.store import StoreError, active_version
+from contracts.routing import RoutingState
+from contracts.store import StoreError
 from service.bundle import BundleError
 from service.item_catalog import ItemCatalog
 from service.metrics import Metrics
@@ -22,6 +35,9 @@ from service.registry import Registry
 from service.routing import RoutingStore
 
 log = logging.getLogger(__name__)
+
+_RETRY_REFUSED_S = 30.0
+_FORGET_WORKERS_S = 3600.0  # heartbeats older than this are removed at start-up (workers long gone)
 
 
 class RoutingWatcher:
@@ -32,7 +48,7 @@ class RoutingWatcher:
         routing: RoutingStore,
         redis: Redis,
         registry: Registry,
-        policies: list[str],
+        policies: Callable[[], list[str]],
         metrics: Metrics,
         poll_seconds: float,
         items: ItemCatalog | None = None,
@@ -47,20 +63,21 @@ class RoutingWatcher:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        # A routing state this worker failed to load, and when: retried after _RETRY_REFUSED_S, not every poll.
+        self._refused: dict[str, tuple[tuple[str | None, str | None, float, str | None], float]] = {}
+        # host:pid names the worker process (the x-cascade-worker header); the suffix tells apart app
+        # instances sharing one process (tests run several).
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     async def start(self) -> None:
-        """Seed routing from the store if Redis has none, load it, then watch for changes."""
+        """Load what routing names (restoring Redis from the store if it lost it), then watch for changes."""
         try:
-            for policy in self._policies:
-                with contextlib.suppress(StoreError):
-                    await self._routing.bootstrap(policy, active_version(self._registry.store, policy))
-            if self._items is not None:
-                await self._items.bootstrap(self._routing)
+            await self._forget_dead_workers()
             await self.refresh()
         except (RedisError, OSError) as exc:
-            # Serve what the store says until Redis answers; the watcher then converges on Redis.
-            log.error("routing: Redis unavailable at start-up, serving the store's ACTIVE versions: %s", exc)
-            for policy in self._policies:
+            # Serve the store's durable routing until Redis answers; the watcher then converges on Redis.
+            log.error("routing: Redis unavailable at start-up, serving the store's durable routing: %s", exc)
+            for policy in self._policies():
                 with contextlib.suppress(StoreError, BundleError):
                     await asyncio.to_thread(self._registry.load_active, policy)
             if self._items is not None:
@@ -74,31 +91,59 @@ class RoutingWatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._task, timeout=2 * self._poll_seconds + 1)
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(self._redis.hdel(self._routing.workers, self.worker_id), timeout=1.0)
 
     async def refresh(self) -> None:
-        """Apply every policy whose revision differs from what this worker serves."""
+        """Apply every policy whose routing names other bundles than this worker serves."""
         async with self._lock:  # one swap at a time: versions served by a worker only move forward
             if self._items is not None:
                 await self._items.refresh(self._routing)
-            for policy in self._policies:
-                state = await self._routing.get(policy)
-                current = self._registry.get(policy)
-                if state.active is None:
-                    if current is None:
-                        self._registry.mark_unavailable(
-                            policy, f"policy '{policy}' has no active version (no routing in Redis, no ACTIVE in store)"
-                        )
-                    continue
-                if current is not None and current.revision == state.revision:
-                    continue
-                try:
-                    serving = await asyncio.to_thread(self._registry.apply, policy, state)
-                except (StoreError, BundleError):
-                    self._metrics.swap_failures.labels(policy).inc()
-                    continue
-                self._metrics.swaps.labels(policy).inc()
-                self._metrics.serving_revision.labels(policy).set(serving.revision)
-                log.info("policy %s now serves %s (revision %d)", policy, serving.versions(), serving.revision)
+            for policy in self._policies():
+                await self._follow(policy, await self._routing.get(policy))
+            await self._heartbeat()
+
+    async def _follow(self, policy: str, state: RoutingState) -> None:
+        current = self._registry.get(policy)
+        if state.active is None:
+            if current is None:
+                self._registry.mark_unavailable(
+                    policy, f"policy '{policy}' has no active version (no routing in Redis or in the store)"
+                )
+            return
+        if current is not None and current.routing.serves() == state.serves():
+            if current.revision != state.revision:
+                self._registry.apply(policy, state)  # same bundles: only the revision moves
+            return
+        refused = self._refused.get(policy)
+        if refused is not None and refused[0] == state.serves() and time.monotonic() - refused[1] < _RETRY_REFUSED_S:
+            return  # refused a moment ago: retried when routing changes or after a while, not on every poll
+        try:
+            serving = await asyncio.to_thread(self._registry.apply, policy, state)
+        except (StoreError, BundleError):
+            self._refused[policy] = (state.serves(), time.monotonic())
+            self._metrics.swap_failures.labels(policy).inc()
+            return
+        self._refused.pop(policy, None)
+        self._metrics.swaps.labels(policy).inc()
+        self._metrics.serving_revision.labels(policy).set(serving.revision)
+        log.info("policy %s now serves %s (revision %d)", policy, serving.versions(), serving.revision)
+
+    async def _forget_dead_workers(self) -> None:
+        beats = await self._redis.hgetall(self._routing.workers)
+        cutoff = time.time() - _FORGET_WORKERS_S
+        dead = [worker for worker, raw in beats.items() if msgspec.json.decode(raw).get("time", 0) < cutoff]
+        if dead:
+            await self._redis.hdel(self._routing.workers, *dead)
+
+    async def _heartbeat(self) -> None:
+        serving = {}
+        for policy in self._policies():
+            current = self._registry.get(policy)
+            if current is not None:
+                serving[policy] = {**current.versions(), "revision": current.revision}
+        beat = msgspec.json.encode({"time": time.time(), "serving": serving})
+        await self._redis.hset(self._routing.workers, self.worker_id, beat)
 
     async def _run(self) -> None:
         while not self._stopping.is_set():

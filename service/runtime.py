@@ -17,12 +17,14 @@ from service.embedded_redis import EmbeddedRedis
 from service.exploration import NoiseSource
 from service.feedback import FeedbackStore
 from service.item_catalog import ItemCatalog
+from service.limits import RequestLimits
 from service.metrics import Metrics
 from service.ranker import Ranker
 from service.registry import Registry
 from service.routing import RoutingStore
 from service.routing_watcher import RoutingWatcher
 from service.settings import Settings
+from service.signing import load_trust
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +43,16 @@ class Runtime:
     ranker: Ranker
     feedback: FeedbackStore
     compute: ThreadPoolExecutor  # decode + cascade of rank and fusion requests, off the event loop
+    watcher: RoutingWatcher | None = None  # follows routing; admin asks it to apply a change at once
+
+
+def request_limits(settings: Settings) -> RequestLimits:
+    """The size limits this deployment enforces on request bodies."""
+    return RequestLimits(settings.max_candidates, settings.max_k, settings.max_reward_keys, settings.max_name_length)
 
 
 def served_policies(settings: Settings) -> list[str]:
-    """The default policy plus every policy with bundles in the store."""
+    """The default policy plus every policy with a folder in the store (re-read: new ones are followed)."""
     on_disk = sorted(p.name for p in settings.store.iterdir() if p.is_dir()) if settings.store.is_dir() else []
     return [settings.policy, *(name for name in on_disk if name != settings.policy and POLICY_NAME.fullmatch(name))]
 
@@ -59,11 +67,12 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         redis_url = embedded.url
     redis = Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
     metrics = Metrics()
-    registry = Registry(settings.store, settings.ort_intra_op_threads)
+    trust = load_trust(settings.signing_public_key, settings.require_signature, settings.store)
+    registry = Registry(settings.store, settings.ort_intra_op_threads, metrics, trust)
     items = ItemCatalog(settings.store)
-    routing = RoutingStore(redis, settings.routing_namespace)
+    routing = RoutingStore(redis, settings.store, settings.routing_namespace)
     watcher = RoutingWatcher(
-        routing, redis, registry, served_policies(settings), metrics, settings.routing_poll_seconds, items
+        routing, redis, registry, lambda: served_policies(settings), metrics, settings.routing_poll_seconds, items
     )
     # Start anyway if nothing loads: /healthz answers, /readyz says why it is not ready.
     await watcher.start()
@@ -88,6 +97,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         items,
         log_candidate_features=settings.log_candidate_features,
         log_decisions=settings.log_decisions,
+        limits=request_limits(settings),
     )
     feedback = FeedbackStore(
         redis,
@@ -98,7 +108,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     )
     compute = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="cascade-compute")
     try:
-        yield Runtime(settings, metrics, registry, redis, routing, decision_log, items, ranker, feedback, compute)
+        yield Runtime(
+            settings, metrics, registry, redis, routing, decision_log, items, ranker, feedback, compute, watcher
+        )
     finally:
         compute.shutdown(wait=True)  # requests still computing finish (and log) before the log stops
         await watcher.stop()

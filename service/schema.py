@@ -14,15 +14,34 @@ import msgspec
 from contracts.decision_record import Timings
 from contracts.versions import VERSION_PATTERN
 
-ItemId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, description="Candidate item id")]
+# Ceilings the schema publishes; a deployment may lower them (Settings, service/limits.py), never raise them.
+MAX_CANDIDATES = 10_000
+MAX_K = 1_000
+MAX_REWARD_KEYS = 64
+MAX_NAME_LENGTH = 64
+MAX_ID_LENGTH = 128
+# A reward is a finite number of a sane magnitude; the bound also refuses NaN (it compares false).
+MAX_REWARD_MAGNITUDE = 1e12
+
+ItemId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, description="Candidate item id")]
 Row = list[float]
+_CONTEXT = "Request context, manifest context_columns order: exactly context_dim values (zeros when absent)"
+RewardName = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
+RewardValue = Annotated[float, msgspec.Meta(ge=-MAX_REWARD_MAGNITUDE, le=MAX_REWARD_MAGNITUDE)]
 
 
 class User(msgspec.Struct, forbid_unknown_fields=True):
     """The requesting user."""
 
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    features: Annotated[Row, msgspec.Meta(description="Observable user features, manifest user_columns order")]
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+    features: Annotated[
+        Row,
+        msgspec.Meta(
+            max_length=4096,
+            description="Observable user features, manifest user_columns order: exactly user_dim values "
+            "(GET /v1/models/{policy} gives them for the active bundle)",
+        ),
+    ]
 
 
 class Tensor(msgspec.Struct, forbid_unknown_fields=True):
@@ -43,7 +62,14 @@ Matrix = list[Row] | Tensor
 class Candidates(msgspec.Struct, forbid_unknown_fields=True):
     """Candidate items, row i ↔ ids[i]. Rows not sent are looked up by id in the service's item table."""
 
-    ids: list[ItemId]
+    ids: Annotated[
+        list[ItemId],
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_CANDIDATES,
+            description="Unique candidate ids; a deployment may allow fewer (GET /v1/models/{policy}: max_candidates)",
+        ),
+    ]
     features: (
         Annotated[Matrix, msgspec.Meta(description="One row per candidate, manifest item_columns order")] | None
     ) = None
@@ -61,8 +87,13 @@ class RankRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     user: User
     candidates: Candidates
-    k: Annotated[int, msgspec.Meta(description="How many items to return; 1 ≤ k ≤ number of candidates")]
-    context: Annotated[Row, msgspec.Meta(description="Request context, manifest context_columns order")] | None = None
+    k: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1, le=MAX_K, description="How many items to return; 1 ≤ k ≤ number of candidates (and ≤ max_k)"
+        ),
+    ]
+    context: Annotated[Row, msgspec.Meta(max_length=4096, description=_CONTEXT)] | None = None
     policy: Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="Policy to serve")] | None = None
 
 
@@ -103,7 +134,7 @@ class FusionRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Ask for the fusion weights alone: request-level from the user state, or per item with candidates."""
 
     user: User
-    context: Annotated[Row, msgspec.Meta(description="Request context, manifest context_columns order")] | None = None
+    context: Annotated[Row, msgspec.Meta(max_length=4096, description=_CONTEXT)] | None = None
     candidates: (
         Annotated[
             Candidates,
@@ -137,9 +168,15 @@ class FusionResponse(msgspec.Struct):
 class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Reward signals for one served request (optionally one of its items)."""
 
-    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
     rewards: Annotated[
-        dict[str, float], msgspec.Meta(min_length=1, description="Signal name → value, e.g. watch_time, like")
+        dict[RewardName, RewardValue],
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_REWARD_KEYS,
+            description="Signal name → finite value, e.g. watch_time, like; a deployment may allow fewer keys "
+            "or shorter names",
+        ),
     ]
     item_id: ItemId | None = None
     event_id: (
@@ -177,10 +214,22 @@ class Health(msgspec.Struct):
 VersionName = Annotated[str, msgspec.Meta(pattern=VERSION_PATTERN)]
 
 
+WaitSeconds = Annotated[
+    float,
+    msgspec.Meta(
+        ge=0.0,
+        le=60.0,
+        description="Answer only once every live worker serves the change, or after this many seconds "
+        "(`converged` says which); 0 answers at once",
+    ),
+]
+
+
 class ActivateRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Serve this version of the policy to everyone outside the canary."""
 
     version: VersionName
+    wait_seconds: WaitSeconds = 0.0
 
 
 class CanaryRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -188,12 +237,20 @@ class CanaryRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     version: VersionName | None
     fraction: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
+    wait_seconds: WaitSeconds = 0.0
 
 
 class ShadowRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Score every request with this version too and log it, never serve it; null clears it."""
 
     version: VersionName | None
+    wait_seconds: WaitSeconds = 0.0
+
+
+class RollbackRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Serve the previous version again (an empty body is the same as `{}`)."""
+
+    wait_seconds: WaitSeconds = 0.0
 
 
 class PolicyStatus(msgspec.Struct):
@@ -210,6 +267,41 @@ class PolicyStatus(msgspec.Struct):
     worker_serving: dict[str, str | float | None] | None
     on_disk: list[str]
     error: str | None = None
+    converged: Annotated[
+        bool | None, msgspec.Meta(description="With wait_seconds: every live worker serves the change")
+    ] = None
+    workers: Annotated[
+        dict[str, dict[str, str | float | None]] | None,
+        msgspec.Meta(description="With wait_seconds: what each live worker (host:pid) serves"),
+    ] = None
+
+
+class RequestShape(msgspec.Struct):
+    """What a valid body for this policy looks like: the active bundle's widths and this server's limits."""
+
+    user_dim: int
+    context_dim: int
+    item_dim: int
+    objectives: list[str]
+    user_columns: list[str]
+    context_columns: list[str]
+    item_columns: list[str]
+    stage_sizes: list[int]
+    fusion_weights: Annotated[list[str], msgspec.Meta(description="Names of the fusion weights answered")]
+    per_item_fusion: Annotated[bool, msgspec.Meta(description="/v1/fusion accepts candidates")]
+    max_candidates: int
+    max_k: int
+    max_reward_keys: int
+    max_name_length: int
+
+
+class PolicyDetail(msgspec.Struct):
+    """One policy: its routing, what the answering worker serves, and the request shape it accepts."""
+
+    status: PolicyStatus
+    request: Annotated[
+        RequestShape | None, msgspec.Meta(description="Null while this worker has no bundle of it loaded")
+    ]
 
 
 class ItemTableStatus(msgspec.Struct):

@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.streams import DEFAULT_DECISION_STREAM, DEFAULT_FEEDBACK_STREAM
+from service.schema import MAX_CANDIDATES, MAX_K, MAX_NAME_LENGTH, MAX_REWARD_KEYS
 
 
 class Settings(BaseSettings):
@@ -39,6 +40,38 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     """Largest request body accepted; larger ones get 413 before they are parsed."""
+
+    max_candidates: int = Field(default=MAX_CANDIDATES, ge=1, le=MAX_CANDIDATES)
+    """Most candidates per rank or fusion request (422 naming candidates.ids past it); the schema's ceiling."""
+
+    max_k: int = Field(default=MAX_K, ge=1, le=MAX_K)
+    """Largest k of a rank request (422 naming k past it)."""
+
+    max_reward_keys: int = Field(default=MAX_REWARD_KEYS, ge=1, le=MAX_REWARD_KEYS)
+    """Most reward signals in one feedback body (422 naming rewards past it)."""
+
+    max_name_length: int = Field(default=MAX_NAME_LENGTH, ge=1, le=MAX_NAME_LENGTH)
+    """Longest reward signal name, in characters (422 naming rewards past it)."""
+
+    # --- the HTTP server (`cascade serve`) and its connection limits ---
+
+    server: Literal["granian", "uvicorn"] = "granian"
+    """HTTP server behind `cascade serve`. granian enforces the header read timeout and header limits;
+    uvicorn (kept for comparison) enforces neither (RELIABILITY.md)."""
+
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A connection must send a request's complete headers within this time, also while idle between
+    keep-alive requests (granian closes it after): silent and slow-header clients hold nothing."""
+
+    body_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Longest wait for the next chunk of a request body; past it the request gets 408 problem+json."""
+
+    max_header_bytes: int = Field(default=64 * 1024, ge=8192)
+    """Largest header section (granian's HTTP/1 buffer); larger ones get 431 from the server. Header
+    count is capped by the server's parser at 100 (431 past it)."""
+
+    max_concurrency: int = Field(default=64, ge=1)
+    """Requests in progress per worker (probes aside); past it, 503 problem+json with Retry-After."""
 
     log_queue_size: int = Field(default=10_000, gt=0)
     """Decision records held in memory while the writer sends them to Redis."""
@@ -81,7 +114,16 @@ class Settings(BaseSettings):
     """Bearer token of the admin endpoints; unset disables them (403)."""
 
     retain_versions: int = Field(default=5, ge=1)
-    """Versions kept on disk per policy after a routing change; active, previous, canary, shadow never go."""
+    """Retired versions (routed once, routed nowhere now) kept on disk per policy after a routing change.
+    A version never routed (staged for later, or refused) is never deleted nor counted; active,
+    previous, canary and shadow never go."""
+
+    signing_public_key: Path | None = None
+    """Ed25519 public key (PEM) bundle manifests must be signed with. Unset: the store's local demo key
+    (`<store>/.signing/ed25519.pub.pem`, made by `cascade demo`) if there is one."""
+
+    require_signature: bool = True
+    """Refuse unsigned or wrongly signed bundles. Off only explicitly (CASCADE_REQUIRE_SIGNATURE=false)."""
 
     exploration_seed: int | None = None
     """Seed of the exploration noise generator; unset draws from the OS for each worker."""

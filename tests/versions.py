@@ -30,6 +30,7 @@ def add_version(store: Path, version: str, policy: str = "demo") -> Path:
     manifest["version"] = version
     manifest["created_at"] = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     (target / MANIFEST_FILE).write_text(json.dumps(manifest))
+    resign(store, target)
     return target
 
 
@@ -37,3 +38,12 @@ def corrupt(bundle: Path) -> None:
     """Change the graph's bytes so its sha256 no longer matches the manifest."""
     with (bundle / "cascade.onnx").open("ab") as graph:
         graph.write(b"\0")
+
+
+def resign(store: Path, bundle: Path) -> None:
+    """Sign a bundle whose manifest a test changed, with the store's own demo key (if it has one)."""
+    from export.signing import sign_bundle, store_signing_key
+
+    key = store_signing_key(store)
+    if key is not None:
+        sign_bundle(bundle, key)

@@ -11,6 +11,7 @@ import redis
 import torch
 from fastapi.testclient import TestClient
 
+from contracts.signing import DEMO_KEY_DIR
 from contracts.store import active_version, bundle_path, set_active
 from models.algorithms.demo_policy import DemoTraining
 from models.log.reader import DecisionReader, FeedbackReader
@@ -23,6 +24,7 @@ from service.app import create_app
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream
 from tests.tiny_policy import tiny_training
+from tests.versions import resign
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +50,8 @@ def exploring_store(store: Path, tmp_path: Path) -> Path:
     manifest = json.loads((target / "manifest.json").read_text())
     manifest["fusion"]["exploration"]["probability"] = 1.0  # the manifest is not hashed; its files are
     (target / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copytree(store / DEMO_KEY_DIR, tmp_path / "store" / DEMO_KEY_DIR)
+    resign(tmp_path / "store", target)  # the changed manifest, signed again with the demo key
     set_active(tmp_path / "store", "demo", source.name)
     return tmp_path / "store"
 

@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 
 from contracts import decision_record
 from contracts.manifest import RANK_BY_ACTION_GRAPH, RESACT_GRAPH
-from contracts.store import active_version, bundle_path, publish
+from contracts.store import active_version, bundle_path
+from export.signing import demo_signing_key, publish_signed
 from models.algorithms.resact import ResActConfig
 from models.log.reader import DecisionReader, FeedbackReader
 from models.log.reward_join import JoinConfig, RewardJoiner
@@ -87,7 +88,7 @@ def test_resact_trained_on_the_redis_log_serves_the_next_rank(
         before, after = learned["reconstruction_error"]
         assert after < before  # the CVAE learned to reconstruct the logged online actions
 
-        publish(tmp_path / "resact-v", own, activate=False)
+        publish_signed(tmp_path / "resact-v", own, demo_signing_key(own), activate=False)
         headers = {"authorization": "Bearer t"}
         routed = client.post("/v1/admin/policies/demo/activate", json={"version": "resact-v"}, headers=headers)
         assert routed.status_code == 200, routed.text

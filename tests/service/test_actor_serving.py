@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from contracts import decision_record
 from contracts.manifest import FUSION_GRAPH, RANK_BY_ACTION_GRAPH, RESACT_GRAPH, Manifest
-from contracts.store import publish
+from export.signing import demo_signing_key, publish_signed
 from models.sim.requests import rank_request
 from models.sim.simulator import Simulator
 from pipelines.actor_bundle import build_actor_bundle
@@ -35,7 +35,7 @@ def actor_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifes
         bundle = tmp_path_factory.mktemp("actor-bundle") / "seed0"
         build_actor_bundle(bundle, seed=0, config=TINY)
         store = tmp_path_factory.mktemp("actor-store")
-        return store, publish(bundle, store, activate=True)
+        return store, publish_signed(bundle, store, demo_signing_key(store), activate=True)
     finally:
         torch.set_num_threads(threads)
 

@@ -12,6 +12,7 @@ from contracts.manifest import MANIFEST_FILE, sha256_of
 from contracts.store import active_version, bundle_path, set_active
 from service.bundle import BundleError, load_bundle
 from service.registry import Registry
+from tests.versions import resign
 
 
 @pytest.fixture
@@ -78,6 +79,7 @@ def test_a_failed_load_leaves_the_serving_version_in_place(bundle_copy: Path) ->
     broken = bundle_copy.parent / "broken"
     shutil.copytree(bundle_copy, broken)
     _rewrite_manifest(broken, {"version": "broken"})
+    resign(store, broken)  # signed: the load gets past the signature and fails on the hash
     with (broken / "cascade.onnx").open("ab") as graph:
         graph.write(b"\0")
     set_active(store, "demo", "broken")

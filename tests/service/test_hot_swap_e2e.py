@@ -58,12 +58,12 @@ def swap_server(store: Path, redis_url: str, tmp_path: Path) -> Iterator[tuple[s
         yield base, own, namespace
 
 
-def _publish_all(redis_url: str, namespace: str, pause: float) -> list[float]:
+def _publish_all(redis_url: str, store: Path, namespace: str, pause: float) -> list[float]:
     """Activate each version in turn through the routing state, as `cascade publish` does."""
 
     async def run() -> list[float]:
         redis = Redis.from_url(redis_url)
-        routing = RoutingStore(redis, namespace)
+        routing = RoutingStore(redis, store, namespace)
         times = []
         try:
             for version in VERSIONS:
@@ -108,7 +108,7 @@ def test_swapping_ten_versions_under_load_fails_no_request(
         thread.start()
     time.sleep(3.0)  # steady state before the swaps
     swaps_started = time.monotonic()
-    publish_times = _publish_all(redis_url, namespace, pause=0.3)
+    publish_times = _publish_all(redis_url, store, namespace, pause=0.3)
     last_publish = publish_times[-1]
     deadline = last_publish + 15  # a hang guard, not a performance assert: convergence is measured
     while time.monotonic() < deadline:

@@ -18,6 +18,7 @@ from contracts.item_table import (
     load_item_table,
     write_item_table,
 )
+from contracts.signing import DEMO_KEY_DIR
 from contracts.store import active_version, read_manifest
 from service.app import create_app
 from service.settings import Settings
@@ -105,6 +106,7 @@ def test_without_a_table_ids_only_is_refused(settings: Settings, store: Path, tm
     bare = tmp_path / "store"
     bare.mkdir()
     (bare / "demo").symlink_to(store / "demo", target_is_directory=True)
+    (bare / DEMO_KEY_DIR).symlink_to(store / DEMO_KEY_DIR, target_is_directory=True)  # its signing key
     answer = first_answer(
         settings.model_copy(update={"store": bare}), "/v1/rank", json.dumps(by_id_body(store)).encode(), JSON
     )
