@@ -26,19 +26,32 @@ def demo(
     example: Annotated[Path, typer.Option(help="Where to write an example rank request")] = Path(
         "store/example-rank.json"
     ),
+    world: Annotated[
+        str, typer.Option(help="'v1' (request-level world, γ = 0) or 'v2' (SIMULATOR.md sessions, γ = 0.95)")
+    ] = "v1",
 ) -> None:
     """Train the small demo policy on the simulator, export it, publish it as the active version."""
     from models.sim.requests import write_example_request
     from pipelines.demo import build_demo
 
-    manifest = build_demo(store, policy=policy, seed=seed)
+    if world not in ("v1", "v2"):
+        raise typer.BadParameter("v1 or v2", param_hint="--world")
+    sim = None
+    config = None
+    if world == "v2":
+        from models.algorithms.demo_policy import session_demo_config
+        from models.sim.world import SimulatorV2
+
+        config = session_demo_config(seed)
+        sim = SimulatorV2(config.sim, seed=seed)
+    manifest = build_demo(store, policy=policy, seed=seed, config=config)
     typer.echo(
         f"published {manifest.policy}/{manifest.version} to {store} "
         f"(parity max abs error {manifest.parity.max_abs_error:.2e})"
     )
-    write_example_request(example, seed=seed)
+    write_example_request(example, seed=seed, sim=sim)
     by_id = example.with_name(f"{example.stem}-by-id{example.suffix}")
-    write_example_request(by_id, seed=seed, by_id=True)
+    write_example_request(by_id, seed=seed, by_id=True, sim=sim)
     typer.echo(f"example requests: {example} (inline features), {by_id} (candidates by id)")
 
 
@@ -149,8 +162,6 @@ def experiment(
         typer.echo(text)
         return
     if name in ("v2", "report"):
-        import json
-
         from models.experiments.world_v2 import ALL_METHODS, V2Config, run_experiment
         from models.reports.world_v2 import write_results
 
@@ -167,7 +178,14 @@ def experiment(
             )
             record = run_experiment(config, runs, workers=workers)
         else:
-            record = json.loads((runs / "all.json").read_text())
+            # Re-render from the per-seed folders: every seed whose chosen methods all finished.
+            from models.experiments.world_v2 import collect_runs
+
+            base = V2Config()
+            config = replace(base, methods=chosen, eval_users=eval_users, run=replace(base.run, steps=steps))
+            record = collect_runs(runs, config, seconds=0.0)
+            if len(record["per_seed"]) < 2:
+                raise typer.BadParameter(f"fewer than 2 complete seeds in {runs}", param_hint="--runs")
         command = (
             f"nice -n 10 cascade experiment v2 --seeds {format_seeds(list(map(int, record['per_seed'])))} "
             f"--steps {record['config']['run']['steps']} --eval-users {record['config']['eval_users']}"
@@ -225,7 +243,7 @@ def offline_experiment(
     if name not in experiments:
         raise typer.BadParameter(f"unknown experiment {name!r}; known: {', '.join(experiments)}")
     run, config, section = experiments[name]
-    record = run(replace(config, seeds=seed_list))  # type: ignore[type-var]
+    record = run(replace(config, seeds=seed_list))  # type: ignore[type-var,operator]
     record["machine"] = machine()
     record["cpu_seconds"] = time.process_time()  # the wall time depends on who else uses the 2 cores
     folder = runs / name

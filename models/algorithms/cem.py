@@ -63,10 +63,10 @@ def cem_fusion_action(
 class SessionCEMConfig:
     """CEM scored on the session return (the objective the RL rows optimise), not the immediate reward."""
 
-    iterations: int = 6
-    population: int = 16
-    elite: int = 4
-    users: int = 256  # sessions per candidate action, the same users for every candidate of an iteration
+    iterations: int = 5
+    population: int = 10
+    elite: int = 3
+    users: int = 160  # sessions per candidate action, the same users for every candidate of an iteration
 
 
 @torch.no_grad()

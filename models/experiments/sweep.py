@@ -100,7 +100,7 @@ def sweep(seed: int = 0, n_users: int = 600, world: WorldConfig | None = None) -
     return rows
 
 
-def sweep_markdown(seeds: tuple[int, ...], n_users: int = 600) -> str:
+def sweep_markdown(seeds: tuple[int, ...], n_users: int = 400) -> str:
     """The sweep on each seed's world: mean over seeds of each row's headroom numbers."""
     per_seed = [sweep(seed, n_users) for seed in seeds]
     lines = [

@@ -235,3 +235,23 @@ def small(cfg: V2Config) -> V2Config:
         cem=SessionCEMConfig(iterations=1, population=3, elite=2, users=8),
         cem_immediate=CEMConfig(iterations=1, population=3, elite=2, requests=8),
     )
+
+
+def collect_runs(runs: Path, cfg: V2Config, seconds: float) -> dict[str, Any]:
+    """The record `run_experiment` writes, rebuilt from `<runs>/<seed>/<method>/metrics.json` of every seed
+    whose methods all finished (runs split over several processes, or stopped early: the seeds that are
+    complete are reported, the rest are not, and the report names the seeds it used)."""
+    per_seed: dict[str, Any] = {}
+    for folder in sorted((p for p in runs.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
+        files = {m: folder / m / "metrics.json" for m in cfg.methods}
+        if all(f.exists() for f in files.values()):
+            per_seed[folder.name] = {m: json.loads(f.read_text()) for m, f in files.items()}
+    seeds = tuple(int(s) for s in per_seed)
+    stamps = [f.stat().st_mtime for f in runs.glob("*/*/metrics.json")]
+    span = max(stamps) - min(stamps) if stamps else 0.0
+    return {
+        "seconds": seconds or span,  # else the span between the first and last result file
+        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
+        "config": json.loads(json.dumps(asdict(replace(cfg, seeds=seeds)), default=str)),
+        "per_seed": per_seed,
+    }

@@ -151,10 +151,10 @@ def describe(p: Paired, first: str, second: str, metric: str, expected_sign: int
     """One sentence generated from the numbers: direction, interval, relative size, MDE and verdict."""
     lo, hi = p.interval
     verdict = p.verdict(expected_sign)
-    direction = "higher" if p.mean > 0 else "lower"
+    direction = "higher than" if p.mean > 0 else "lower than" if p.mean < 0 else "level with"
     side = "above" if expected_sign > 0 else "below"
     text = (
-        f"{first} is {direction} than {second} on {metric} by {p.mean:+.{digits}f} "
+        f"{first} is {direction} {second} on {metric} by {p.mean:+.{digits}f} "
         f"({p.relative:+.1%}; 95 % CI [{lo:+.{digits}f}, {hi:+.{digits}f}], {p.wins}/{p.n} seeds higher, "
         f"MDE {p.mde:.{digits}f})"
     )
