@@ -161,8 +161,8 @@ def _train_session_demo(config: DemoConfig, started: float) -> DemoTraining:
     n = fusion.action_dim // 2
     uniform = torch.cat([torch.ones(n), 0.5 * (fusion.low + fusion.high)[n:]])
     held_out = {"users": config.eval_users, "seed": 10_000 + config.seed}
-    served = evaluate(policy, sim, run, **held_out)
-    baseline = evaluate(policy, sim, run, fusion_action=uniform, **held_out)
+    served = evaluate(policy, sim, run, users=config.eval_users, seed=10_000 + config.seed)
+    baseline = evaluate(policy, sim, run, users=config.eval_users, seed=10_000 + config.seed, fusion_action=uniform)
     with torch.no_grad():
         states = user_states(sim, 512, np.random.default_rng([config.seed, 404]))
         action = fusion(states, torch.zeros(states.shape[0], fusion.action_dim)).action.numpy()

@@ -215,6 +215,7 @@ def run_experiment(cfg: V2Config, runs: Path, workers: int = 1) -> dict[str, Any
     record = {
         "seconds": time.perf_counter() - started,
         "cpu_seconds_main": time.process_time() - cpu,
+        "load": " / ".join(f"{x:.1f}" for x in __import__("os").getloadavg()),
         "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
         "config": json.loads(json.dumps(asdict(cfg), default=str)),
         "per_seed": {str(k): v for k, v in per_seed.items()},
@@ -251,6 +252,7 @@ def collect_runs(runs: Path, cfg: V2Config, seconds: float) -> dict[str, Any]:
     span = max(stamps) - min(stamps) if stamps else 0.0
     return {
         "seconds": seconds or span,  # else the span between the first and last result file
+        "load": " / ".join(f"{x:.1f}" for x in __import__("os").getloadavg()),
         "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
         "config": json.loads(json.dumps(asdict(replace(cfg, seeds=seeds)), default=str)),
         "per_seed": per_seed,
