@@ -233,6 +233,22 @@ def write_results(record: dict[str, Any], path: Path, command: str) -> Path:
         ]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
 
+    objectives = ("watch_time", "like", "follow", "share", "comment")
+
+    def moved(method: str) -> float:
+        """Largest |share − 0.2| of a method's served powers: how far it left the initial uniform action."""
+        shares = per_seed[first][method]["fusion"]["power_share_mean"]
+        return max(abs(float(shares[o]) - 1 / len(objectives)) for o in objectives)
+
+    learned = [m for m in methods if m not in BASELINES]
+    if learned and "cem_session" in methods:
+        far = ", ".join(f"{m} {moved(m):.3f}" for m in learned)
+        sentences.append(
+            f"- **How far the learned actors moved.** Largest change of a power share from the uniform start "
+            f"(world {seeds[0]}): {far}; the best constant on session return is {moved('cem_session'):.3f} away. "
+            "A learned row that stays closer to uniform than the best constant did not reach the constant's "
+            "action within this budget, whatever its objective."
+        )
     lines += ["", "## Interpretation (generated from the intervals above)", "", *sentences, ""]
     lines += [
         "![results](results.png)",
