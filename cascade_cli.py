@@ -26,19 +26,32 @@ def demo(
     example: Annotated[Path, typer.Option(help="Where to write an example rank request")] = Path(
         "store/example-rank.json"
     ),
+    world: Annotated[
+        str, typer.Option(help="'v1' (request-level world, γ = 0) or 'v2' (SIMULATOR.md sessions, γ = 0.95)")
+    ] = "v1",
 ) -> None:
     """Train the small demo policy on the simulator, export it, publish it as the active version."""
     from models.sim.requests import write_example_request
     from pipelines.demo import build_demo
 
-    manifest = build_demo(store, policy=policy, seed=seed)
+    if world not in ("v1", "v2"):
+        raise typer.BadParameter("v1 or v2", param_hint="--world")
+    sim = None
+    config = None
+    if world == "v2":
+        from models.algorithms.demo_policy import session_demo_config
+        from models.sim.world import SimulatorV2
+
+        config = session_demo_config(seed)
+        sim = SimulatorV2(config.sim, seed=seed)
+    manifest = build_demo(store, policy=policy, seed=seed, config=config)
     typer.echo(
         f"published {manifest.policy}/{manifest.version} to {store} "
         f"(parity max abs error {manifest.parity.max_abs_error:.2e})"
     )
-    write_example_request(example, seed=seed)
+    write_example_request(example, seed=seed, sim=sim)
     by_id = example.with_name(f"{example.stem}-by-id{example.suffix}")
-    write_example_request(by_id, seed=seed, by_id=True)
+    write_example_request(by_id, seed=seed, by_id=True, sim=sim)
     typer.echo(f"example requests: {example} (inline features), {by_id} (candidates by id)")
 
 
@@ -102,32 +115,95 @@ def activate(
     typer.echo(f"{policy} now serves {version}")
 
 
+SeedsOption = Annotated[
+    str, typer.Option(help="Explicit seed list: comma-separated seeds and inclusive ranges, e.g. 0-9,101,202")
+]
+
+
 @app.command()
 def experiment(
-    name: Annotated[str, typer.Argument(help="Which experiment: 'seeds' (every method, several seeds)")] = "seeds",
-    seeds: Annotated[int, typer.Option(help="Number of random seeds (0..n-1), at least 3")] = 5,
-    steps: Annotated[int, typer.Option(help="Updates per method")] = 600,
-    workers: Annotated[int, typer.Option(help="Seeds trained in parallel processes")] = 2,
-    runs: Annotated[Path, typer.Option(help="Run folder: config, seed, curves, metrics, bundles")] = Path(
-        "runs/experiment-seeds"
-    ),
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="'calibrate' (simulator v2's calibration table), 'sweep' (its unanchored parameters), 'v2' (the "
+            "methods and baselines in simulator v2), 'report' (re-render RESULTS.md from a v2 run) or 'seeds' (v1)"
+        ),
+    ] = "v2",
+    seeds: SeedsOption = "0-9",
+    steps: Annotated[int, typer.Option(help="Updates per method (the same for every method)")] = 300,
+    methods: Annotated[str, typer.Option(help="v2: comma-separated methods (default: all, most important first)")] = "",
+    eval_users: Annotated[int, typer.Option(help="v2: fixed users each method is evaluated on, per seed")] = 500,
+    workers: Annotated[int, typer.Option(help="Seeds trained in parallel processes")] = 1,
+    runs: Annotated[Path, typer.Option(help="Run folder: config, seed, curves, metrics")] = Path("runs/experiment-v2"),
     results: Annotated[Path, typer.Option(help="Where to write the results (a PNG lands beside it)")] = Path(
         "RESULTS.md"
     ),
 ) -> None:
-    """Train and evaluate every seed method on the simulator over several seeds; write RESULTS.md + a plot."""
-    if name != "seeds":
-        raise typer.BadParameter(f"unknown experiment {name!r}; known: seeds")
-    if seeds < 3:
-        raise typer.BadParameter("at least 3 seeds")
+    """Calibrate simulator v2, or train and evaluate the methods on explicit seeds and write RESULTS.md."""
     from dataclasses import replace
 
-    from export.method_bundle import export_method_bundle
-    from models.experiments.session_methods import ExperimentConfig, run_experiment
+    from models.reports.stats import format_seeds, parse_seeds
 
-    base = ExperimentConfig()
-    config = replace(base, seeds=tuple(range(seeds)), run=replace(base.run, steps=steps, progress=workers == 1))
-    path = run_experiment(config, runs, results, workers=workers, exporter=export_method_bundle)
+    try:
+        seed_list = parse_seeds(seeds)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--seeds") from error
+    if name == "calibrate":
+        from models.reports.calibration import calibration_markdown
+
+        typer.echo(calibration_markdown(seed_list))
+        return
+    if name == "sweep":
+        from models.experiments.sweep import sweep_markdown
+        from models.reports.sections import update_section
+
+        text = sweep_markdown(seed_list)
+        update_section(results, "sim:sweep", text)
+        typer.echo(text)
+        return
+    if name in ("v2", "report"):
+        from models.experiments.world_v2 import ALL_METHODS, V2Config, run_experiment
+        from models.reports.world_v2 import write_results
+
+        chosen = tuple(m for m in methods.split(",") if m) or ALL_METHODS
+        unknown = set(chosen) - set(ALL_METHODS)
+        if unknown:
+            raise typer.BadParameter(f"unknown methods {sorted(unknown)}; known: {', '.join(ALL_METHODS)}")
+        if name == "v2":
+            if len(seed_list) < 2:
+                raise typer.BadParameter("at least 2 seeds for a paired interval", param_hint="--seeds")
+            base = V2Config()
+            config = replace(
+                base, seeds=seed_list, methods=chosen, eval_users=eval_users, run=replace(base.run, steps=steps)
+            )
+            record = run_experiment(config, runs, workers=workers)
+        else:
+            # Re-render from the per-seed folders: every seed whose chosen methods all finished.
+            from models.experiments.world_v2 import collect_runs
+
+            base = V2Config()
+            config = replace(base, methods=chosen, eval_users=eval_users, run=replace(base.run, steps=steps))
+            record = collect_runs(runs, config, seconds=0.0)
+            if len(record["per_seed"]) < 2:
+                raise typer.BadParameter(f"fewer than 2 complete seeds in {runs}", param_hint="--runs")
+        command = (
+            f"nice -n 10 cascade experiment v2 --seeds {format_seeds(list(map(int, record['per_seed'])))} "
+            f"--steps {record['config']['run']['steps']} --eval-users {record['config']['eval_users']}"
+        )
+        path = write_results(record, results, command)
+        typer.echo(f"wrote {path}; runs in {runs}")
+        return
+    if name != "seeds":
+        raise typer.BadParameter(f"unknown experiment {name!r}; known: calibrate, sweep, v2, report, seeds")
+    if len(seed_list) < 3:
+        raise typer.BadParameter("at least 3 seeds", param_hint="--seeds")
+    from export.method_bundle import export_method_bundle
+    from models.experiments.session_methods import ExperimentConfig
+    from models.experiments.session_methods import run_experiment as run_v1
+
+    v1 = ExperimentConfig()
+    config_v1 = replace(v1, seeds=seed_list, run=replace(v1.run, steps=steps, progress=workers == 1))
+    path = run_v1(config_v1, runs, results, workers=max(workers, 1), exporter=export_method_bundle)
     typer.echo(f"wrote {path} and {path.with_name('results.png')}; runs in {runs}")
 
 
@@ -136,15 +212,21 @@ def offline_experiment(
     name: Annotated[
         str, typer.Argument(help="'ope' (OPE vs the truth), 'resact' (seed 004) or 'enhanced' (EnhancedRL, seed 003)")
     ],
-    seeds: Annotated[int, typer.Option(help="Number of random seeds (0..n-1), at least 3")] = 3,
+    seeds: SeedsOption = "0-2",
     runs: Annotated[Path, typer.Option(help="Run folder; <runs>/<name>/all.json holds every number")] = Path("runs"),
     results: Annotated[Path, typer.Option(help="RESULTS.md whose section for this experiment is replaced")] = Path(
         "RESULTS.md"
     ),
 ) -> None:
     """Run one of the offline experiments (logged data) over seeds and write its section of RESULTS.md."""
-    if seeds < 3:
-        raise typer.BadParameter("at least 3 seeds")
+    from models.reports.stats import parse_seeds
+
+    try:
+        seed_list = parse_seeds(seeds)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--seeds") from error
+    if len(seed_list) < 3:
+        raise typer.BadParameter("at least 3 seeds", param_hint="--seeds")
     import json
     import time
     from dataclasses import replace
@@ -161,13 +243,13 @@ def offline_experiment(
     if name not in experiments:
         raise typer.BadParameter(f"unknown experiment {name!r}; known: {', '.join(experiments)}")
     run, config, section = experiments[name]
-    record = run(replace(config, seeds=tuple(range(seeds))))  # type: ignore[type-var]
+    record = run(replace(config, seeds=seed_list))  # type: ignore[type-var,operator]
     record["machine"] = machine()
     record["cpu_seconds"] = time.process_time()  # the wall time depends on who else uses the 2 cores
     folder = runs / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "all.json").write_text(json.dumps(record, indent=1, default=str))
-    command = f"nice -n 10 cascade offline-experiment {name} --seeds {seeds}"
+    command = f"nice -n 10 cascade offline-experiment {name} --seeds {seeds}"  # the list as given
     update_section(results, f"offline:{name}", section(json.loads((folder / "all.json").read_text()), command))
     typer.echo(f"wrote the {name} section of {results}; numbers in {folder / 'all.json'}")
 

@@ -7,6 +7,11 @@ Training, in order, all seeded:
 2. RND: the predictor on simulated user states, so seen users have a low novelty bonus (models/algorithms/rnd.py);
 3. A3C with γ = 0: the fusion actor and the three stage actors as Gaussian policies on a shared request
    reward, stage actors served at their mean (models/algorithms/a3c.py), on pools of 200 candidates.
+
+With `world="v2"` (`session_demo_config`) step 3 is instead the session A3C with γ = `gamma` > 0 in
+simulator v2 (SIMULATOR.md): the fusion actor learns what keeps users in the session (their session
+return), not the reward of one request, and the manifest reports its session return against uniform
+weights on held-out users and its powers as scale-free shares.
 """
 
 from __future__ import annotations
@@ -14,19 +19,23 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import torch
 
 from contracts.manifest import Exploration, FeatureSchema, FusionAction, Stage
-from models.algorithms.a3c import A3CConfig, train_actors
+from models.algorithms.a3c import A3CConfig, SessionA3CConfig, train_a3c, train_actors
 from models.algorithms.rnd import train_rnd
 from models.algorithms.supervised import train_heads
+from models.env.episodes import RunConfig, evaluate
 from models.env.rollout import evaluate_fusion, user_states
 from models.nets.cascade import STAGES, CascadePolicy, PolicyConfig
 from models.sim.config import SimConfig
+from models.sim.session import SessionConfig
 from models.sim.simulator import Simulator
+from models.sim.world import SimulatorV2, v2_sim_config
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,25 @@ class DemoConfig:
     noise_clip: float = 2.0
     eval_requests: int = 300  # full-size requests (candidates_per_request, served stage sizes) for the manifest
     threads: int = 2
+    world: Literal["v1", "v2"] = "v1"
+    gamma: float = 0.95  # v2: the session A3C's discount
+    session_run: RunConfig = field(
+        default_factory=lambda: RunConfig(
+            steps=200,
+            sessions=128,
+            n_candidates=100,
+            stage_sizes=(60, 40, 20),
+            k=6,
+            session=SessionConfig(max_depth=60),
+        )
+    )
+    eval_users: int = 400  # v2: held-out users (seed 10_000 + seed) of the session evaluation
+
+
+def session_demo_config(seed: int = 0) -> DemoConfig:
+    """The demo in simulator v2. No session features in the state: a served request's context stays the
+    4 columns clients send (the actor personalises on the user's segment and social features)."""
+    return DemoConfig(seed=seed, sim=replace(v2_sim_config(), session_features=()), world="v2", k=6)
 
 
 @dataclass
@@ -70,10 +98,11 @@ def train_demo_policy(config: DemoConfig | None = None) -> DemoTraining:
     config = config or DemoConfig()
     with _seeded_torch(config.seed, config.threads):
         started = time.perf_counter()
+        if config.world == "v2":
+            return _train_session_demo(config, started)
         sim = Simulator(config.sim, seed=config.seed)
         rng = np.random.default_rng([config.seed, 2])
         policy = CascadePolicy(PolicyConfig.from_sim(config.sim))
-
         heads = train_heads(policy, sim, rng, steps=config.head_steps)
         rnd_losses = train_rnd(policy.rnd, lambda n: user_states(sim, n, rng), config.rnd_steps)
         a3c = train_actors(policy, sim, rng, config.a3c)
@@ -115,6 +144,56 @@ def train_demo_policy(config: DemoConfig | None = None) -> DemoTraining:
             "candidates": config.sim.candidates_per_request,
         },
     )
+
+
+def _train_session_demo(config: DemoConfig, started: float) -> DemoTraining:
+    """Heads, RND, then the session A3C (γ = config.gamma) in simulator v2; evaluated on held-out users."""
+    sim = SimulatorV2(config.sim, seed=config.seed)
+    rng = np.random.default_rng([config.seed, 2])
+    policy = CascadePolicy(PolicyConfig.from_sim(config.sim))
+    heads = train_heads(policy, sim, rng, steps=config.head_steps)
+    rnd_losses = train_rnd(policy.rnd, lambda n: user_states(sim, n, rng), config.rnd_steps)
+    log = train_a3c(policy, sim, rng, SessionA3CConfig(run=config.session_run, gamma=config.gamma))
+    policy.eval()
+    seconds = time.perf_counter() - started
+    run = config.session_run
+    fusion = policy.fusion
+    n = fusion.action_dim // 2
+    uniform = torch.cat([torch.ones(n), 0.5 * (fusion.low + fusion.high)[n:]])
+    held_out = {"users": config.eval_users, "seed": 10_000 + config.seed}
+    served = evaluate(policy, sim, run, users=config.eval_users, seed=10_000 + config.seed)
+    baseline = evaluate(policy, sim, run, users=config.eval_users, seed=10_000 + config.seed, fusion_action=uniform)
+    with torch.no_grad():
+        states = user_states(sim, 512, np.random.default_rng([config.seed, 404]))
+        action = fusion(states, torch.zeros(states.shape[0], fusion.action_dim)).action.numpy()
+    shares = action[:, :n] / (action[:, :n].sum(1, keepdims=True) + 1e-12)
+    names = list(config.sim.objectives)
+    window = max(1, len(log.rewards) // 10)
+    report: dict[str, object] = {
+        "trainer": "models.algorithms.demo_policy",
+        "world": "v2",
+        "seed": config.seed,
+        "seconds": round(seconds, 2),
+        "torch": torch.__version__,
+        "simulator": asdict(config.sim),
+        "heads": {"steps": config.head_steps, "held_out_loss": [heads.held_out_before, heads.held_out_after]},
+        "rnd": {"steps": config.rnd_steps, "loss": [rnd_losses[0], rnd_losses[-1]]},
+        "a3c": {
+            **asdict(config.session_run),
+            "gamma": config.gamma,
+            "reward_first": float(np.mean(log.rewards[:window])),
+            "reward_last": float(np.mean(log.rewards[-window:])),
+        },
+    }
+    evaluation: dict[str, object] = {
+        "session_return": {"policy": served["return"], "uniform": baseline["return"]},
+        "session_depth": {"policy": served["depth"], "uniform": baseline["depth"]},
+        "held_out_users": held_out,
+        # Σ_j w_j·log(p_j + b_j) ranks the same for any common scaling of w: the powers as shares of their sum.
+        "power_shares": dict(zip(names, shares.mean(0).round(4).tolist(), strict=True)),
+        "biases": dict(zip(names, action[:, n:].mean(0).round(4).tolist(), strict=True)),
+    }
+    return DemoTraining(policy=policy, simulator=sim, report=report, evaluation=evaluation)
 
 
 def feature_schema(sim: SimConfig) -> FeatureSchema:

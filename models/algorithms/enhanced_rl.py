@@ -31,7 +31,6 @@ from models.env.episodes import to_batch
 from models.env.offline_data import OfflineConfig, serve
 from models.nets.networks import PairMLP
 from models.nets.twin_critic import soft_update
-from models.sim.session import Sessions
 from models.sim.simulator import Simulator
 
 
@@ -164,7 +163,7 @@ def train_enhanced_rl(
     actor_opt = torch.optim.Adam(actor.parameters(), lr=config.actor_lr)
     critic_opt = torch.optim.Adam(critics.parameters(), lr=config.critic_lr)
     span = actor.high - actor.low
-    sessions = Sessions(sim, config.sessions, rng, off.session, off.n_candidates, refill=True)
+    sessions = sim.sessions(config.sessions, rng, off.session, off.n_candidates, refill=True)
     requests = sessions.requests()
     batch = to_batch(sim, requests, sessions, rng)
     replay: list[dict[str, torch.Tensor]] = []

@@ -99,7 +99,7 @@ def transitions(
     `explore_fusion`, unless `fusion_action` [A] fixes the fusion weights for every request. `widen`
     (models.algorithms.rnd.ExplorationWidener) maps states to a per-request std multiplier ≥ 1.
     """
-    sessions = Sessions(sim, config.sessions, rng, config.session, config.n_candidates, refill=True)
+    sessions = sim.sessions(config.sessions, rng, config.session, config.n_candidates, refill=True)
     sizes, k = torch.tensor(config.stage_sizes), torch.tensor([config.k])
     n_objectives, action_dim = policy.config.n_objectives, policy.fusion.action_dim
     requests = sessions.requests()
@@ -201,12 +201,13 @@ def evaluate(
     per session (`<name>`) and the mean per request (`<name>_per_request`).
     """
     rng = np.random.default_rng(seed)
-    sessions = Sessions(sim, users, rng, config.session, config.n_candidates, refill=False)
+    sessions = sim.sessions(users, rng, config.session, config.n_candidates, refill=False)
     sizes, k = torch.tensor(config.stage_sizes), torch.tensor([config.k])
     objectives = sim.config.objectives
     totals = np.zeros((users, len(objectives)))
     weighted = np.zeros(users)
     depth = np.zeros(users)
+    p_return = np.full(users, np.nan)  # v2 worlds: next-day return probability at each session's end
     while sessions.active.any():
         active = sessions.active.copy()
         requests = sessions.requests()
@@ -226,7 +227,17 @@ def evaluate(
         totals[active] += expected[active]
         weighted[active] += step.expected_objective_rewards[active].sum(-1)
         depth[active] += 1
+        ended = getattr(step, "return_probability", None)
+        if ended is not None:
+            rows = active & step.done
+            p_return[rows] = ended[rows]
     out = {"return": float(weighted.mean()), "depth": float(depth.mean())}
+    if not np.isnan(p_return).all():
+        out["next_day_return"] = float(np.nanmean(p_return))
+        # E[gap] of Geometric(p) truncated at 16 days (SIMULATOR.md, return model).
+        d = np.arange(1, 17)
+        pmf = p_return[:, None] * (1 - p_return[:, None]) ** (d - 1)
+        out["return_gap_days"] = float(np.nanmean((pmf * d).sum(1) / pmf.sum(1)))
     for j, name in enumerate(objectives):
         out[name] = float(totals[:, j].mean())
         out[f"{name}_per_request"] = float(totals[:, j].sum() / depth.sum())

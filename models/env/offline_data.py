@@ -23,7 +23,7 @@ from models.env.rollout import RequestBatch
 from models.nets.cascade import PolicyConfig, fused_scores
 from models.ope import gaussian_log_prob
 from models.sim.config import SimConfig
-from models.sim.session import SessionConfig, Sessions
+from models.sim.session import SessionConfig
 from models.sim.simulator import Simulator
 
 # A fusion rule: a request batch → its fusion action, [B, 2J] (one per request) or [B, N, 2J] (one per item).
@@ -102,7 +102,7 @@ def serve(batch: RequestBatch, action: torch.Tensor, k: int) -> np.ndarray:
 @torch.no_grad()
 def collect(sim: Simulator, behaviour: BehaviourPolicy, config: OfflineConfig, rng: np.random.Generator) -> OfflineLog:
     """Log `sessions × log_steps` requests served by the behaviour policy (sampled rewards, refilled sessions)."""
-    sessions = Sessions(sim, config.sessions, rng, config.session, config.n_candidates, refill=True)
+    sessions = sim.sessions(config.sessions, rng, config.session, config.n_candidates, refill=True)
     session_of = np.arange(config.sessions)
     next_id = config.sessions
     requests = sessions.requests()
@@ -146,7 +146,7 @@ def true_return(
     Returns the mean return per session, the mean depth and the mean reward per request.
     """
     rng = np.random.default_rng(seed)
-    sessions = Sessions(sim, users, rng, config.session, config.n_candidates, refill=False)
+    sessions = sim.sessions(users, rng, config.session, config.n_candidates, refill=False)
     total = np.zeros(users)
     depth = np.zeros(users)
     while sessions.active.any():

@@ -34,7 +34,6 @@ from models.algorithms.unex_rl import UnexConfig, train_stages
 from models.env.episodes import RunConfig, TrainLog, evaluate
 from models.nets.cascade import CascadePolicy, PolicyConfig
 from models.sim.config import SimConfig
-from models.sim.session import Sessions
 from models.sim.simulator import Simulator
 
 SPARSE = ("like", "follow", "share", "comment")
@@ -148,7 +147,7 @@ def _methods(
 
 def _states(sim: Simulator, run: RunConfig, rng: np.random.Generator, n: int = 512) -> torch.Tensor:
     """Fusion states of session starts and of sessions in progress (random depth and satisfaction)."""
-    sessions = Sessions(sim, n, rng, run.session, run.n_candidates)
+    sessions = sim.sessions(n, rng, run.session, run.n_candidates)
     sessions.depth = rng.integers(0, run.session.max_depth, n)
     sessions.satisfaction = rng.uniform(0.7, 1.0, n)
     requests = sessions.requests()

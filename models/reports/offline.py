@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.reports.session_methods import _verdict
+from models.reports.stats import Paired
 
 
 def machine() -> str:
@@ -92,15 +92,16 @@ def ope_section(record: dict[str, Any], command: str) -> str:
 def _paired(per_seed: dict[str, Any], a: str, b: str, metric: str, digits: int = 1) -> str:
     x = np.array([per_seed[s][a][metric] for s in per_seed])
     y = np.array([per_seed[s][b][metric] for s in per_seed])
-    diff = x - y
+    p = Paired(x, y)
+    lo, hi = p.interval
     return (
-        f"| {a} vs {b} | {metric} | {_fmt(x, digits)} | {_fmt(y, digits)} | {_fmt(diff, digits)} "
-        f"| {int((diff > 0).sum())}/{len(diff)} | {_verdict(diff)} |"
+        f"| {a} vs {b} | {metric} | {_fmt(x, digits)} | {_fmt(y, digits)} | {p.mean:+.{digits}f} "
+        f"[{lo:+.{digits}f}, {hi:+.{digits}f}] (MDE {p.mde:.{digits}f}) | {p.wins}/{p.n} | {p.verdict(1)} |"
     )
 
 
 _PAIRED_HEADER = [
-    "| comparison | metric | first | second | paired difference | seeds first wins | verdict |",
+    "| comparison | metric | first | second | paired difference [95 % t CI] | seeds first wins | verdict |",
     "|---|---|---|---|---|---|---|",
 ]
 

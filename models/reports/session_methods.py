@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from models.reports.sections import keep_sections
+from models.reports.stats import Paired, describe
 
 OBJECTIVES = ("watch_time", "like", "follow", "share", "comment")
 SPARSE = OBJECTIVES[1:]
@@ -26,24 +27,18 @@ def _fmt(values: np.ndarray, digits: int = 1) -> str:
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
-def _verdict(diff: np.ndarray) -> str:
-    """Direction of a paired difference (expected > 0 by the seed) against its standard error."""
-    se = diff.std(ddof=1) / np.sqrt(len(diff)) + 1e-12
-    if diff.mean() > 2 * se:
-        return "goes the seed's way"
-    if diff.mean() < -2 * se:
-        return "**goes against the seed**"
-    return "no clear difference (within 2 s.e.)"
-
-
-def _compare(per_seed: dict[int, dict[str, Any]], better: str, worse: str, metric: str, digits: int = 1) -> str:
+def _compare(
+    per_seed: dict[int, dict[str, Any]], better: str, worse: str, metric: str, digits: int = 1
+) -> tuple[str, str]:
+    """(table row, generated sentence) of a paired comparison; the paper's direction is `better` higher."""
     a, b = _values(per_seed, better, metric), _values(per_seed, worse, metric)
-    diff = a - b
-    wins = int((diff > 0).sum())
-    return (
-        f"| {better} vs {worse} | {metric} | {_fmt(a, digits)} | {_fmt(b, digits)} | {_fmt(diff, digits)} "
-        f"| {wins}/{len(diff)} | {_verdict(diff)} |"
+    p = Paired(a, b)
+    lo, hi = p.interval
+    row = (
+        f"| {better} vs {worse} | {metric} | {_fmt(a, digits)} | {_fmt(b, digits)} | {p.mean:+.{digits}f} "
+        f"[{lo:+.{digits}f}, {hi:+.{digits}f}] (MDE {p.mde:.{digits}f}) | {p.wins}/{p.n} | {p.verdict(1)} |"
     )
+    return row, "- " + describe(p, better, worse, metric, 1, digits)
 
 
 def _log_stat(per_seed: dict[int, dict[str, Any]], method: str, fn: Any) -> np.ndarray:
@@ -97,21 +92,21 @@ def write_results(per_seed: dict[int, dict[str, Any]], cfg: Any, path: Path, sec
         secs = np.array([per_seed[s][m]["seconds"] for s in sorted(per_seed)])
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {secs.mean():.0f} |")
 
-    header = "| comparison | metric | first | second | paired difference | seeds first wins | verdict |"
+    header = "| comparison | metric | first | second | paired difference [95 % t CI] | seeds first wins | verdict |"
     rule = "|---|---|---|---|---|---|---|"
     lines += ["", "## The seeds' comparisons (paired over seeds)", "", header, rule]
-    lines += [
+    compared = [
         _compare(per_seed, "a3c_gamma_0.95", "hand_tuned_cem", "return"),
         _compare(per_seed, "a3c_gamma_0.95", "a3c_gamma_0", "return"),
         _compare(per_seed, "a3c_gamma_0.95", "a3c_gamma_0", "depth", 2),
         _compare(per_seed, "a3c_gamma_0.95", "a3c_gamma_0", "watch_time"),
     ]
-    lines += [_compare(per_seed, "multi_critic", "a3c_gamma_0.95", m, 2) for m in ("return", *SPARSE)]
-    lines += [_compare(per_seed, "two_stage", "lagrangian_a3c", "watch_time")]
-    lines += [_compare(per_seed, "unex_rl", "independent_stages", m) for m in ("return", "watch_time")]
-    lines += [_compare(per_seed, "unex_rl", "independent_stages", "depth", 2)]
-    lines += [_compare(per_seed, m, "a3c_gamma_0.95", "return") for m in ("a3c_srs", "a3c_srs2", "a3c_rnd")]
-
+    compared += [_compare(per_seed, "multi_critic", "a3c_gamma_0.95", m, 2) for m in ("return", *SPARSE)]
+    compared += [_compare(per_seed, "two_stage", "lagrangian_a3c", "watch_time")]
+    compared += [_compare(per_seed, "unex_rl", "independent_stages", m) for m in ("return", "watch_time")]
+    compared += [_compare(per_seed, "unex_rl", "independent_stages", "depth", 2)]
+    compared += [_compare(per_seed, m, "a3c_gamma_0.95", "return") for m in ("a3c_srs", "a3c_srs2", "a3c_rnd")]
+    lines += [row for row, _ in compared]
     lines += [
         "",
         "## Constraint satisfaction (Lagrangian A3C vs two-stage constrained)",
@@ -151,7 +146,9 @@ def write_results(per_seed: dict[int, dict[str, Any]], cfg: Any, path: Path, sec
             f"| {m} | {_fmt(ret)} | {ret.std(ddof=1):.1f} | {_fmt(_log_stat(per_seed, m, _signal_std), 3)} "
             f"| {_fmt(_log_stat(per_seed, m, _grad_cv), 3)} |"
         )
-    lines += ["", "![results](results.png)", "", NOTES, "", "## Configuration", "", "```", _config_text(cfg), "```", ""]
+    interpretation = ["## Interpretation (generated from the intervals above)", "", *(text for _, text in compared)]
+    lines += ["", "![results](results.png)", "", *interpretation, "", "## Configuration", "", "```"]
+    lines += [_config_text(cfg), "```", ""]
     path.write_text("\n".join(lines))
     keep_sections(path, previous)  # the other experiments' sections (models/reports/sections.py)
     _plot(per_seed, methods, path.with_name("results.png"))
@@ -187,55 +184,3 @@ def _plot(per_seed: dict[int, dict[str, Any]], methods: list[str], out: Path) ->
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
-
-
-NOTES = """## Interpretation
-
-Written by hand after reading the tables above (the verdict column is computed; the explanations are ours).
-
-- **Hand-tuned (CEM) baseline.** The CEM search maximises the *immediate* request reward, as seed 001 says
-  Kuaishou's CEM does ("unable to optimize long-term metric"). In this world the immediate optimum leans on
-  the sparse responses, whose business weights make them worth more per request than watch time; sessions
-  then end sooner. The RL rows beat it on return, as in the seed, but by construction of our leave model:
-  this reproduces the seed's argument, it does not independently confirm it.
-- **γ = 0 vs γ = 0.95.** Same direction as the seed ("RL performs better than bandits"): the bandit learns
-  the immediate optimum, γ = 0.95 gives up some reward per request for satisfaction and longer sessions.
-  The gap is far larger than the seed's +0.089% app time because our world has one strong long-term
-  mechanism and the state shows it (the satisfaction column).
-- **Multi-critic vs single critic.** The seed reports better sparse-signal estimates and gains with one
-  critic per objective. Here we see no clear difference on the sparse objectives. We think two things
-  cancel: the sparse critics use γ = 0.5 (the seed's "small factors"), which tells the actor that future
-  sparse events matter little, while in this world future sparse events come mostly from longer sessions;
-  and with the expectation-free sampled rewards a sparse critic of a 1%-rate event learns slowly in a few
-  hundred updates.
-- **Two-stage constrained vs Lagrangian A3C.** Half of the seed's claim holds here, half does not. On the
-  constraints the two-stage policy is the closer of the two (its rate ratios are nearer 1), but neither
-  meets most constraints, and on the main objective (watch time) it goes *against* the seed: less watch
-  time per session and per request than the Lagrangian A3C. Our reading: the constraints ask for the
-  sparse-response rates of the CEM policy, which gets them by "interaction bait" that shortens sessions;
-  in this world the auxiliary (interaction) policies are exactly the policies that shorten sessions, so
-  pulling the main policy toward them (eq. 8) costs watch time. The seed's live system had no such
-  conflict between interactions and staying. The Lagrangian's multipliers were still rising at the end
-  (run folder, curves.json), so it is not at its constrained optimum either. Our eq. 10 weights are
-  centred and clipped (±5 in log space) for numerical reasons, and the auxiliary policies get half the
-  updates of the main one.
-- **UNEX-RL vs independent stage learners.** UNEX-RL does better than independent learners, as in the seed,
-  but mostly because the independent learners *damage* the cascade (return below the untrained stage
-  actors = the hand-tuned row, which is where both start) while UNEX-RL stays near its starting point. We
-  did not see UNEX-RL improve on the starting stage actions: the stage actions only re-weight each stage's
-  own heads, the fusion weights are fixed, and a deterministic actor-critic on a 3×(54+5)-wide joint input
-  needs more than a few hundred updates. Our CIC has no differentiable path through the top-k (SG holds by
-  construction), so the paper's cascading-effect gradient is not tested here.
-- **SRS / SRS2.** SRS does what seed 002 says it does to the *signal*: the reward the critic regresses on
-  is markedly less noisy, and the across-seed spread of the final return is smaller. It does not show up as
-  a higher return or a steadier actor gradient here: the policy-gradient noise is dominated by the
-  Gaussian exploration over a 10-dimensional action and by the leave draws, not by the reward noise, and
-  the estimator is trained online so r̂ is biased early on. SRS2's shared embedding made the gradient
-  *less* steady: the actor sees an embedding that moves under it as the estimator learns. The seed's gains
-  (up to 2× sample efficiency) were on item-level recommendation with learned user/item embeddings, where
-  representation learning is the bottleneck; our actor reads dense features and that bottleneck is absent.
-- **RND.** The novelty bonus (weight 0.1 of the mean training novelty) and the bounded widening (≤ 2× std)
-  are small; read its row as "does not hurt" at most.
-- **Scale.** Minutes-long runs on 2 cores with small pools (100 candidates, not 5,000) and a few hundred
-  updates; the seeds' effects are fractions of a percent on hundreds of millions of users.
-"""

@@ -18,10 +18,14 @@ of the expected responses.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models.sim.config import SimConfig
+
+if TYPE_CHECKING:  # session.py imports this module
+    from models.sim.session import SessionConfig, Sessions
 
 FloatArray = np.ndarray
 IntArray = np.ndarray
@@ -126,6 +130,19 @@ class Simulator:
             context=self.sample_contexts(n_requests, rng),
             candidates=self.candidate_pools(n_requests, n_candidates or self.config.candidates_per_request, rng),
         )
+
+    def sessions(
+        self,
+        n: int,
+        rng: np.random.Generator,
+        config: SessionConfig | None = None,
+        n_candidates: int = 200,
+        refill: bool = True,
+    ) -> Sessions:
+        """B concurrent sessions of this world (v2 overrides this with its own session dynamics)."""
+        from models.sim.session import Sessions
+
+        return Sessions(self, n, rng, config, n_candidates, refill)
 
     # ---------------------------------------------------------------------------------- responses
 

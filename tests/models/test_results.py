@@ -31,7 +31,10 @@ def test_results_are_rendered_from_the_runs_not_typed_in(tmp_path: Path) -> None
     path = write_results(per_seed, ExperimentConfig(), tmp_path / "RESULTS.md", seconds=90.0, machine="test box")
     text = path.read_text()
     # Returns are 100 + len(name) + seed: both names have 14 characters, so the rows are equal, seed by seed.
-    assert "| a3c_gamma_0.95 vs hand_tuned_cem | return | 115.0 ± 1.0 | 115.0 ± 1.0 | 0.0 ± 0.0 |" in text
+    row = "| a3c_gamma_0.95 vs hand_tuned_cem | return | 115.0 ± 1.0 | 115.0 ± 1.0 | +0.0 [+0.0, +0.0] (MDE 0.0) |"
+    assert row in text
+    # The interpretation is generated from these numbers: equal rows show no direction.
+    assert "a3c_gamma_0.95 is level with hand_tuned_cem on return by +0.0" in text and "no direction is shown" in text
     assert "test box" in text and "1.5 min for 3 seeds" in text
     assert (tmp_path / "results.png").stat().st_size > 10_000
 

@@ -1,0 +1,259 @@
+"""`cascade experiment v2`: the seed methods and their honest baselines in simulator v2, on explicit seeds.
+
+Per seed: one v2 world (models/sim/world.py, parameters fixed in SIMULATOR.md), one base policy (stage
+heads trained supervised, RND predictor trained), then every method trains a copy of the base policy and
+is evaluated on the same fixed users (common random numbers: same users, pools, predictions and draws).
+Every method of a seed gets its own random stream (models/reports/stats.method_stream: a SeedSequence
+of the seed and a stable hash of the method's name), so adding or dropping a method never moves the
+numbers of another. Baselines beside every RL row:
+- `uniform`: every power w_j = 1, every bias b_j at the middle of its range;
+- `cem_immediate`: the best constant action by CEM on the immediate request reward (Kuaishou's CEM);
+- `cem_session`: the best constant action by CEM on the session return, the objective the RL rows have.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.algorithms.a3c import SessionA3CConfig, train_a3c
+from models.algorithms.cem import CEMConfig, SessionCEMConfig, cem_fusion_action, cem_session_action
+from models.algorithms.multi_critic import MultiCriticConfig, train_multi_critic
+from models.algorithms.rnd import ExplorationWidener, novelty_bonus, train_rnd
+from models.algorithms.srs import SRSConfig, train_srs
+from models.algorithms.supervised import train_heads
+from models.env.episodes import RunConfig, TrainLog, evaluate, to_batch
+from models.experiments.session_methods import set_constant_fusion
+from models.nets.cascade import CascadePolicy, PolicyConfig
+from models.reports.stats import method_stream, torch_seed
+from models.sim.session import SessionConfig
+from models.sim.world import SimulatorV2, WorldConfig, v2_sim_config
+
+# Most important first: the brief's order of comparisons.
+ALL_METHODS = (
+    "uniform",
+    "cem_immediate",
+    "cem_session",
+    "a3c_gamma_0",
+    "a3c_gamma_0.95",
+    "multi_critic",
+    "a3c_srs",
+    "a3c_srs2",
+    "a3c_rnd",
+)
+
+
+def v2_run() -> RunConfig:
+    """The training budget of every method of a comparison (the same for each: no method gets more)."""
+    return RunConfig(
+        steps=300,
+        sessions=128,
+        n_candidates=100,
+        stage_sizes=(60, 40, 20),
+        k=6,  # KuaiRand's list size (the calibration's slate)
+        session=SessionConfig(max_depth=60),
+    )
+
+
+@dataclass(frozen=True)
+class V2Config:
+    seeds: tuple[int, ...] = tuple(range(10))
+    methods: tuple[str, ...] = ALL_METHODS
+    world: WorldConfig = field(default_factory=WorldConfig)
+    run: RunConfig = field(default_factory=v2_run)
+    head_steps: int = 200
+    rnd_steps: int = 200
+    eval_users: int = 500
+    cem: SessionCEMConfig = field(default_factory=SessionCEMConfig)
+    cem_immediate: CEMConfig = field(default_factory=CEMConfig)
+    threads: int = 1
+
+
+Train = Callable[[CascadePolicy, np.random.Generator], tuple[TrainLog | None, dict[str, Any]]]
+
+
+def _uniform(policy: CascadePolicy) -> torch.Tensor:
+    fusion = policy.fusion
+    n = fusion.action_dim // 2
+    return torch.cat([torch.ones(n), 0.5 * (fusion.low + fusion.high)[n:]])
+
+
+def _trainers(sim: SimulatorV2, cfg: V2Config, reference: float) -> dict[str, Train]:
+    run = cfg.run
+
+    def constant(kind: str) -> Train:
+        def train(p: CascadePolicy, rng: np.random.Generator) -> tuple[None, dict[str, Any]]:
+            if kind == "uniform":
+                action = _uniform(p)
+                info: dict[str, Any] = {}
+            elif kind == "immediate":
+                action, history = cem_fusion_action(p, sim, rng, run, cfg.cem_immediate)
+                info = {"cem": asdict(cfg.cem_immediate), "history": history}
+            else:
+                action, history = cem_session_action(p, sim, rng, run, cfg.cem)
+                info = {"cem": asdict(cfg.cem), "history": history}
+            set_constant_fusion(p, action)
+            return None, {**info, "action": action.tolist()}
+
+        return train
+
+    def a3c(gamma: float) -> Train:
+        config = SessionA3CConfig(run=run, gamma=gamma)
+        return lambda p, rng: (train_a3c(p, sim, rng, config), asdict(config))
+
+    def multi(p: CascadePolicy, rng: np.random.Generator) -> tuple[TrainLog, dict[str, Any]]:
+        config = MultiCriticConfig(run=run)
+        return train_multi_critic(p, sim, rng, config), asdict(config)
+
+    def srs(shared: bool) -> Train:
+        config = SRSConfig(a3c=SessionA3CConfig(run=run), shared_embedding=shared)
+        return lambda p, rng: (train_srs(p, sim, rng, config)[0], asdict(config))
+
+    def rnd(p: CascadePolicy, rng: np.random.Generator) -> tuple[TrainLog, dict[str, Any]]:
+        config = SessionA3CConfig(run=run)
+        widen = ExplorationWidener(p.rnd, reference, max_scale=2.0)
+        log = train_a3c(p, sim, rng, config, bonus=novelty_bonus(p.rnd, reference, 0.1), widen=widen)
+        return log, {**asdict(config), "rnd": {"reference": reference, "max_scale": 2.0, "bonus_weight": 0.1}}
+
+    return {
+        "uniform": constant("uniform"),
+        "cem_immediate": constant("immediate"),
+        "cem_session": constant("session"),
+        "a3c_gamma_0": a3c(0.0),
+        "a3c_gamma_0.95": a3c(0.95),
+        "multi_critic": multi,
+        "a3c_srs": srs(False),
+        "a3c_srs2": srs(True),
+        "a3c_rnd": rnd,
+    }
+
+
+def _states(sim: SimulatorV2, run: RunConfig, rng: np.random.Generator, n: int = 512) -> torch.Tensor:
+    """Fusion states of session starts and of sessions in progress (random depth and engagement)."""
+    sessions = sim.sessions(n, rng, run.session, run.n_candidates)
+    sessions.depth = rng.integers(0, 20, n)
+    requests = sessions.requests()
+    return to_batch(sim, requests, sessions, rng).state
+
+
+def fusion_summary(policy: CascadePolicy, sim: SimulatorV2, run: RunConfig, seed: int) -> dict[str, Any]:
+    """The served fusion weights in a scale-free form: Σ_j w_j·log(p_j + b_j) ranks the same when every
+    w_j is multiplied by one constant, so powers are reported as shares w_j / Σ_k w_k (mean and spread
+    over a sample of session states), with the biases as they are."""
+    rng = np.random.default_rng([seed, 404])
+    state = _states(sim, run, rng)
+    with torch.no_grad():
+        action = policy.fusion(state, torch.zeros(state.shape[0], policy.fusion.action_dim)).action.numpy()
+    n = action.shape[1] // 2
+    shares = action[:, :n] / (action[:, :n].sum(1, keepdims=True) + 1e-12)
+    names = list(sim.config.objectives)
+    return {
+        "power_share_mean": dict(zip(names, shares.mean(0).round(4).tolist(), strict=True)),
+        "power_share_std": dict(zip(names, shares.std(0).round(4).tolist(), strict=True)),
+        "bias_mean": dict(zip(names, action[:, n:].mean(0).round(4).tolist(), strict=True)),
+        "power_sum_mean": float(action[:, :n].sum(1).mean()),
+    }
+
+
+def run_seed(seed: int, cfg: V2Config, runs: Path) -> dict[str, dict[str, Any]]:
+    """Every method of `cfg.methods` on world `seed`; writes `<runs>/<seed>/<method>/metrics.json`."""
+    torch.set_num_threads(cfg.threads)
+    sim = SimulatorV2(v2_sim_config(), seed=seed, world=cfg.world)
+    base_rng = method_stream(seed, "base")
+    torch.manual_seed(torch_seed(seed, "base"))
+    base = CascadePolicy(PolicyConfig.from_sim(sim.config))
+    train_heads(base, sim, base_rng, steps=cfg.head_steps)
+    train_rnd(base.rnd, lambda n: _states(sim, cfg.run, base_rng, n), cfg.rnd_steps)
+    with torch.no_grad():
+        reference = float(base.rnd(_states(sim, cfg.run, base_rng)).mean())
+    trainers = _trainers(sim, cfg, reference)
+    out: dict[str, dict[str, Any]] = {}
+    for name in cfg.methods:
+        policy = copy.deepcopy(base)
+        rng = method_stream(seed, name)
+        torch.manual_seed(torch_seed(seed, name))
+        started = time.perf_counter()
+        log, config = trainers[name](policy, rng)
+        seconds = time.perf_counter() - started
+        policy.eval()
+        metrics = evaluate(policy, sim, cfg.run, users=cfg.eval_users, seed=10_000 + seed)
+        metrics["reward_per_request"] = metrics["return"] / metrics["depth"]
+        record = {
+            "metrics": metrics,
+            "seconds": seconds,
+            "fusion": fusion_summary(policy, sim, cfg.run, seed),
+            "config": config,
+            "log": asdict(log) if log else None,
+        }
+        folder = runs / str(seed) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "metrics.json").write_text(json.dumps(record, default=str))
+        out[name] = record
+    return out
+
+
+def run_experiment(cfg: V2Config, runs: Path, workers: int = 1) -> dict[str, Any]:
+    """Run every seed (in `workers` processes); `<runs>/all.json` holds every number the report uses."""
+    started, cpu = time.perf_counter(), time.process_time()
+    runs.mkdir(parents=True, exist_ok=True)
+    seeds = list(cfg.seeds)
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            per_seed = dict(zip(seeds, pool.map(run_seed, seeds, [cfg] * len(seeds), [runs] * len(seeds)), strict=True))
+    else:
+        per_seed = {seed: run_seed(seed, cfg, runs) for seed in seeds}
+    record = {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds_main": time.process_time() - cpu,
+        "load": " / ".join(f"{x:.1f}" for x in __import__("os").getloadavg()),
+        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
+        "config": json.loads(json.dumps(asdict(cfg), default=str)),
+        "per_seed": {str(k): v for k, v in per_seed.items()},
+    }
+    (runs / "all.json").write_text(json.dumps(record, default=str))
+    return record
+
+
+def small(cfg: V2Config) -> V2Config:
+    """A configuration small enough for a test (a few seconds per method)."""
+    run = replace(cfg.run, steps=3, sessions=8, n_candidates=30, stage_sizes=(20, 15, 10))
+    return replace(
+        cfg,
+        run=run,
+        head_steps=3,
+        rnd_steps=3,
+        eval_users=16,
+        cem=SessionCEMConfig(iterations=1, population=3, elite=2, users=8),
+        cem_immediate=CEMConfig(iterations=1, population=3, elite=2, requests=8),
+    )
+
+
+def collect_runs(runs: Path, cfg: V2Config, seconds: float) -> dict[str, Any]:
+    """The record `run_experiment` writes, rebuilt from `<runs>/<seed>/<method>/metrics.json` of every seed
+    whose methods all finished (runs split over several processes, or stopped early: the seeds that are
+    complete are reported, the rest are not, and the report names the seeds it used)."""
+    per_seed: dict[str, Any] = {}
+    for folder in sorted((p for p in runs.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
+        files = {m: folder / m / "metrics.json" for m in cfg.methods}
+        if all(f.exists() for f in files.values()):
+            per_seed[folder.name] = {m: json.loads(f.read_text()) for m, f in files.items()}
+    seeds = tuple(int(s) for s in per_seed)
+    stamps = [f.stat().st_mtime for f in runs.glob("*/*/metrics.json")]
+    span = max(stamps) - min(stamps) if stamps else 0.0
+    return {
+        "seconds": seconds or span,  # else the span between the first and last result file
+        "load": " / ".join(f"{x:.1f}" for x in __import__("os").getloadavg()),
+        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
+        "config": json.loads(json.dumps(asdict(replace(cfg, seeds=seeds)), default=str)),
+        "per_seed": per_seed,
+    }

@@ -1,0 +1,67 @@
+"""The statistics of the results tables and the v2 experiment's independence and generated report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.experiments.world_v2 import V2Config, run_seed, small
+from models.reports.stats import Paired, format_seeds, method_stream, parse_seeds, t_quantiles
+from models.reports.world_v2 import write_results
+
+
+def test_seed_lists_parse_and_round_trip() -> None:
+    assert parse_seeds("0-9,101,202") == (*range(10), 101, 202)
+    assert format_seeds(parse_seeds("0-9,101,202")) == "0-9,101,202"
+    for bad in ("", "3-1", "1,1", "a"):
+        with pytest.raises(ValueError):
+            parse_seeds(bad)
+
+
+def test_paired_interval_and_mde_use_student_t() -> None:
+    p = Paired(np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4))
+    lo, hi = p.interval
+    se = np.std([1, 2, 3, 4], ddof=1) / 2
+    assert lo == pytest.approx(2.5 - 3.182 * se) and hi == pytest.approx(2.5 + 3.182 * se)
+    assert p.mde == pytest.approx((3.182 + 0.978) * se)
+    assert p.verdict(1) == "holds" and p.verdict(-1) == "against"
+    assert Paired(np.array([1.0, -1.0, 0.5]), np.zeros(3)).verdict(1) == "not shown"
+    assert t_quantiles(200) == (1.960, 0.842)
+
+
+def test_streams_differ_by_method_and_repeat_by_seed() -> None:
+    a, b = method_stream(3, "a3c_gamma_0").random(4), method_stream(3, "a3c_gamma_0").random(4)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, method_stream(3, "a3c_gamma_0.95").random(4))
+    assert not np.array_equal(a, method_stream(4, "a3c_gamma_0").random(4))
+
+
+def test_adding_a_method_does_not_move_another_methods_numbers(tmp_path: Path) -> None:
+    cfg = small(V2Config())
+    alone = run_seed(0, replace(cfg, methods=("a3c_gamma_0",)), tmp_path / "a")
+    with_other = run_seed(0, replace(cfg, methods=("uniform", "a3c_gamma_0")), tmp_path / "b")
+    assert alone["a3c_gamma_0"]["metrics"] == with_other["a3c_gamma_0"]["metrics"]
+
+
+def test_report_is_generated_from_the_numbers(tmp_path: Path) -> None:
+    cfg = small(V2Config())
+    cfg = replace(cfg, methods=("uniform", "cem_session", "a3c_gamma_0", "a3c_gamma_0.95"))
+    per_seed = {str(s): run_seed(s, cfg, tmp_path / "runs") for s in (0, 1)}
+    record = {
+        "seconds": 1.0,
+        "machine": "test",
+        "config": json.loads(json.dumps(asdict(cfg), default=str)),
+        "per_seed": per_seed,
+    }
+    out = write_results(record, tmp_path / "RESULTS.md", "cascade experiment v2 --seeds 0-1")
+    text = out.read_text()
+    assert "a3c_gamma_0.95 vs a3c_gamma_0" in text and "95 % CI" in text and "MDE" in text
+    # The interpretation names the measured difference of this run, whatever it is.
+    g95 = np.array([per_seed[s]["a3c_gamma_0.95"]["metrics"]["return"] for s in per_seed])
+    g0 = np.array([per_seed[s]["a3c_gamma_0"]["metrics"]["return"] for s in per_seed])
+    assert f"by {(g95 - g0).mean():+.2f}" in text
+    assert (tmp_path / "results.png").exists()
