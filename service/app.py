@@ -19,6 +19,7 @@ from service.admin import ADMIN_SCHEMA_TYPES, admin_router
 from service.body import Body
 from service.decode import decode_body
 from service.http_body import read_body, wants_msgpack
+from service.inference_protocol import OIP_SCHEMA_TYPES, inference_protocol_router
 from service.openapi import body_of, described, install_openapi, responses_of
 from service.problems import ProblemError, not_ready, unknown_request
 from service.responses import encoded_response, json_response, problem_response
@@ -194,6 +195,7 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(generate_latest(runtime().metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(admin_router(runtime))
+    app.include_router(inference_protocol_router(runtime))
     schema_types = [RankRequest, RankResponse, FusionRequest, FusionResponse, FeedbackRequest, FeedbackAccepted]
-    install_openapi(app, [*schema_types, *ADMIN_SCHEMA_TYPES, ReadyState, Health])
+    install_openapi(app, [*schema_types, *ADMIN_SCHEMA_TYPES, *OIP_SCHEMA_TYPES, ReadyState, Health])
     return app
