@@ -12,6 +12,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from loadtest.bench.loadgen import LoadResult
+from loadtest.benchmarks_section import carry_sections
 from loadtest.bench.paired import LoggingCost
 
 LIMIT = "limit (onnxruntime in-process)"
@@ -240,7 +241,9 @@ def write_report(
         f"![p50 latency against N]({args.plot.name})",
         "",
     ]
-    args.out.write_text("\n".join(lines))
+    # Sections other writers keep in the file (the Locust run's) survive the rewrite.
+    previous = args.out.read_text() if args.out.exists() else ""
+    args.out.write_text(carry_sections(previous, "\n".join(lines)))
 
 
 def _plot(rows: list[Measurement], path: Path) -> None:
