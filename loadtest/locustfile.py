@@ -100,7 +100,8 @@ def _write_rank_summary(environment: Environment, **_: Any) -> None:
     for (name, _method), entry in stats.entries.items():
         if name.startswith("/v1/rank"):
             merged.extend(entry)
-    seconds = max(merged.last_request_timestamp - merged.start_time, 1e-9) if merged.num_requests else 0.0
+    last = merged.last_request_timestamp or merged.start_time
+    seconds = max(last - merged.start_time, 1e-9) if merged.num_requests else 0.0
     summary = {
         "requests": merged.num_requests,
         "failures": merged.num_failures,

@@ -54,6 +54,8 @@ class StepRamp(LoadTestShape):
         """Every rank request name's histogram summed (the mix gives each kind its own name)."""
         histogram: dict[int, int] = {}
         requests = failures = 0
+        if self.runner is None:
+            return Snapshot(time.monotonic(), histogram, requests, failures)
         for (name, _method), entry in self.runner.stats.entries.items():
             if not name.startswith(RANK_PREFIX):
                 continue

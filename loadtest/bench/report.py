@@ -12,8 +12,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 from loadtest.bench.loadgen import LoadResult
-from loadtest.benchmarks_section import carry_sections
 from loadtest.bench.paired import LoggingCost
+from loadtest.benchmarks_section import carry_sections
 
 LIMIT = "limit (onnxruntime in-process)"
 
