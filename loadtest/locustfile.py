@@ -29,7 +29,7 @@ from locust.runners import MasterRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC, StatsEntry
 
 from loadtest.mix import DEFAULT_MIX, MixEntry, RankBody, build_pool, parse_mix
-from loadtest.operator import OPERATOR, Operator
+from loadtest.operator_cycle import OPERATOR, Operator
 from loadtest.phases import PHASES, report_phases
 from models.sim.requests import served_responses
 from models.sim.simulator import Simulator

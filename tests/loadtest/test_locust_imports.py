@@ -12,7 +12,7 @@ import sys
 
 from tests.test_architecture import ROOT, imported_modules
 
-LOCUST_MODULES = ["locustfile", "mix", "phases", "operator", "step_stats", "ramp"]
+LOCUST_MODULES = ["locustfile", "mix", "phases", "operator_cycle", "step_stats", "ramp"]
 ALLOWED_OURS = ("contracts", "models.sim", *(f"loadtest.{name}" for name in LOCUST_MODULES))
 OURS = {"contracts", "models", "export", "service", "pipelines", "loadtest", "cascade_cli", "tests"}
 FORBIDDEN = {"torch", "onnx", "onnxruntime"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtest.operator import CANARY_FRACTION, Operator
+from loadtest.operator_cycle import CANARY_FRACTION, Operator
 
 
 def models(active: str, on_disk: list[str]) -> dict[str, Any]:
