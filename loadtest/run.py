@@ -46,6 +46,9 @@ STOP_GRACE_S = 15.0  # the server drains open requests, then the decision log fl
 LOCUST_STOP_TIMEOUT_S = 5  # let users finish the task in flight, so a viewer's feedback is not cut short
 LOCUST_MARGIN_S = 90.0  # locust start-up (pool generation) and CSV writing, on top of the run
 RAMP_LIMIT_S = 900  # the ramp ends itself; this only bounds a ramp whose p99 never crosses
+LOADED = (
+    "The load average exceeded the core count: other work shared the cores, so these are not a quiet machine's numbers."
+)
 
 
 @dataclass(frozen=True)
@@ -139,12 +142,14 @@ def benchmarks_markdown(command: str, lines: list[str], ramp: dict[str, Any] | N
     from loadtest.ramp import summary_line
 
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    title = "## Locust step ramp (`make loadtest LOADTEST_ARGS=--ramp`)" if ramp else "## Locust (`make loadtest`)"
     body = [
-        "## Locust (`make loadtest`)",
+        title,
         "",
         f"Written by `{command}` on {when}. Machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}; Locust and the server shared the machine (load average "
         f"before the run: {load}). Client-side latency, server on 127.0.0.1 with an embedded Redis.",
+        *(["", LOADED] if float(load.split()[0]) > (os.cpu_count() or 1) else []),
         "",
         "```",
         *lines,
@@ -257,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = "python -m loadtest.run " + " ".join(argv if argv is not None else sys.argv[1:])
         section = benchmarks_markdown(command, lines, ramp, load)
         text = args.benchmarks.read_text() if args.benchmarks.exists() else "# Benchmarks\n"
-        args.benchmarks.write_text(replace_section(text, "locust", section))
+        # The plain run and the ramp keep a section each, so writing one leaves the other.
+        args.benchmarks.write_text(replace_section(text, "locust-ramp" if ramp else "locust", section))
         print(f"wrote the Locust section of {args.benchmarks}")
     if records is not None and rank is not None and records[0] != rank["requests"]:
         # Every served ranking must reach the trainer; a gap means the decision log dropped some.
