@@ -18,6 +18,17 @@ def image_contents() -> list[str]:
     return [line for line in lines if line]
 
 
+def exec_form(text: str, keyword: str) -> list[str]:
+    """An instruction's JSON-array argument; the shell form would put `sh -c` between the signal and us."""
+    try:
+        argv = json.loads(text)
+    except json.JSONDecodeError:
+        argv = None
+    if not isinstance(argv, list):
+        raise ValueError(f"{keyword} must be in exec form (a JSON array), not {text!r}")
+    return [str(arg) for arg in argv]
+
+
 @dataclass(frozen=True)
 class Dockerfile:
     """What the tests read from the Dockerfile: the build context it copies and how it runs."""
@@ -47,9 +58,9 @@ class Dockerfile:
             if keyword == "ENV":
                 env.update(dict(pair.split("=", 1) for pair in shlex.split(rest)))
             elif keyword == "ENTRYPOINT":
-                entrypoint = json.loads(rest)
+                entrypoint = exec_form(rest, keyword)
             elif keyword == "CMD":
-                cmd = json.loads(rest)
+                cmd = exec_form(rest, keyword)
             elif keyword == "HEALTHCHECK":
-                healthcheck = json.loads(rest.split(" CMD ", 1)[1])
+                healthcheck = exec_form(rest.split(" CMD ", 1)[-1], keyword)
         return cls(copied, env, [*entrypoint, *cmd], healthcheck, text)
