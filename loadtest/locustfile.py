@@ -1,6 +1,7 @@
 """Locust users a team keeps: rankers, viewers that send feedback, and an operator that swaps versions.
 
     python -m loadtest.run --store store            # starts the server, runs this, summarises
+    locust -f loadtest/locustfile.py --headless -u 8 -r 4 -t 30s    # no --host: serves LOADTEST_STORE itself
     locust -f loadtest/locustfile.py --headless -u 8 -r 4 -t 30s --host http://127.0.0.1:8000
     locust -f loadtest/locustfile.py,loadtest/ramp.py --headless --host ...   # + the p99 step ramp
 
@@ -25,11 +26,12 @@ import numpy as np
 import orjson
 from locust import FastHttpUser, between, constant, events, task
 from locust.env import Environment
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC, StatsEntry
 
 from loadtest.mix import DEFAULT_MIX, MixEntry, RankBody, build_pool, parse_mix
 from loadtest.operator_cycle import OPERATOR, Operator
+from loadtest.own_server import OwnServer, from_environment
 from loadtest.phases import PHASES, report_phases
 from models.sim.requests import served_responses
 from models.sim.simulator import Simulator
@@ -75,6 +77,27 @@ def _build_pool(environment: Environment, **_: Any) -> None:
     rng = np.random.default_rng([SIM_SEED, os.getpid()])  # distinct bodies per worker process
     weights = np.array([entry.weight for entry in MIX])
     _pool = Pool(sim, build_pool(sim, MIX, rng, PER_ENTRY, K), MIX, weights / weights.sum())
+
+
+_own_server: OwnServer | None = None
+
+
+@events.init.add_listener
+def _serve_if_no_host(environment: Environment, **_: Any) -> None:
+    # Without --host the run brings its own server on 127.0.0.1 (loadtest/own_server.py), so the plain
+    # `locust -f loadtest/locustfile.py --headless` line is a whole, bounded test like `make loadtest`.
+    global _own_server
+    if isinstance(environment.runner, WorkerRunner) or environment.host:
+        return
+    _own_server = from_environment()
+    environment.host = _own_server.url
+    print(f"no --host given: serving {_own_server.url} for this run (server log: {_own_server.log})", flush=True)
+
+
+@events.quitting.add_listener
+def _stop_own_server(environment: Environment, **_: Any) -> None:
+    if _own_server is not None:
+        _own_server.stop()
 
 
 @events.test_stop.add_listener
