@@ -72,3 +72,21 @@ def test_the_step_ramp_stops_at_the_first_step_whose_p99_exceeds_the_bound(store
     assert verdict["crossed_at"]["step"] == 0
     assert len(verdict["steps"]) == 1
     assert "rank p99 crossed 0 ms at" in result.stdout
+
+
+@pytest.mark.e2e
+def test_plain_locust_without_a_host_serves_the_store_itself_and_runs_bounded(store: Path, tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--headless",
+        "-u", "2", "-r", "2", "-t", "4s", "--csv", str(tmp_path / "stats"), "--only-summary",
+    ]  # fmt: skip
+    env = {**os.environ, "LOADTEST_STORE": str(store), "LOADTEST_MIX": MIX}
+    env.pop("LOADTEST_ADMIN_TOKEN", None)
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no --host given: serving http://127.0.0.1:" in result.stdout
+    stats = read_stats(tmp_path / "stats")
+    assert sum(row.requests for name, row in stats.items() if name.startswith(RANK)) > 0
+    assert sum(row.failures for row in stats.values()) == 0
