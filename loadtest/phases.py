@@ -8,9 +8,10 @@ requests, so a run shows how much of what the client waited was decode, compute,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from locust.env import Environment
+if TYPE_CHECKING:  # the harness and the tests import this module; only Locust's processes load locust
+    from locust.env import Environment
 
 SERVER = "server"  # the request type of the phase rows; excluded from the summary's request totals
 PHASES = ("decode_ms", "compute_ms", "total_ms")

@@ -23,7 +23,7 @@ from typing import Any
 from locust import LoadTestShape, events
 from locust.env import Environment
 
-from loadtest.step_stats import Snapshot, StepResult, between
+from loadtest.step_stats import Snapshot, StepResult, between, summary_line
 
 RANK_PREFIX = "/v1/rank"
 
@@ -108,19 +108,6 @@ class StepRamp(LoadTestShape):
             "crossed_at": asdict(self.crossed) if self.crossed else None,
             "last_under": asdict(under[-1]) if under else None,
         }
-
-
-def summary_line(verdict: dict[str, Any]) -> str:
-    """One human line: where p99 crossed the bound, or how far the ramp went without crossing."""
-    bound = verdict["p99_bound_ms"]
-    crossed, under = verdict["crossed_at"], verdict["last_under"]
-    below = f"; last step under it: {under['rps']:.1f} rank/s ({under['users']} users)" if under else ""
-    if crossed:
-        return (
-            f"rank p99 crossed {bound:.0f} ms at {crossed['rps']:.1f} rank/s "
-            f"({crossed['users']} users, p99 {crossed['p99_ms']:.0f} ms){below}"
-        )
-    return f"rank p99 stayed under {bound:.0f} ms for every step{below}"
 
 
 @events.quitting.add_listener

@@ -31,6 +31,7 @@ from typing import Any
 
 from loadtest.benchmarks_section import replace_section
 from loadtest.phases import SERVER
+from loadtest.step_stats import summary_line
 from loadtest.store_copy import copy_with_extra_version
 from pipelines.server import HOST, ServerNotReadyError, cascade_serve_command, free_port, start, stop, wait_ready
 
@@ -139,8 +140,6 @@ def summary(stats: dict[str, Row], rank: dict[str, Any] | None) -> list[str]:
 
 def benchmarks_markdown(command: str, lines: list[str], ramp: dict[str, Any] | None, load: str) -> str:
     """The Locust section of BENCHMARKS.md: the machine, the command, the numbers."""
-    from loadtest.ramp import summary_line
-
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     title = "## Locust step ramp (`make loadtest LOADTEST_ARGS=--ramp`)" if ramp else "## Locust (`make loadtest`)"
     body = [

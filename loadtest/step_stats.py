@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,16 @@ def between(step: int, users: int, before: Snapshot, after: Snapshot) -> StepRes
         p95_ms=percentile(histogram, 0.95),
         p99_ms=percentile(histogram, 0.99),
     )
+
+
+def summary_line(verdict: dict[str, Any]) -> str:
+    """One human line: where p99 crossed the bound, or how far the ramp went without crossing."""
+    bound = verdict["p99_bound_ms"]
+    crossed, under = verdict["crossed_at"], verdict["last_under"]
+    below = f"; last step under it: {under['rps']:.1f} rank/s ({under['users']} users)" if under else ""
+    if crossed:
+        return (
+            f"rank p99 crossed {bound:.0f} ms at {crossed['rps']:.1f} rank/s "
+            f"({crossed['users']} users, p99 {crossed['p99_ms']:.0f} ms){below}"
+        )
+    return f"rank p99 stayed under {bound:.0f} ms for every step{below}"

@@ -44,3 +44,14 @@ def test_importing_the_locustfiles_leaves_torch_unloaded() -> None:
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=False)
 
     assert result.returncode == 0, result.stderr or "torch was imported"
+
+
+def test_the_harness_and_its_helpers_do_not_load_locust() -> None:
+    # Locust monkey-patches the standard library with gevent on import: inside pytest (torch loaded)
+    # or the harness that would break threads and imports. Only Locust's own processes may load it.
+    modules = "loadtest.run, loadtest.phases, loadtest.step_stats, loadtest.mix, loadtest.operator_cycle"
+    probe = f"import sys, {modules}; sys.exit('locust' in sys.modules or 'gevent' in sys.modules)"
+
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=False)
+
+    assert result.returncode == 0, result.stderr or "locust was imported"
