@@ -40,6 +40,7 @@ def test_compose_archiver_runs_cascade_archive_from_the_same_image() -> None:
     assert services["archiver"]["image"] == services["cascade"]["image"]
     assert services["archiver"]["command"] == ["archive", "--lake", "/lake"]
     assert any(volume.endswith(":/lake") for volume in services["archiver"]["volumes"])
+    assert services["archiver"]["healthcheck"] == {"disable": True}  # it has no /readyz to answer
 
 
 def test_compose_sets_only_settings_the_service_reads() -> None:
