@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         finally:
             if embedded is not None:
-                embedded.stop()
+                embedded.stop(disconnect_others=True)  # ours alone: a lingering client must not keep it up
 
     print(f"results: {run_dir} (stats_*.csv, report.html, server.log)")
     try:
