@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d'
 STORE ?= store
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# e.g. `make loadtest LOADTEST_ARGS="--ramp --benchmarks BENCHMARKS.md"` (python -m loadtest.run -h)
+LOADTEST_ARGS ?=
 
 .PHONY: install lock lock-peers peers run demo test test-fast lint openapi loadtest soak bench clean
 
@@ -75,7 +77,7 @@ openapi: $(STAMP)
 	$(BIN)/cascade openapi --out openapi.yaml
 
 loadtest: $(STAMP) $(STORE)/demo/ACTIVE
-	$(BIN)/python -m loadtest.run --store $(STORE)
+	$(BIN)/python -m loadtest.run --store $(STORE) $(LOADTEST_ARGS)
 
 # Ten minutes at a steady rate against a real server: RSS growth, failures, Redis memory (RELIABILITY.md).
 soak: $(STAMP) $(STORE)/demo/ACTIVE

@@ -327,9 +327,12 @@ def loop_results(
 @app.command()
 def serve(
     store: StoreOption = Path("store"),
-    host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port")] = 8000,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core)")] = None,
+    # From the environment too, so the image, Compose and Kubernetes set them without a shell line.
+    host: Annotated[str, typer.Option(help="Bind address", envvar="CASCADE_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port", envvar="CASCADE_PORT")] = 8000,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: one per core)", envvar="CASCADE_WORKERS")
+    ] = None,
 ) -> None:
     """Serve the active version over HTTP. Without REDIS_URL an embedded Redis is started here.
 

@@ -21,6 +21,7 @@ from service.body import Body
 from service.concurrency import ConcurrencyLimit
 from service.decode import decode_body
 from service.http_body import read_body, wants_msgpack
+from service.inference_protocol import OIP_SCHEMA_TYPES, inference_protocol_router
 from service.openapi import body_of, described, install_openapi, responses_of
 from service.problems import ProblemError, not_ready, redis_unavailable, unknown_request
 from service.responses import encoded_response, json_response, problem_response
@@ -222,6 +223,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrency, on_refused=refused)
     app.include_router(admin_router(runtime))
+    app.include_router(inference_protocol_router(runtime))
     schema_types = [RankRequest, RankResponse, FusionRequest, FusionResponse, FeedbackRequest, FeedbackAccepted]
-    install_openapi(app, [*schema_types, *ADMIN_SCHEMA_TYPES, ReadyState, Health])
+    install_openapi(app, [*schema_types, *ADMIN_SCHEMA_TYPES, *OIP_SCHEMA_TYPES, ReadyState, Health])
     return app
