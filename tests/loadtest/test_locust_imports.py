@@ -2,8 +2,8 @@
 
 Viewers' rewards come from the simulator (models/sim), which is numpy only; the rest of models/
 (networks, trainers) is torch. So the Locust modules may import contracts/, models.sim and each
-other (and pipelines.server, to start a server of their own), nothing else of ours; importing them
-must leave torch unloaded.
+other (pipelines.server, to start a server of their own; export.signing, to sign the version it
+adds), nothing else of ours; importing them must leave torch unloaded.
 """
 
 from __future__ import annotations
@@ -14,8 +14,15 @@ import sys
 from tests.test_architecture import ROOT, imported_modules
 
 LOCUST_MODULES = ["locustfile", "mix", "phases", "operator_cycle", "step_stats", "ramp", "own_server", "store_copy"]
-# pipelines.server starts and stops a server (subprocess + HTTP polling), for a run without --host.
-ALLOWED_OURS = ("contracts", "models.sim", "pipelines.server", *(f"loadtest.{name}" for name in LOCUST_MODULES))
+# pipelines.server starts and stops a server (subprocess + HTTP polling), for a run without --host;
+# export.signing (cryptography + contracts) re-signs the extra version the operator swaps to.
+ALLOWED_OURS = (
+    "contracts",
+    "models.sim",
+    "pipelines.server",
+    "export.signing",
+    *(f"loadtest.{name}" for name in LOCUST_MODULES),
+)
 OURS = {"contracts", "models", "export", "service", "pipelines", "loadtest", "cascade_cli", "tests"}
 FORBIDDEN = {"torch", "onnx", "onnxruntime"}
 
