@@ -10,6 +10,7 @@ WORKDIR /app
 COPY pyproject.toml requirements.lock cascade_cli.py ./
 COPY contracts ./contracts
 COPY service ./service
+COPY archive ./archive
 RUN pip install --no-cache-dir -c requirements.lock ".[serve]" \
     && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
 

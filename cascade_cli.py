@@ -252,17 +252,21 @@ def serve(
     """Serve the active version over HTTP. Without REDIS_URL an embedded Redis is started here."""
     import uvicorn
 
+    from archive.child import start_archiver, stop_archiver
     from service.embedded_redis import EmbeddedRedis
     from service.settings import Settings
 
     os.environ["CASCADE_STORE"] = str(store)
     settings = Settings()
     embedded = None
+    archiver = None
     if settings.redis_url is None:
         # One embedded server for all workers, owned by this parent process.
         embedded = EmbeddedRedis(settings.embedded_redis_dir)
         os.environ["CASCADE_REDIS_URL"] = embedded.url
         typer.echo(f"embedded Redis at {embedded.url}")
+        # The embedded Redis is a buffer: an archiver child drains it into the lake and trims it.
+        archiver = start_archiver(embedded.url)
     # uvicorn re-raises SIGTERM on itself after a clean shutdown, which would kill this process before
     # `finally` stops the embedded Redis; exiting through SystemExit lets the cleanup run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -279,8 +283,31 @@ def serve(
             access_log=False,
         )
     finally:
+        if archiver is not None:
+            stop_archiver(archiver)  # before Redis: it writes what it holds and acknowledges it
         if embedded is not None:
             embedded.stop()
+
+
+@app.command()
+def archive(
+    lake: Annotated[Path, typer.Option(help="Root folder of the Parquet lake", envvar="CASCADE_ARCHIVE_LAKE")] = Path(
+        "lake"
+    ),
+    once: Annotated[bool, typer.Option(help="Archive what the streams hold now, then exit")] = False,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
+) -> None:
+    """Archive the decision and feedback streams (every shard) into a Parquet lake; trim what is archived."""
+    from archive.main import run
+    from archive.settings import ArchiveSettings
+
+    settings = ArchiveSettings(lake=lake)
+    counters = run(settings, once=once, max_seconds=max_seconds)
+    archived = ", ".join(f"{n} {dataset}" for dataset, n in sorted(counters.archived.items())) or "nothing"
+    typer.echo(
+        f"archived {archived} into {lake} ({counters.files} files); "
+        f"{counters.dead_lettered} dead-lettered, {counters.trimmed} trimmed from Redis"
+    )
 
 
 @app.command()

@@ -39,7 +39,7 @@ def serve_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source.mkdir()
     for name in ("pyproject.toml", "requirements.lock", "cascade_cli.py"):  # the Dockerfile's COPY lines
         shutil.copy(ROOT / name, source / name)
-    for package in ("contracts", "service"):
+    for package in ("contracts", "service", "archive"):
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     env_dir = build / "venv"
     venv.create(env_dir, with_pip=True)
