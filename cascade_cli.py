@@ -311,6 +311,35 @@ def archive(
 
 
 @app.command()
+def report(
+    lake: Annotated[Path, typer.Option(help="Root folder of the Parquet lake", envvar="CASCADE_ARCHIVE_LAKE")] = Path(
+        "lake"
+    ),
+    out: Annotated[Path, typer.Option(help="Folder for report.md and its plots")] = Path("runs/report"),
+    window: Annotated[float, typer.Option(help="Reward window, seconds (the service's)")] = 600.0,
+    rule: Annotated[str, typer.Option(help="sum or first")] = "sum",
+    default_reward: Annotated[float, typer.Option(help="Reward of a decision without on-time feedback")] = 0.0,
+    weight: Annotated[
+        list[str] | None, typer.Option(help="SIGNAL=WEIGHT, repeatable; none given: every signal weighs 1")
+    ] = None,
+) -> None:
+    """Per policy version and arm: decisions, join rate, reward, exploration, action spread, propensities, ESS."""
+    from models.log.reward_join import JoinConfig
+    from models.reports.lake import write_report
+
+    if rule not in ("sum", "first"):
+        raise typer.BadParameter("rule must be sum or first")
+    weights = {}
+    for item in weight or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--weight {item!r}: expected SIGNAL=WEIGHT")
+        weights[name] = float(value)
+    config = JoinConfig(window, "first" if rule == "first" else "sum", default_reward, weights)
+    typer.echo(f"wrote {write_report(lake, out, config)}")
+
+
+@app.command()
 def publish(
     bundle: Annotated[Path, typer.Argument(help="Folder of an exported bundle (manifest.json + graphs)")],
     store: StoreOption = Path("store"),

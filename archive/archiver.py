@@ -140,9 +140,11 @@ class Archiver:
         self.counters.flushes += 1
         return written
 
-    def drain(self) -> int:
-        """Archive everything the streams hold now (a bounded run: `--once`); returns rows written."""
-        while self.poll():
+    def drain(self, max_seconds: float | None = None) -> int:
+        """Archive what the streams hold (a bounded run: `--once`), for at most `max_seconds` if new entries
+        keep coming; returns rows written."""
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        while self.poll() and (deadline is None or time.monotonic() < deadline):
             if self.flush_due():
                 self.flush()
         self.flush()

@@ -36,7 +36,7 @@ def run(settings: ArchiveSettings, once: bool = False, max_seconds: float | None
     the streams hold nothing unarchived."""
     archiver = build_archiver(settings)
     if once:
-        archiver.drain()
+        archiver.drain(max_seconds)
         return archiver.counters
     stop = threading.Event()
 

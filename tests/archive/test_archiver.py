@@ -23,6 +23,7 @@ from contracts.lake import DEAD_FIELDS_FIELD, DEAD_REASON_FIELD, dataset_files, 
 from models.log.lake_join import join_lake
 from models.log.reward_join import JoinConfig
 from service.settings import Settings
+from tests.feedback_posting import post_feedback
 from tests.redis_streams import wait_for_stream
 
 
@@ -35,16 +36,6 @@ def _rank(client: TestClient, make_request: Callable[..., dict[str, Any]], n: in
     return ids
 
 
-def _feedback(client: TestClient, request_id: str, rewards: dict[str, float]) -> None:
-    deadline = time.monotonic() + 10  # hang guard: the decision reaches Redis asynchronously (404 until then)
-    while (
-        answer := client.post("/v1/feedback", json={"request_id": request_id, "rewards": rewards})
-    ).status_code == 404:
-        assert time.monotonic() < deadline, answer.text
-        time.sleep(0.02)
-    assert answer.status_code == 202, answer.text
-
-
 def test_a_record_survives_stream_archive_and_join_field_for_field(
     client: TestClient,
     settings: Settings,
@@ -55,7 +46,7 @@ def test_a_record_survives_stream_archive_and_join_field_for_field(
 ) -> None:
     ids = _rank(client, make_request, 4)
     for request_id in ids[:2]:
-        _feedback(client, request_id, {"watch_time": 2.0, "like": 1.0})
+        post_feedback(client, request_id, {"watch_time": 2.0, "like": 1.0})
     stored = {
         decision_record.decode(fields[decision_record.STREAM_FIELD]).request_id: fields[decision_record.STREAM_FIELD]
         for _, fields in wait_for_stream(redis_client, settings.decision_stream, 4)
