@@ -19,6 +19,7 @@ from service.feedback import FeedbackStore
 from service.item_catalog import ItemCatalog
 from service.metrics import Metrics
 from service.ranker import Ranker
+from service.redis_connection import connect as connect_redis
 from service.registry import Registry
 from service.routing import RoutingStore
 from service.routing_watcher import RoutingWatcher
@@ -57,7 +58,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     if redis_url is None:
         embedded = await asyncio.to_thread(EmbeddedRedis, settings.embedded_redis_dir)
         redis_url = embedded.url
-    redis = Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    redis = connect_redis(redis_url, settings.redis_cluster)
     metrics = Metrics()
     registry = Registry(settings.store, settings.ort_intra_op_threads)
     items = ItemCatalog(settings.store)

