@@ -89,7 +89,13 @@ class _Identity(msgspec.Struct):
     time: float
 
 
-_identity = msgspec.json.Decoder(_Identity)
+_identity_msgpack = msgspec.msgpack.Decoder(_Identity)
+_identity_json = msgspec.json.Decoder(_Identity)  # spools written before records were msgpack
+
+
+def _identity(data: bytes) -> _Identity:
+    return _identity_json.decode(data) if data[:1] == b"{" else _identity_msgpack.decode(data)
+
 
 # KEYS: the stream, then one decision key per record. ARGV: key TTL, trim strategy ('', MAXLEN, MINID),
 # trim threshold (entries, or age in ms), then (time, data) per record. Returns how many were appended.
@@ -321,7 +327,7 @@ class DecisionLog:
         chunk_end = 0
         complete = True
         for offset, data in spool.records():
-            identity = _identity.decode(data)
+            identity = _identity(data)
             chunk.append(_Entry(identity.request_id, identity.time, data))
             chunk_end = offset
             if len(chunk) == self._batch_size:
