@@ -144,11 +144,12 @@ class Archiver:
         """Archive what the streams hold (a bounded run: `--once`), for at most `max_seconds` if new entries
         keep coming; returns rows written."""
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        before = sum(self.counters.archived.values())
         while self.poll() and (deadline is None or time.monotonic() < deadline):
             if self.flush_due():
                 self.flush()
         self.flush()
-        return sum(self.counters.archived.values())
+        return sum(self.counters.archived.values()) - before
 
     def run(self, stop: threading.Event, max_seconds: float | None = None, poll_seconds: float = 0.2) -> None:
         """Archive until `stop` is set (or `max_seconds` pass), then write what is buffered."""

@@ -8,6 +8,7 @@ its PID, whatever happens.
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ def redis_cluster(folder: Path, masters: int = 3, timeout_s: float = 60.0) -> It
     ports = []
     try:
         for _ in range(masters):
-            port = free_port()
+            port = _cluster_port()
             node_dir = folder / f"node-{port}"
             node_dir.mkdir(parents=True)
             command = [
@@ -37,8 +38,8 @@ def redis_cluster(folder: Path, masters: int = 3, timeout_s: float = 60.0) -> It
                 *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"),
                 *("--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"),
             ]
-            log = (node_dir / "server.log").open("wb")
-            nodes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+            with (node_dir / "server.log").open("wb") as log:  # the child keeps its own descriptor
+                nodes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
             ports.append(port)
         for port, node in zip(ports, nodes, strict=True):
             _wait(lambda p=port, n=node: _alive(n) and redis.Redis(host="127.0.0.1", port=p).ping(), timeout_s)  # type: ignore[misc]
@@ -61,6 +62,20 @@ def redis_cluster(folder: Path, masters: int = 3, timeout_s: float = 60.0) -> It
             except subprocess.TimeoutExpired:
                 node.kill()
                 node.wait()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10,000, which must stay below 65,536) is free too."""
+    while True:
+        port = free_port()
+        if port > 55_535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
 
 
 def _alive(node: subprocess.Popen[bytes]) -> bool:

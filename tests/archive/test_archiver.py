@@ -20,6 +20,7 @@ from contracts import decision_record, feedback_record
 from contracts.decision_record import DecisionRecord
 from contracts.feedback_record import FeedbackRecord
 from contracts.lake import DEAD_FIELDS_FIELD, DEAD_REASON_FIELD, dataset_files, dead_letter_stream, from_row
+from contracts.streams import decision_shard, decision_shards_key
 from models.log.lake_join import join_lake
 from models.log.reward_join import JoinConfig
 from service.settings import Settings
@@ -167,3 +168,34 @@ def test_redis_memory_stays_bounded_while_the_service_logs_and_the_archiver_runs
     assert archiver.counters.archived["decisions"] == 200
     assert peak_stream_bytes < logged_bytes / 4
     assert grown < logged_bytes / 10, (grown, logged_bytes)
+
+
+def test_every_shard_of_the_decision_stream_is_archived_and_trimmed(
+    client: TestClient,
+    settings: Settings,
+    redis_client: redis.Redis,
+    make_request: Callable[..., dict[str, Any]],
+    make_archiver: Callable[..., Archiver],
+    lake: Path,
+) -> None:
+    _rank(client, make_request, 1)
+    (entry,) = wait_for_stream(redis_client, settings.decision_stream, 1)
+    record = decision_record.decode(entry[1][decision_record.STREAM_FIELD])
+    base = settings.decision_stream
+    shards = [decision_shard(base, "demo", producer) for producer in ("host-1-a", "host-2-b")]
+    archiver = make_archiver()
+    archiver.drain()  # the base stream's record; then producers register shards and append to them
+    for i, shard in enumerate(shards):
+        redis_client.sadd(decision_shards_key(base), shard)
+        for j in range(3):
+            copy = msgspec.structs.replace(record, request_id=f"shard{i}-{j}")
+            redis_client.xadd(shard, {decision_record.STREAM_FIELD: decision_record.encode(copy)})
+
+    assert archiver.drain() == 6
+
+    table = ds.dataset(lake / "decisions", format="parquet", partitioning="hive").to_table()
+    assert sorted(table.column("request_id").to_pylist()) == sorted(
+        [record.request_id] + [f"shard{i}-{j}" for i in range(2) for j in range(3)]
+    )
+    assert sorted(set(table.column("_stream").to_pylist())) == sorted([base, *shards])
+    assert [redis_client.xlen(shard) for shard in shards] == [0, 0]
