@@ -26,7 +26,7 @@ from models.sim.simulator import Simulator
 from pipelines.resact_from_log import resact_version_from_log
 from service.app import create_app
 from service.settings import Settings
-from tests.redis_streams import wait_for_stream
+from tests.redis_streams import the_shard, wait_for_stream
 from tests.versions import private_store
 
 USERS, VISITS = 8, 5  # each user's visits fall in one session: ResAct gets s' within sessions
@@ -59,7 +59,7 @@ def test_resact_trained_on_the_redis_log_serves_the_next_rank(
                     _post_feedback(client, {"request_id": served["request_id"], "item_id": item_id, "rewards": signals})
 
         # The trainer's side: consumer groups on both streams, rewards joined once every window has closed.
-        decisions = DecisionReader(redis_client, settings.decision_stream, "resact", "test")
+        decisions = DecisionReader(redis_client, the_shard(redis_client, settings.decision_stream), "resact", "test")
         feedback = FeedbackReader(redis_client, settings.feedback_stream, "resact", "test")
         decisions.ensure_group()
         feedback.ensure_group()
