@@ -21,6 +21,7 @@ strings) still decode.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Literal, NoReturn
 
@@ -130,6 +131,7 @@ class DecisionRecord(msgspec.Struct):
     item_fusion: ItemFusionLog | None = None  # /v1/fusion with candidates: per-item weights
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(DecisionRecord)
 _json_decoder = msgspec.json.Decoder(DecisionRecord)  # schema version 1 records
@@ -153,6 +155,12 @@ def validate(record: DecisionRecord) -> None:
     """Raise msgspec.ValidationError naming the first field that breaks the contract."""
     if not 1 <= record.schema_version <= SCHEMA_VERSION:
         _fail("schema_version", f"unknown schema version {record.schema_version}")
+    if not _all_finite(record):
+        _finite_fields(record)  # names the first non-finite value
+    _shapes(record)
+
+
+def _finite_fields(record: DecisionRecord) -> None:
     _finite("time", record.time)
     _floats("user_features", record.user_features)
     _floats("context", record.context)
@@ -161,42 +169,85 @@ def validate(record: DecisionRecord) -> None:
     _finite("novelty", record.novelty)
     for name in ("decode_ms", "compute_ms", "total_ms"):
         _finite(f"timings.{name}", getattr(record.timings, name))
-    if record.k < 0:
-        _fail("k", "must not be negative")
-    if len(record.served_scores) != len(record.served_ids):
-        _fail("served_scores", "must have one score per served id")
-    _candidates(record.candidates)
+    for name in ("features", "predictions"):
+        matrix = getattr(record.candidates, name)
+        if matrix is not None:
+            _matrix(f"candidates.{name}", matrix)
     for i, stage in enumerate(record.stages):
         _floats(f"stages[{i}].observation", stage.observation)
         _floats(f"stages[{i}].action", stage.action)
-    fusion = record.fusion
     for name in ("state", "mean", "std", "noise", "raw_action", "action"):
-        _floats(f"fusion.{name}", getattr(fusion, name))
-    if len(fusion.action) != len(fusion.names):
-        _fail("fusion.action", "must have one value per action name")
+        _floats(f"fusion.{name}", getattr(record.fusion, name))
     if record.resact is not None:
         resact = record.resact
         _matrix("resact.latents", resact.latents)
         _matrix("resact.candidates", resact.candidates)
         _floats("resact.q", resact.q)
         _floats("resact.action", resact.action)
-        if not 0 <= resact.choice < max(len(resact.q), 1):
-            _fail("resact.choice", "must index one of the candidates")
+    if record.item_fusion is not None:
+        for name in ("noise", "mean", "actions"):
+            _matrix(f"item_fusion.{name}", getattr(record.item_fusion, name))
+
+
+def _shapes(record: DecisionRecord) -> None:
+    if record.k < 0:
+        _fail("k", "must not be negative")
+    if len(record.served_scores) != len(record.served_ids):
+        _fail("served_scores", "must have one score per served id")
+    _candidates(record.candidates)
+    if len(record.fusion.action) != len(record.fusion.names):
+        _fail("fusion.action", "must have one value per action name")
+    if record.resact is not None and not 0 <= record.resact.choice < max(len(record.resact.q), 1):
+        _fail("resact.choice", "must index one of the candidates")
+    if record.item_fusion is not None:
+        for name in ("noise", "mean", "actions"):
+            if len(getattr(record.item_fusion, name)) != record.candidates.count:
+                _fail(f"item_fusion.{name}", "must have one row per candidate")
+
+
+def _all_finite(record: DecisionRecord) -> bool:
+    """One C-level sum over every float of the record: finite exactly when every term is (or, in float64,
+    when no partial sum overflows; an overflowing record takes the field-by-field path and passes it)."""
+    fusion, timings, candidates = record.fusion, record.timings, record.candidates
+    total = (
+        record.time
+        + record.log_prob
+        + record.novelty
+        + timings.decode_ms
+        + timings.compute_ms
+        + timings.total_ms
+        + sum(record.user_features)
+        + sum(record.context)
+        + sum(record.served_scores)
+        + sum(fusion.state)
+        + sum(fusion.mean)
+        + sum(fusion.std)
+        + sum(fusion.noise)
+        + sum(fusion.raw_action)
+        + sum(fusion.action)
+    )
+    for stage in record.stages:
+        total += sum(stage.observation) + sum(stage.action)
+    for matrix in (candidates.features, candidates.predictions):
+        if matrix is not None:
+            total += sum(map(sum, matrix))
+    if record.resact is not None:
+        resact = record.resact
+        total += sum(map(sum, resact.latents)) + sum(map(sum, resact.candidates)) + sum(resact.q) + sum(resact.action)
     if record.item_fusion is not None:
         item = record.item_fusion
-        for name in ("noise", "mean", "actions"):
-            rows = getattr(item, name)
-            _matrix(f"item_fusion.{name}", rows)
-            if len(rows) != record.candidates.count:
-                _fail(f"item_fusion.{name}", "must have one row per candidate")
+        total += sum(map(sum, item.noise)) + sum(map(sum, item.mean)) + sum(map(sum, item.actions))
+    return math.isfinite(total)
 
 
 def pack_rows(rows: npt.ArrayLike) -> bytes:
     """Item-table row indices as the record's `rows` bytes (little-endian uint32)."""
     array = np.asarray(rows)
-    if array.size and (array.min() < 0 or array.max() > np.iinfo(ROW_DTYPE).max):
+    packed = array.astype(ROW_DTYPE, copy=False)
+    # One comparison instead of a min and a max: a negative or too large index does not survive the cast.
+    if array.size and not np.array_equal(packed, array):
         raise ValueError("row indices must fit in uint32")
-    return array.astype(ROW_DTYPE, copy=False).tobytes()
+    return packed.tobytes()
 
 
 def unpack_rows(data: bytes) -> npt.NDArray[np.uint32]:
@@ -218,7 +269,7 @@ def candidate_ids(candidates: CandidateLog, table_ids: Sequence[str] | None = No
 
 
 def _candidates(candidates: CandidateLog) -> None:
-    if len(candidates.digest) != 64 or not all(c in "0123456789abcdef" for c in candidates.digest):
+    if _HEX64.fullmatch(candidates.digest) is None:
         _fail("candidates.digest", "must be a sha256 hex digest")
     if candidates.rows is not None:
         if candidates.item_table is None:
@@ -229,10 +280,8 @@ def _candidates(candidates: CandidateLog) -> None:
             _fail("candidates.ids", "rows and ids are exclusive")
     for name in ("features", "predictions"):
         matrix = getattr(candidates, name)
-        if matrix is not None:
-            _matrix(f"candidates.{name}", matrix)
-            if len(matrix) != candidates.count:
-                _fail(f"candidates.{name}", "must have one row per candidate")
+        if matrix is not None and len(matrix) != candidates.count:
+            _fail(f"candidates.{name}", "must have one row per candidate")
 
 
 def _floats(field: str, values: list[float]) -> None:

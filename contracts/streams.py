@@ -59,9 +59,16 @@ def producer_name(host: str, pid: int, nonce: str) -> str:
     return _PRODUCER_UNSAFE.sub("_", f"{host}-{pid}-{nonce}")
 
 
-def decision_key(stream: str, request_id: str) -> str:
-    """The key that remembers a logged decision (its value: the decision time, epoch seconds)."""
-    return f"{stream}:decision:{request_id}"
+def decision_index_bucket(decided: float, index_seconds: int) -> int:
+    """Which index hash remembers a decision made at `decided` (epoch seconds)."""
+    return int(decided // index_seconds)
+
+
+def decision_index_key(stream: str, bucket: int) -> str:
+    """A hash of logged decisions, request id → decision time (epoch seconds, as text), for one period of
+    `index_seconds`; it expires at the end of the next period, so every decision is remembered for at
+    least `index_seconds`. One field per record (HSET once per batch), not one key with a TTL each."""
+    return f"{stream}:decided:{bucket}"
 
 
 def feedback_seen_key(stream: str, request_id: str, event_id: str) -> str:

@@ -36,6 +36,7 @@ from archive.main import build_archiver
 from archive.settings import ArchiveSettings
 from contracts import decision_record
 from contracts.lake import DATASETS, dataset_files
+from contracts.streams import decision_shards_key
 from models.reports.sections import update_section
 from models.sim.config import SimConfig
 from models.sim.requests import rank_request
@@ -106,10 +107,19 @@ def _sample(client: redis.Redis, streams: list[str], stop: threading.Event, out:
     start = time.monotonic()
     while True:
         info = client.info("memory")
-        lengths = {s: int(client.xlen(s)) for s in streams}
+        lengths = _lengths(client, streams)
         out.append({"t": round(time.monotonic() - start, 1), "used_memory": int(info["used_memory"]), **lengths})
         if stop.wait(SAMPLE_SECONDS):
             return
+
+
+def _lengths(client: redis.Redis, streams: list[str]) -> dict[str, int]:
+    """Entries per logical stream: a decision stream's shards (contracts/streams.py) and itself together."""
+    out = {}
+    for stream in streams:
+        shards: Any = client.smembers(decision_shards_key(stream))
+        out[stream] = int(client.xlen(stream)) + sum(int(client.xlen(name)) for name in shards)
+    return out
 
 
 def _lake_rows(lake: Path) -> dict[str, int]:
@@ -152,15 +162,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             archiver = None
             result["samples"] = samples
             result["lake_rows"] = _lake_rows(lake)
-            result["redis_after_soak"] = {s: int(client.xlen(s)) for s in streams}
+            result["redis_after_soak"] = _lengths(client, streams)
 
             # Capacity: a backlog of real records, drained by one bounded archiver run.
             backlog_bodies = bodies[: max(1, min(len(bodies), args.backlog))]
             _steady_load(base, backlog_bodies, rate=args.backlog_rate, seconds=args.backlog / args.backlog_rate)
             deadline = time.monotonic() + 120
-            while client.xlen(streams[0]) < args.backlog * 0.95 and time.monotonic() < deadline:
+            while _lengths(client, streams)[streams[0]] < args.backlog * 0.95 and time.monotonic() < deadline:
                 time.sleep(0.5)
-            backlog = int(client.xlen(streams[0])) + int(client.xlen(streams[1]))
+            backlog = sum(_lengths(client, streams).values())
             memory_full = int(client.info("memory")["used_memory"])
             archiver_in_process = build_archiver(ArchiveSettings(lake=lake, redis_url=server.url))
             started = time.monotonic()
@@ -172,7 +182,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "records_per_second": round(backlog / seconds, 1),
                 "used_memory_before": memory_full,
                 "used_memory_after": int(client.info("memory")["used_memory"]),
-                "left_in_streams": {s: int(client.xlen(s)) for s in streams},
+                "left_in_streams": _lengths(client, streams),
             }
     finally:
         if archiver is not None:

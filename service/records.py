@@ -75,20 +75,16 @@ def decision_record(scored: Scored, log_candidate_features: bool) -> DecisionRec
         predictions=request.mtl_predictions.tolist() if logged_matrices and request is not None else None,
     )
     # A fusion call runs no stage, so it has no stage to record.
-    stages = (
-        [
-            StageLog(
-                name=stage.name,
-                keep=stage.keep,
-                survivors=int(ranking.stage_survivors[i]),
-                observation=ranking.stage_observations[i].tolist(),
-                action=ranking.stage_actions[i].tolist(),
-            )
+    stages = []
+    if ranking is not None:
+        # One tolist per matrix, not one per stage row: this runs for every request.
+        survivors = ranking.stage_survivors.tolist()
+        observations = ranking.stage_observations.tolist()
+        actions = ranking.stage_actions.tolist()
+        stages = [
+            StageLog(stage.name, stage.keep, survivors[i], observations[i], actions[i])
             for i, stage in enumerate(manifest.stages)
         ]
-        if ranking is not None
-        else []
-    )
     user = inputs.user[0].tolist()
     context = inputs.context[0].tolist()
     return DecisionRecord(

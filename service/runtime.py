@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from contracts.versions import POLICY_NAME
-from service.decision_log import DecisionLog, SpoolSettings, StreamTrim
+from service.decision_log import DecisionLog, LogWindow, SpoolSettings
 from service.embedded_redis import EmbeddedRedis
 from service.exploration import NoiseSource
 from service.feedback import FeedbackStore
@@ -24,6 +24,7 @@ from service.registry import Registry
 from service.routing import RoutingStore
 from service.routing_watcher import RoutingWatcher
 from service.settings import Settings
+from service.shard_writer import StreamTrim
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         settings.decision_stream,
         metrics,
         SpoolSettings(settings.log_spool_dir, settings.log_spool_max_bytes, settings.log_spool_fsync),
-        capacity=settings.log_queue_size,
+        window=LogWindow(settings.log_window_records, settings.log_window_ms),
+        orphan_seconds=settings.log_orphan_seconds,
+        linger_seconds=settings.log_linger_ms / 1000,
         batch_size=settings.log_batch_size,
         retry_seconds=settings.log_retry_seconds,
         index_seconds=settings.decision_index_seconds,
@@ -96,6 +99,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         settings.feedback_dedupe_seconds,
         decision_stream=settings.decision_stream,
         reward_window_seconds=settings.reward_window_seconds,
+        index_seconds=settings.decision_index_seconds,
     )
     compute = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="cascade-compute")
     try:

@@ -43,8 +43,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     """Largest request body accepted; larger ones get 413 before they are parsed."""
 
-    log_queue_size: int = Field(default=10_000, gt=0)
-    """Decision records held in memory while the writer sends them to Redis."""
+    log_window_records: int = Field(default=1000, gt=0)
+    """Crash window, in records: at most this many answered decision records are held only in memory;
+    past it they go to the local spool (fsync) first. A kill -9 loses at most this many (counted at the
+    next start)."""
+
+    log_window_ms: float = Field(default=1000.0, gt=0)
+    """Crash window, in milliseconds: no answered record stays only in memory longer than this."""
+
+    log_linger_ms: float = Field(default=20.0, ge=0)
+    """How long the writer collects answered records before one pipelined round trip sends them all
+    (fewer Redis calls per record, fewer event-loop wake-ups per request). Must stay below the window."""
+
+    log_orphan_seconds: float = Field(default=5.0, gt=0)
+    """How often a worker looks for spools and ledgers of dead workers, to count and replay them."""
 
     log_batch_size: int = Field(default=256, gt=0)
     """Records per pipelined XADD round trip."""
@@ -92,8 +104,9 @@ class Settings(BaseSettings):
     # --- decision-log idempotency, trimming and the reward window ---
 
     decision_index_seconds: int = Field(default=24 * 3600, gt=0)
-    """How long Redis remembers each logged request id (~100 bytes each): a replayed record is never
-    appended twice within it, and feedback for the request is accepted (late after the reward window)."""
+    """How long, at least, Redis remembers each logged request id (one field of an index hash per period of
+    this length, kept until the end of the next period): feedback for the request is accepted within it
+    (late after the reward window)."""
 
     log_trim: Literal["off", "maxlen", "minid"] = "off"
     """Trim the decision stream as it grows: `maxlen` keeps about `log_trim_threshold` entries (MAXLEN ~),
@@ -110,4 +123,6 @@ class Settings(BaseSettings):
     def _window_within_index(self) -> Settings:
         if self.reward_window_seconds > self.decision_index_seconds:
             raise ValueError("reward_window_seconds must not exceed decision_index_seconds")
+        if self.log_linger_ms >= self.log_window_ms:
+            raise ValueError("log_linger_ms must be below log_window_ms: lingering must not outlast the window")
         return self

@@ -25,7 +25,7 @@ from models.log.lake_join import join_lake
 from models.log.reward_join import JoinConfig
 from service.settings import Settings
 from tests.feedback_posting import post_feedback
-from tests.redis_streams import wait_for_stream
+from tests.redis_streams import stream_entries, stream_length, the_shard, wait_for_stream
 
 
 def _rank(client: TestClient, make_request: Callable[..., dict[str, Any]], n: int, candidates: int = 30) -> list[str]:
@@ -80,7 +80,9 @@ def test_a_record_survives_stream_archive_and_join_field_for_field(
     (path,) = dataset_files(lake, "decisions")
     assert path.parent.parent.name == "policy=demo" and path.parent.name.startswith("hour=")
     assert "policy" not in pq.read_schema(path).names
-    assert redis_client.xlen(settings.decision_stream) == 0 and redis_client.xlen(settings.feedback_stream) == 0
+    assert (
+        stream_length(redis_client, settings.decision_stream) == 0 and redis_client.xlen(settings.feedback_stream) == 0
+    )
 
 
 def test_a_poison_entry_is_dead_lettered_with_its_reason_and_the_reader_goes_on(
@@ -95,14 +97,14 @@ def test_a_poison_entry_is_dead_lettered_with_its_reason_and_the_reader_goes_on(
     wait_for_stream(redis_client, settings.decision_stream, 2)
     # What the issue saw: a record whose float came out as null (in whichever codec the stream holds), and
     # an entry without the record field; then two good ones.
-    stored = redis_client.xrange(settings.decision_stream)[0][1][decision_record.STREAM_FIELD]
+    stored = stream_entries(redis_client, settings.decision_stream)[0][1][decision_record.STREAM_FIELD]
     codec: Any = msgspec.json if stored[:1] == b"{" else msgspec.msgpack
     document = codec.decode(stored) | {"request_id": "poisoned", "novelty": None}
     poisoned = codec.encode(document)
     redis_client.xadd(settings.decision_stream, {decision_record.STREAM_FIELD: poisoned})
     redis_client.xadd(settings.decision_stream, {b"unexpected": b"\xff"})
     _rank(client, make_request, 2)
-    wait_for_stream(redis_client, settings.decision_stream, 6)
+    wait_for_stream(redis_client, settings.decision_stream, 4)  # the service's shard; the poison is in the base stream
 
     archiver = make_archiver()
     assert archiver.drain() == 4
@@ -114,7 +116,8 @@ def test_a_poison_entry_is_dead_lettered_with_its_reason_and_the_reader_goes_on(
     assert msgspec.msgpack.decode(dead[0][1][DEAD_FIELDS_FIELD]) == {decision_record.STREAM_FIELD: poisoned}
     assert archiver.counters.dead_lettered == 2
     assert redis_client.xpending(settings.decision_stream, "archiver")["pending"] == 0
-    assert redis_client.xlen(settings.decision_stream) == 0  # nothing left behind, nothing blocks
+    assert stream_length(redis_client, settings.decision_stream) == 0  # nothing left behind, nothing blocks
+    assert redis_client.xlen(settings.decision_stream) == 0
     table = ds.dataset(lake / "decisions", format="parquet", partitioning="hive").to_table()
     assert table.num_rows == 4 and "poisoned" not in table.column("request_id").to_pylist()
 
@@ -126,10 +129,10 @@ def test_streams_are_trimmed_behind_the_slowest_group_and_nothing_unread_goes(
     make_request: Callable[..., dict[str, Any]],
     make_archiver: Callable[..., Archiver],
 ) -> None:
-    stream = settings.decision_stream
-    redis_client.xgroup_create(stream, "trainer", id="0", mkstream=True)  # a second group that lags
     _rank(client, make_request, 6)
-    entries = wait_for_stream(redis_client, stream, 6)
+    entries = wait_for_stream(redis_client, settings.decision_stream, 6)
+    stream = the_shard(redis_client, settings.decision_stream)
+    redis_client.xgroup_create(stream, "trainer", id="0")  # a second group that lags
 
     archiver = make_archiver()
     assert archiver.drain() == 6
@@ -138,7 +141,7 @@ def test_streams_are_trimmed_behind_the_slowest_group_and_nothing_unread_goes(
     read = redis_client.xreadgroup("trainer", "t", {stream: ">"}, count=4)
     redis_client.xack(stream, "trainer", *[entry_id for entry_id, _ in read[0][1][:3]])  # the 4th stays pending
     _rank(client, make_request, 1)
-    wait_for_stream(redis_client, stream, 7)
+    wait_for_stream(redis_client, settings.decision_stream, 7)
     archiver.drain()
 
     left = [entry_id for entry_id, _ in redis_client.xrange(stream)]
@@ -159,9 +162,10 @@ def test_redis_memory_stays_bounded_while_the_service_logs_and_the_archiver_runs
         _rank(client, make_request, 25, candidates=1000)
         entries = wait_for_stream(redis_client, settings.decision_stream, 25)
         logged_bytes += sum(len(fields[decision_record.STREAM_FIELD]) for _, fields in entries)
-        peak_stream_bytes = max(peak_stream_bytes, int(redis_client.memory_usage(settings.decision_stream) or 0))
+        shard = the_shard(redis_client, settings.decision_stream)
+        peak_stream_bytes = max(peak_stream_bytes, int(redis_client.memory_usage(shard) or 0))
         archiver.drain()
-        assert redis_client.xlen(settings.decision_stream) == 0, f"round {round_}"
+        assert stream_length(redis_client, settings.decision_stream) == 0, f"round {round_}"
     grown = int(redis_client.info("memory")["used_memory"]) - before
 
     # The stream never held more than one round, and Redis grew by the per-request keys, not by the records.
@@ -182,6 +186,7 @@ def test_every_shard_of_the_decision_stream_is_archived_and_trimmed(
     (entry,) = wait_for_stream(redis_client, settings.decision_stream, 1)
     record = decision_record.decode(entry[1][decision_record.STREAM_FIELD])
     base = settings.decision_stream
+    served_shard = the_shard(redis_client, base)  # the service's own, before the producers below add theirs
     shards = [decision_shard(base, "demo", producer) for producer in ("host-1-a", "host-2-b")]
     archiver = make_archiver()
     archiver.drain()  # the base stream's record; then producers register shards and append to them
@@ -197,5 +202,5 @@ def test_every_shard_of_the_decision_stream_is_archived_and_trimmed(
     assert sorted(table.column("request_id").to_pylist()) == sorted(
         [record.request_id] + [f"shard{i}-{j}" for i in range(2) for j in range(3)]
     )
-    assert sorted(set(table.column("_stream").to_pylist())) == sorted([base, *shards])
+    assert sorted(set(table.column("_stream").to_pylist())) == sorted([served_shard, *shards])
     assert [redis_client.xlen(shard) for shard in shards] == [0, 0]

@@ -25,6 +25,7 @@ from service.app import create_app
 from service.settings import Settings
 from tests.feedback_posting import post_feedback
 from tests.redis_cluster import redis_cluster
+from tests.redis_streams import stream_length
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +61,12 @@ def test_serving_archiving_and_the_join_run_on_a_redis_cluster(
 
     lake = tmp_path / "lake"
     deadline = time.monotonic() + 10  # hang guard: the writer is asynchronous (it flushed at shutdown)
-    while client.xlen(settings.decision_stream) < 5:
+    while stream_length(client, settings.decision_stream) < 5:  # type: ignore[arg-type]
         assert time.monotonic() < deadline
         time.sleep(0.05)
     sources = service_sources(client, settings.decision_stream, settings.feedback_stream)
     assert Archiver(client, sources, ArchiveConfig(lake, "archiver", "c")).drain() == 5 + 3
-    assert client.xlen(settings.decision_stream) == 0 and client.xlen(settings.feedback_stream) == 0
+    assert stream_length(client, settings.decision_stream) == 0 and client.xlen(settings.feedback_stream) == 0  # type: ignore[arg-type]
 
     joined = join_lake(lake, JoinConfig(window_seconds=600, weights={"like": 2.0}), time.time() + 601).joined
     assert {j.decision.request_id: j.reward for j in joined} == {

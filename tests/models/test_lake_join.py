@@ -20,7 +20,7 @@ from contracts.feedback_record import FeedbackRecord
 from models.log.lake_join import join_lake
 from models.log.reward_join import JoinConfig, JoinResult, RewardJoiner
 from service.settings import Settings
-from tests.redis_streams import wait_for_stream
+from tests.redis_streams import the_shard, wait_for_stream
 
 WEIGHTS = {"watch_time": 1.0, "like": 8.0}
 WINDOW = 10.0
@@ -85,7 +85,7 @@ def test_the_duckdb_join_over_the_lake_equals_the_python_join(
     lake = tmp_path / "lake"
     groups = ("archiver", "second-archiver")  # every entry archived twice: readers must count it once
     for group in groups:  # both groups before either reads, so the first does not trim what the second needs
-        for stream in (settings.decision_stream, settings.feedback_stream):
+        for stream in (the_shard(redis_client, settings.decision_stream), settings.feedback_stream):
             redis_client.xgroup_create(stream, group, id="0", mkstream=True)
     for group in groups:
         config = ArchiveConfig(lake=lake, group=group, consumer="c")
