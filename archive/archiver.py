@@ -91,6 +91,9 @@ class Archiver:
         self._buffered_bytes = 0
         self._oldest = 0.0  # monotonic time the first buffered record arrived
         self._sequence = 0
+        # Streams read from since the last flush: each is trimmed at the flush, also one that only held
+        # entries that were dead-lettered (nothing of it was written, but it must not keep them).
+        self._touched: set[StreamConsumer[Any]] = set()
         self.counters = ArchiveCounters()
 
     def poll(self) -> int:
@@ -100,6 +103,8 @@ class Archiver:
             for stream in source.streams():
                 consumer = self._consumer(stream, source)
                 good, poison = consumer.read(self._config.read_batch)
+                if good or poison:
+                    self._touched.add(consumer)
                 self._dead_letter(consumer, poison)
                 for entry in good:
                     self._add(source.dataset, consumer, entry)
@@ -108,15 +113,14 @@ class Archiver:
 
     def flush_due(self) -> bool:
         if not self._buffered_bytes:
-            return False
+            return bool(self._touched)  # only dead letters since the last flush: trim them away
         waited = time.monotonic() - self._oldest
         return self._buffered_bytes >= self._config.flush_bytes or waited >= self._config.flush_seconds
 
     def flush(self) -> int:
         """Write every buffered partition, acknowledge what was written, trim; returns rows written."""
-        if not self._buffer:
-            return 0
         buffer, self._buffer = self._buffer, defaultdict(_Partition)
+        touched, self._touched = self._touched, set()
         self._buffered_bytes = 0
         written = 0
         done: dict[StreamConsumer[Any], list[str]] = defaultdict(list)
@@ -135,7 +139,7 @@ class Archiver:
         for consumer, entry_ids in done.items():  # only now: every row above is durably in the lake
             consumer.ack(entry_ids)
         if self._config.trim:
-            for consumer in done:
+            for consumer in touched | set(done):
                 self.counters.trimmed += trim_behind_groups(self._client, consumer.stream)
         self.counters.flushes += 1
         return written
