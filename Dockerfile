@@ -17,6 +17,7 @@ WORKDIR /src
 COPY pyproject.toml requirements.lock cascade_cli.py ./
 COPY contracts ./contracts
 COPY service ./service
+COPY archive ./archive
 # A regular (not editable) install, so the runtime stage needs only the venv, not the sources.
 RUN /opt/venv/bin/pip install -c requirements.lock ".[serve]" \
     && /opt/venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"

@@ -339,6 +339,7 @@ def serve(
     The server is granian unless CASCADE_SERVER=uvicorn; its connection limits are settings
     (CASCADE_HEADER_READ_TIMEOUT_SECONDS, CASCADE_MAX_HEADER_BYTES, ...; RELIABILITY.md).
     """
+    from archive.child import start_archiver, stop_archiver
     from service.embedded_redis import EmbeddedRedis
     from service.server import run_server
     from service.settings import Settings
@@ -346,19 +347,74 @@ def serve(
     os.environ["CASCADE_STORE"] = str(store)
     settings = Settings()
     embedded = None
+    archiver = None
     if settings.redis_url is None:
         # One embedded server for all workers, owned by this parent process.
         embedded = EmbeddedRedis(settings.embedded_redis_dir)
         os.environ["CASCADE_REDIS_URL"] = embedded.url
         typer.echo(f"embedded Redis at {embedded.url}")
+        # The embedded Redis is a buffer: an archiver child drains it into the lake and trims it.
+        archiver = start_archiver(embedded.url)
     # The servers re-raise SIGTERM on themselves after a clean shutdown, which would kill this process
     # before `finally` stops the embedded Redis; exiting through SystemExit lets the cleanup run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         run_server(settings, host, port, workers or os.cpu_count() or 1)
     finally:
+        if archiver is not None:
+            stop_archiver(archiver)  # before Redis: it writes what it holds and acknowledges it
         if embedded is not None:
             embedded.stop()
+
+
+@app.command()
+def archive(
+    lake: Annotated[Path, typer.Option(help="Root folder of the Parquet lake", envvar="CASCADE_ARCHIVE_LAKE")] = Path(
+        "lake"
+    ),
+    once: Annotated[bool, typer.Option(help="Archive what the streams hold now, then exit")] = False,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
+) -> None:
+    """Archive the decision and feedback streams (every shard) into a Parquet lake; trim what is archived."""
+    from archive.main import run
+    from archive.settings import ArchiveSettings
+
+    settings = ArchiveSettings(lake=lake)
+    counters = run(settings, once=once, max_seconds=max_seconds)
+    archived = ", ".join(f"{n} {dataset}" for dataset, n in sorted(counters.archived.items())) or "nothing"
+    typer.echo(
+        f"archived {archived} into {lake} ({counters.files} files); "
+        f"{counters.dead_lettered} dead-lettered, {counters.trimmed} trimmed from Redis"
+    )
+
+
+@app.command()
+def report(
+    lake: Annotated[Path, typer.Option(help="Root folder of the Parquet lake", envvar="CASCADE_ARCHIVE_LAKE")] = Path(
+        "lake"
+    ),
+    out: Annotated[Path, typer.Option(help="Folder for report.md and its plots")] = Path("runs/report"),
+    window: Annotated[float, typer.Option(help="Reward window, seconds (the service's)")] = 600.0,
+    rule: Annotated[str, typer.Option(help="sum or first")] = "sum",
+    default_reward: Annotated[float, typer.Option(help="Reward of a decision without on-time feedback")] = 0.0,
+    weight: Annotated[
+        list[str] | None, typer.Option(help="SIGNAL=WEIGHT, repeatable; none given: every signal weighs 1")
+    ] = None,
+) -> None:
+    """Per policy version and arm: decisions, join rate, reward, exploration, action spread, propensities, ESS."""
+    from models.log.reward_join import JoinConfig
+    from models.reports.lake import write_report
+
+    if rule not in ("sum", "first"):
+        raise typer.BadParameter("rule must be sum or first")
+    weights = {}
+    for item in weight or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--weight {item!r}: expected SIGNAL=WEIGHT")
+        weights[name] = float(value)
+    config = JoinConfig(window, "first" if rule == "first" else "sum", default_reward, weights)
+    typer.echo(f"wrote {write_report(lake, out, config)}")
 
 
 @app.command()

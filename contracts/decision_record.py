@@ -1,19 +1,37 @@
-"""The decision record contract (DESIGN.md): one per served request, in a Redis Stream.
+"""The decision record contract (DESIGN.md): one per served request, in a Redis Stream, then the lake.
 
-The service produces it; the trainer and off-policy evaluation consume it by importing this
-module. It holds what the policy saw (each actor's state), what it did (each action, the
-latent draws, the propensity) and what it served, so a request can be evaluated or trained on
-without the service, and replayed exactly through the same bundle version.
+The service produces it; the archiver, the trainer and off-policy evaluation consume it by importing
+this module. It holds what the policy saw (each actor's state), what it did (each action, the latent
+draws, the propensity) and what it served, so a request can be evaluated or trained on without the
+service, and replayed exactly through the same bundle version.
+
+One contract for both sides: `encode` refuses exactly what `decode` rejects (`validate` is the rule),
+so a record the service wrote always reads back, and a reader never meets a record the service could
+not have written. The rule includes: every float is finite (a NaN or an infinity in a propensity or a
+state poisons every estimator that reads it), list lengths agree, and packed candidate rows are whole
+uint32 values of a named item table.
+
+Compactness: candidates looked up in the item table are logged as that table's version plus their
+row indices packed as little-endian uint32 bytes (`rows`), not as id strings; `candidate_ids`
+resolves them through the table's ids. The stored bytes are msgpack (binary rows stay binary, a
+float is 9 bytes instead of up to 24 characters of JSON); records of schema version 1 (JSON, ids as
+strings) still decode.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+import re
+from collections.abc import Sequence
+from typing import Literal, NoReturn
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
-SCHEMA_VERSION = 1
-STREAM_FIELD = b"d"  # the stream entry's single field; its value is the record as JSON
+SCHEMA_VERSION = 2
+STREAM_FIELD = b"d"  # the stream entry's single field; its value is the encoded record
+ROW_DTYPE = np.dtype("<u4")  # packed candidate rows: little-endian uint32, one per candidate
 
 # "control" (the active version), "canary", or "shadow" (scored and logged, never served).
 Arm = Literal["control", "canary", "shadow"]
@@ -28,15 +46,23 @@ class Timings(msgspec.Struct):
 
 
 class CandidateLog(msgspec.Struct):
-    """The request's candidates: ids always; the matrices only when the service is told to log them."""
+    """The request's candidates: item-table rows or ids; the matrices only when the service logs them."""
 
-    ids: list[str]
     # sha256 of the matrices the body carried (features ‖ predictions, little-endian float32 bytes);
-    # a matrix taken from the item table is left out: `item_table` and the ids reproduce it.
+    # a matrix taken from the item table is left out: `item_table` and the rows reproduce it.
     digest: str
+    # The candidate ids as sent, when the table was not used; empty when `rows` names them.
+    ids: list[str] = msgspec.field(default_factory=list)
     features: list[list[float]] | None = None
     predictions: list[list[float]] | None = None
     item_table: str | None = None  # version of the item table rows were looked up in, when not sent inline
+    # Candidate i is row rows[i] of `item_table` (ROW_DTYPE bytes), when its rows came from the table.
+    rows: bytes | None = None
+
+    @property
+    def count(self) -> int:
+        """How many candidates the request had."""
+        return len(self.rows) // ROW_DTYPE.itemsize if self.rows is not None else len(self.ids)
 
 
 class StageLog(msgspec.Struct):
@@ -68,7 +94,7 @@ class ResActLog(msgspec.Struct):
 
 
 class ItemFusionLog(msgspec.Struct):
-    """Per-item fusion weights (EnhancedRL, seed 003), row i ↔ candidates.ids[i]."""
+    """Per-item fusion weights (EnhancedRL, seed 003), row i ↔ candidate i."""
 
     noise: list[list[float]]  # [N, A] exploration draws fed to the graph; zeros when not exploring
     mean: list[list[float]]  # [N, A]
@@ -105,15 +131,178 @@ class DecisionRecord(msgspec.Struct):
     item_fusion: ItemFusionLog | None = None  # /v1/fusion with candidates: per-item weights
 
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(DecisionRecord)
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(DecisionRecord)
+_json_decoder = msgspec.json.Decoder(DecisionRecord)  # schema version 1 records
 
 
 def encode(record: DecisionRecord) -> bytes:
-    """JSON bytes of a record, as stored in the stream field."""
+    """The stored bytes of a record; raises msgspec.ValidationError for a record `decode` would reject."""
+    validate(record)
     return _encoder.encode(record)
 
 
 def decode(data: bytes) -> DecisionRecord:
-    """Parse a stored record; raises msgspec.ValidationError if it does not match the contract."""
-    return _decoder.decode(data)
+    """Parse a stored record; raises msgspec.ValidationError (or DecodeError) unless it meets the contract."""
+    # A JSON object starts with '{' (0x7B); a msgpack record starts with a map header (0x8_/0xDE/0xDF).
+    record = _json_decoder.decode(data) if data[:1] == b"{" else _decoder.decode(data)
+    validate(record)
+    return record
+
+
+def validate(record: DecisionRecord) -> None:
+    """Raise msgspec.ValidationError naming the first field that breaks the contract."""
+    if not 1 <= record.schema_version <= SCHEMA_VERSION:
+        _fail("schema_version", f"unknown schema version {record.schema_version}")
+    if not _all_finite(record):
+        _finite_fields(record)  # names the first non-finite value
+    _shapes(record)
+
+
+def _finite_fields(record: DecisionRecord) -> None:
+    _finite("time", record.time)
+    _floats("user_features", record.user_features)
+    _floats("context", record.context)
+    _floats("served_scores", record.served_scores)
+    _finite("log_prob", record.log_prob)
+    _finite("novelty", record.novelty)
+    for name in ("decode_ms", "compute_ms", "total_ms"):
+        _finite(f"timings.{name}", getattr(record.timings, name))
+    for name in ("features", "predictions"):
+        matrix = getattr(record.candidates, name)
+        if matrix is not None:
+            _matrix(f"candidates.{name}", matrix)
+    for i, stage in enumerate(record.stages):
+        _floats(f"stages[{i}].observation", stage.observation)
+        _floats(f"stages[{i}].action", stage.action)
+    for name in ("state", "mean", "std", "noise", "raw_action", "action"):
+        _floats(f"fusion.{name}", getattr(record.fusion, name))
+    if record.resact is not None:
+        resact = record.resact
+        _matrix("resact.latents", resact.latents)
+        _matrix("resact.candidates", resact.candidates)
+        _floats("resact.q", resact.q)
+        _floats("resact.action", resact.action)
+    if record.item_fusion is not None:
+        for name in ("noise", "mean", "actions"):
+            _matrix(f"item_fusion.{name}", getattr(record.item_fusion, name))
+
+
+def _shapes(record: DecisionRecord) -> None:
+    if record.k < 0:
+        _fail("k", "must not be negative")
+    if len(record.served_scores) != len(record.served_ids):
+        _fail("served_scores", "must have one score per served id")
+    _candidates(record.candidates)
+    if len(record.fusion.action) != len(record.fusion.names):
+        _fail("fusion.action", "must have one value per action name")
+    if record.resact is not None and not 0 <= record.resact.choice < max(len(record.resact.q), 1):
+        _fail("resact.choice", "must index one of the candidates")
+    if record.item_fusion is not None:
+        for name in ("noise", "mean", "actions"):
+            if len(getattr(record.item_fusion, name)) != record.candidates.count:
+                _fail(f"item_fusion.{name}", "must have one row per candidate")
+
+
+def _all_finite(record: DecisionRecord) -> bool:
+    """One C-level sum over every float of the record: finite exactly when every term is (or, in float64,
+    when no partial sum overflows; an overflowing record takes the field-by-field path and passes it)."""
+    fusion, timings, candidates = record.fusion, record.timings, record.candidates
+    total = (
+        record.time
+        + record.log_prob
+        + record.novelty
+        + timings.decode_ms
+        + timings.compute_ms
+        + timings.total_ms
+        + sum(record.user_features)
+        + sum(record.context)
+        + sum(record.served_scores)
+        + sum(fusion.state)
+        + sum(fusion.mean)
+        + sum(fusion.std)
+        + sum(fusion.noise)
+        + sum(fusion.raw_action)
+        + sum(fusion.action)
+    )
+    for stage in record.stages:
+        total += sum(stage.observation) + sum(stage.action)
+    for matrix in (candidates.features, candidates.predictions):
+        if matrix is not None:
+            total += sum(map(sum, matrix))
+    if record.resact is not None:
+        resact = record.resact
+        total += sum(map(sum, resact.latents)) + sum(map(sum, resact.candidates)) + sum(resact.q) + sum(resact.action)
+    if record.item_fusion is not None:
+        item = record.item_fusion
+        total += sum(map(sum, item.noise)) + sum(map(sum, item.mean)) + sum(map(sum, item.actions))
+    return math.isfinite(total)
+
+
+def pack_rows(rows: npt.ArrayLike) -> bytes:
+    """Item-table row indices as the record's `rows` bytes (little-endian uint32)."""
+    array = np.asarray(rows)
+    packed = array.astype(ROW_DTYPE, copy=False)
+    # One comparison instead of a min and a max: a negative or too large index does not survive the cast.
+    if array.size and not np.array_equal(packed, array):
+        raise ValueError("row indices must fit in uint32")
+    return packed.tobytes()
+
+
+def unpack_rows(data: bytes) -> npt.NDArray[np.uint32]:
+    """The row indices a record's `rows` bytes hold, in candidate order."""
+    return np.frombuffer(data, dtype=ROW_DTYPE)
+
+
+def candidate_ids(candidates: CandidateLog, table_ids: Sequence[str] | None = None) -> list[str]:
+    """The candidate ids of a record: as logged, or resolved through the ids (row order) of the item table
+    version `candidates.item_table` names (contracts/item_table.py, `ItemTable.ids`)."""
+    if candidates.rows is None:
+        return list(candidates.ids)
+    if table_ids is None:
+        raise ValueError(f"candidates are rows of item table {candidates.item_table}: pass that table's ids")
+    rows = unpack_rows(candidates.rows)
+    if rows.size and int(rows.max()) >= len(table_ids):
+        raise ValueError(f"row {int(rows.max())} is beyond the {len(table_ids)} ids given")
+    return [table_ids[row] for row in rows.tolist()]
+
+
+def _candidates(candidates: CandidateLog) -> None:
+    if _HEX64.fullmatch(candidates.digest) is None:
+        _fail("candidates.digest", "must be a sha256 hex digest")
+    if candidates.rows is not None:
+        if candidates.item_table is None:
+            _fail("candidates.rows", "rows need the item table version they index")
+        if len(candidates.rows) % ROW_DTYPE.itemsize:
+            _fail("candidates.rows", f"must be whole {ROW_DTYPE.itemsize}-byte row indices")
+        if candidates.ids:
+            _fail("candidates.ids", "rows and ids are exclusive")
+    for name in ("features", "predictions"):
+        matrix = getattr(candidates, name)
+        if matrix is not None and len(matrix) != candidates.count:
+            _fail(f"candidates.{name}", "must have one row per candidate")
+
+
+def _floats(field: str, values: list[float]) -> None:
+    # sum() runs in C and is non-finite whenever any term is; only then look for the culprit (a sum of
+    # finite float64 values near 1e308 can overflow too, which the per-value check then clears).
+    if math.isfinite(sum(values)):
+        return
+    for i, value in enumerate(values):
+        if not math.isfinite(value):
+            _fail(f"{field}[{i}]", f"must be finite, got {value}")
+
+
+def _finite(field: str, value: float) -> None:
+    if not math.isfinite(value):
+        _fail(field, f"must be finite, got {value}")
+
+
+def _matrix(field: str, rows: list[list[float]]) -> None:
+    for i, row in enumerate(rows):
+        _floats(f"{field}[{i}]", row)
+
+
+def _fail(field: str, message: str) -> NoReturn:
+    raise msgspec.ValidationError(f"{message} - at `$.{field}`")

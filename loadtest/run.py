@@ -189,12 +189,16 @@ def count_records(redis_url: str) -> tuple[int, int]:
     """Decision and feedback records the server wrote (its streams, named by the same settings)."""
     import redis
 
+    from contracts.streams import decision_shards_key
     from service.settings import Settings
 
     settings = Settings()
     client = redis.Redis.from_url(redis_url)
     try:
-        return int(client.xlen(settings.decision_stream)), int(client.xlen(settings.feedback_stream))
+        # Decisions are in one shard per (policy, worker), listed in the shards set.
+        shards = client.smembers(decision_shards_key(settings.decision_stream))
+        decisions = sum(int(client.xlen(shard)) for shard in shards)
+        return decisions, int(client.xlen(settings.feedback_stream))
     finally:
         client.close()  # before the embedded server stops: it shuts down only with no client left
 

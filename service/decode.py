@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from contracts.item_table import ItemTable
 from contracts.manifest import FeatureSchema, Manifest
@@ -22,6 +23,9 @@ from service.problems import ProblemError, invalid_field, malformed_body, not_re
 from service.schema import Candidates, Matrix, RankRequest, Tensor, User
 
 T = TypeVar("T")
+Rows = npt.NDArray[np.intp]
+# Candidate features, predictions, and their item-table rows when the table supplied any matrix.
+CandidateMatrices = tuple[F32, F32, Rows | None]
 
 _AT_PATH = re.compile(r" - at (?:`key` in )?`\$(?P<path>[^`]*)`$")
 _NAMED_FIELD = re.compile(r"(?:required|unknown) field `(?P<name>[^`]+)`")
@@ -117,9 +121,11 @@ def rank_inputs(request: RankRequest, manifest: Manifest, table: ItemTable | Non
     n = len(request.candidates.ids)
     if n and not 1 <= request.k <= n:
         raise invalid_field("k", f"k must be between 1 and the number of candidates ({n}), got {request.k}")
-    features, predictions = candidate_rows(request.candidates, manifest, table)
+    features, predictions, rows = candidate_rows(request.candidates, manifest, table)
     user, context = _user_state(request.user, request.context, schema)
-    return CascadeInputs(user=user, context=context, item_features=features, mtl_predictions=predictions, k=request.k)
+    return CascadeInputs(
+        user=user, context=context, item_features=features, mtl_predictions=predictions, k=request.k, table_rows=rows
+    )
 
 
 def user_inputs(user: User, context: list[float] | None, manifest: Manifest) -> UserState:
@@ -133,7 +139,7 @@ def _user_state(user: User, context: list[float] | None, schema: FeatureSchema) 
     return _vector(user.features, schema.user_dim, "user.features"), _vector(given, schema.context_dim, "context")
 
 
-def candidate_rows(candidates: Candidates, manifest: Manifest, table: ItemTable | None) -> tuple[F32, F32]:
+def candidate_rows(candidates: Candidates, manifest: Manifest, table: ItemTable | None) -> CandidateMatrices:
     """Check the candidate ids (some, unique), then their matrices (candidate_matrices)."""
     n = len(candidates.ids)
     if n == 0:
@@ -144,14 +150,16 @@ def candidate_rows(candidates: Candidates, manifest: Manifest, table: ItemTable 
     return candidate_matrices(candidates, manifest, table)
 
 
-def candidate_matrices(candidates: Candidates, manifest: Manifest, table: ItemTable | None) -> tuple[F32, F32]:
-    """[N, item_dim] features and [N, objectives] predictions: from the body where sent, else from the table."""
+def candidate_matrices(candidates: Candidates, manifest: Manifest, table: ItemTable | None) -> CandidateMatrices:
+    """[N, item_dim] features and [N, objectives] predictions: from the body where sent, else from the table
+    (then also each candidate's table row)."""
     schema = manifest.feature_schema
     n = len(candidates.ids)
     table_features: F32 | None = None
     table_predictions: F32 | None = None
+    rows: Rows | None = None
     if candidates.features is None or candidates.predictions is None:
-        table_features, table_predictions = _table_rows(candidates.ids, schema, table)
+        table_features, table_predictions, rows = _table_rows(candidates.ids, schema, table)
     features = (
         _given(candidates.features, n, schema.item_dim, "candidates.features")
         if candidates.features is not None
@@ -163,15 +171,15 @@ def candidate_matrices(candidates: Candidates, manifest: Manifest, table: ItemTa
         else table_predictions
     )
     assert features is not None and predictions is not None
-    return features, predictions
+    return features, predictions, rows
 
 
-def _table_rows(ids: list[str], schema: FeatureSchema, table: ItemTable | None) -> tuple[F32, F32]:
+def _table_rows(ids: list[str], schema: FeatureSchema, table: ItemTable | None) -> tuple[F32, F32, Rows]:
     rows = rows_of(table, ids)
     assert table is not None  # rows_of refuses a missing table
     if table.manifest.item_columns != schema.item_columns or table.manifest.objectives != schema.objectives:
         raise not_ready(f"item table {table.version} does not match the serving bundle's feature schema")
-    return table_matrices(table, rows)
+    return (*table_matrices(table, rows), rows)
 
 
 def _given(matrix: Matrix, n: int, width: int, field: str) -> F32:

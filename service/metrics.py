@@ -104,6 +104,11 @@ class Metrics:
             "Decision records a replay or retry found already in the stream (not appended twice)",
             registry=self.registry,
         )
+        self.log_lost_on_crash = Counter(
+            "cascade_decision_log_lost_on_crash",
+            "Answered decision records a crashed worker never wrote (found when a live worker adopts its ledger)",
+            registry=self.registry,
+        )
         self.feedback = Counter(
             "cascade_feedback",
             "Feedback events by outcome: accepted, late, duplicate, unknown_request",

@@ -23,6 +23,7 @@ from service.cascade import F32, CascadeInputs, CascadeOutputs, FusionOutputs
 from service.decision_log import DecisionLog
 from service.decode import candidate_rows, decode_body, rank_inputs, user_inputs
 from service.exploration import NoiseSource
+from service.finite_outputs import non_finite_output, refusal
 from service.fusion_strategy import Decision
 from service.item_catalog import ItemCatalog
 from service.limits import RequestLimits
@@ -98,6 +99,9 @@ class Ranker:
         draws = strategy.draw(self._noise)
         decision, timings = self._timed(manifest, started, decode_ms, lambda: strategy.rank(inputs, draws))
         outputs = decision.outputs
+        bad = non_finite_output(outputs, decision.resact)
+        if bad is not None:
+            raise refusal(bad, _sent(request.candidates, inputs.user, inputs.context, inputs))
         ids = request.candidates.ids
         served_ids = [ids[i] for i in outputs.top_indices.tolist()]
         scored = Scored(
@@ -113,6 +117,7 @@ class Ranker:
             served_ids=served_ids,
             timings=timings,
             item_table=_table_version(request.candidates, table),
+            table_rows=inputs.table_rows,
             inline_matrices=_inline(request.candidates, (inputs.item_features, inputs.mtl_predictions)),
             resact=decision.resact,
         )
@@ -139,6 +144,7 @@ class Ranker:
         table = self._items.table
         candidates = request.candidates
         per_item = None
+        table_rows = None
         if candidates is not None:
             if strategy.item_fusion is None:
                 # Per-item weights need a per-item (EnhancedRL) actor; a request-level bundle must not fake them.
@@ -147,6 +153,7 @@ class Ranker:
                     f"{manifest.policy}/{manifest.version} has no per-item fusion actor: send no candidates",
                 )
             per_item = candidate_rows(candidates, manifest, table)
+            table_rows = per_item[2]
         state = user_inputs(request.user, request.context, manifest)
         decode_ms = (time.perf_counter() - started) * 1000
         draws = strategy.draw(self._noise)
@@ -168,6 +175,9 @@ class Ranker:
                 ItemWeights(i, dict(zip(names, r, strict=True))) for i, r in zip(candidates.ids, rows, strict=True)
             ]
             item_log = ItemFusionLog(noise=item_noise.tolist(), mean=item.mean.tolist(), actions=rows)
+        bad = non_finite_output(outputs, decision.resact, item_log)
+        if bad is not None:
+            raise refusal(bad, _sent(candidates, state.user, state.context, per_item))
         scored = Scored(
             kind="fusion",
             request_id=uuid.uuid4().hex,
@@ -181,7 +191,8 @@ class Ranker:
             served_ids=[],
             timings=timings,
             item_table=_table_version(candidates, table),
-            inline_matrices=_inline(candidates, per_item),
+            table_rows=table_rows,
+            inline_matrices=_inline(candidates, per_item[:2] if per_item is not None else None),
             resact=decision.resact,
             item_fusion=item_log,
         )
@@ -230,6 +241,10 @@ class Ranker:
             return
         decision = self._shadow_scoring(shadow, scored)
         outputs = decision.outputs
+        if non_finite_output(outputs, decision.resact) is not None:
+            # The shadow overflowed on inputs the served version answered: nothing loggable to compare.
+            self._metrics.shadow_skipped.labels(shadow.manifest.policy).inc()
+            return
         # Same inputs and draws, the shadow's own outputs. A fusion call serves no items, and the served
         # version's per-item log is not the shadow's: it stays off its record.
         ids = scored.candidate_ids
@@ -268,6 +283,26 @@ def _table_version(candidates: Candidates | None, table: ItemTable | None) -> st
     if candidates is None or table is None or (candidates.features is not None and candidates.predictions is not None):
         return None
     return table.version
+
+
+def _sent(
+    candidates: Candidates | None,
+    user: F32,
+    context: F32,
+    matrices: CascadeInputs | tuple[F32, F32, object] | None,
+) -> dict[str, F32]:
+    """The request's arrays the client sent, by field: what a non-finite output's refusal may name."""
+    sent = {"user.features": user, "context": context}
+    if candidates is None or matrices is None:
+        return sent
+    features, predictions = (
+        (matrices.item_features, matrices.mtl_predictions) if isinstance(matrices, CascadeInputs) else matrices[:2]
+    )
+    if candidates.features is not None:
+        sent["candidates.features"] = features
+    if candidates.predictions is not None:
+        sent["candidates.predictions"] = predictions
+    return sent
 
 
 def _inline(candidates: Candidates | None, matrices: tuple[F32, F32] | None) -> tuple[F32, ...]:

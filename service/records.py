@@ -6,6 +6,9 @@ import hashlib
 import time
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from contracts.decision_record import (
     SCHEMA_VERSION,
     Arm,
@@ -17,6 +20,7 @@ from contracts.decision_record import (
     ResActLog,
     StageLog,
     Timings,
+    pack_rows,
 )
 from service.bundle import LoadedBundle
 from service.cascade import F32, CascadeInputs, CascadeOutputs, FusionOutputs, UserState
@@ -39,6 +43,8 @@ class Scored:
     served_ids: list[str]
     timings: Timings
     item_table: str | None = None
+    # Each candidate's row in that item table, when it was consulted: logged instead of the ids.
+    table_rows: npt.NDArray[np.intp] | None = None
     # The candidate matrices the body carried, features before predictions: the record's digest covers
     # them. Rows looked up in the item table are not hashed; its version and the ids reproduce them.
     inline_matrices: tuple[F32, ...] = ()
@@ -57,25 +63,28 @@ def decision_record(scored: Scored, log_candidate_features: bool) -> DecisionRec
     digest = hashlib.sha256()
     for matrix in scored.inline_matrices:
         digest.update(matrix.tobytes())
-    candidates = CandidateLog(ids=scored.candidate_ids, digest=digest.hexdigest(), item_table=scored.item_table)
-    if log_candidate_features and request is not None and ranking is not None:
-        candidates.features = request.item_features.tolist()
-        candidates.predictions = request.mtl_predictions.tolist()
+    logged_matrices = log_candidate_features and request is not None and ranking is not None
+    rows = scored.table_rows
+    candidates = CandidateLog(
+        digest=digest.hexdigest(),
+        # Rows of the item table are 4 bytes a candidate; its ids (often 8 to 40 characters) are in the table.
+        ids=scored.candidate_ids if rows is None else [],
+        rows=pack_rows(rows) if rows is not None else None,
+        item_table=scored.item_table,
+        features=request.item_features.tolist() if logged_matrices and request is not None else None,
+        predictions=request.mtl_predictions.tolist() if logged_matrices and request is not None else None,
+    )
     # A fusion call runs no stage, so it has no stage to record.
-    stages = (
-        [
-            StageLog(
-                name=stage.name,
-                keep=stage.keep,
-                survivors=int(ranking.stage_survivors[i]),
-                observation=ranking.stage_observations[i].tolist(),
-                action=ranking.stage_actions[i].tolist(),
-            )
+    stages = []
+    if ranking is not None:
+        # One tolist per matrix, not one per stage row: this runs for every request.
+        survivors = ranking.stage_survivors.tolist()
+        observations = ranking.stage_observations.tolist()
+        actions = ranking.stage_actions.tolist()
+        stages = [
+            StageLog(stage.name, stage.keep, survivors[i], observations[i], actions[i])
             for i, stage in enumerate(manifest.stages)
         ]
-        if ranking is not None
-        else []
-    )
     user = inputs.user[0].tolist()
     context = inputs.context[0].tolist()
     return DecisionRecord(

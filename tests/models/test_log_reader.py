@@ -15,7 +15,7 @@ from contracts import decision_record
 from models.log.reader import DecisionReader
 from models.ope import gaussian_log_prob, served_fusion, snips
 from service.settings import Settings
-from tests.redis_streams import wait_for_stream
+from tests.redis_streams import the_shard, wait_for_stream
 
 
 def _serve(client: TestClient, make_request: Callable[..., dict[str, Any]], count: int) -> list[str]:
@@ -27,7 +27,7 @@ def test_records_stay_pending_until_acknowledged(
 ) -> None:
     served = _serve(client, make_request, 6)
     wait_for_stream(redis_client, settings.decision_stream, 6)
-    reader = DecisionReader(redis_client, settings.decision_stream, "trainers", "t1")
+    reader = DecisionReader(redis_client, the_shard(redis_client, settings.decision_stream), "trainers", "t1")
     reader.ensure_group()
     reader.ensure_group()  # idempotent
 
@@ -45,7 +45,7 @@ def test_deleted_records_leave_the_stream_and_the_rest_stay(
 ) -> None:
     served = _serve(client, make_request, 5)
     wait_for_stream(redis_client, settings.decision_stream, 5)
-    reader = DecisionReader(redis_client, settings.decision_stream, "trainers", "t1")
+    reader = DecisionReader(redis_client, the_shard(redis_client, settings.decision_stream), "trainers", "t1")
     reader.ensure_group()
     batch = reader.read(count=10)
     reader.ack(batch[:3])
@@ -53,8 +53,9 @@ def test_deleted_records_leave_the_stream_and_the_rest_stay(
     assert reader.delete(batch[:3]) == 3
     assert reader.delete([]) == 0
 
-    assert redis_client.xlen(settings.decision_stream) == 2
-    kept = redis_client.xrange(settings.decision_stream)
+    shard = the_shard(redis_client, settings.decision_stream)
+    assert redis_client.xlen(shard) == 2
+    kept = redis_client.xrange(shard)
     assert [decision_record.decode(fields[decision_record.STREAM_FIELD]).request_id for _, fields in kept] == served[3:]
 
 
@@ -63,10 +64,14 @@ def test_a_consumer_killed_mid_batch_has_its_records_claimed_by_another(
 ) -> None:
     served = _serve(client, make_request, 10)
     wait_for_stream(redis_client, settings.decision_stream, 10)
-    dying = DecisionReader(redis_client, settings.decision_stream, "trainers", "dying", claim_idle_ms=50)
+    dying = DecisionReader(
+        redis_client, the_shard(redis_client, settings.decision_stream), "trainers", "dying", claim_idle_ms=50
+    )
     dying.ensure_group()
     taken = dying.read(count=4)  # ...and the process dies before acknowledging them
-    survivor = DecisionReader(redis_client, settings.decision_stream, "trainers", "survivor", claim_idle_ms=50)
+    survivor = DecisionReader(
+        redis_client, the_shard(redis_client, settings.decision_stream), "trainers", "survivor", claim_idle_ms=50
+    )
     time.sleep(0.1)  # past the idle time after which a record counts as abandoned
 
     first = survivor.read(count=4)

@@ -14,7 +14,7 @@ from contracts.feedback_record import FeedbackRecord
 from models.log.reader import DecisionReader, FeedbackReader
 from models.log.reward_join import JoinConfig, RewardJoiner
 from service.settings import Settings
-from tests.redis_streams import wait_for_stream
+from tests.redis_streams import the_shard, wait_for_stream
 
 WEIGHTS = {"watch_time": 1.0, "like": 8.0}
 
@@ -27,7 +27,7 @@ def decisions(
     for _ in range(3):
         client.post("/v1/rank", json=make_request(n_candidates=30, k=2))
     wait_for_stream(redis_client, settings.decision_stream, 3)
-    reader = DecisionReader(redis_client, settings.decision_stream, "joiners", "j1")
+    reader = DecisionReader(redis_client, the_shard(redis_client, settings.decision_stream), "joiners", "j1")
     reader.ensure_group()
     return [d.record for d in reader.read_all()]
 

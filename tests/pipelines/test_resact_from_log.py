@@ -1,6 +1,7 @@
-"""ResAct from the Redis log, end to end: the demo policy serves and logs, simulated users send feedback,
-consumer groups read both streams, rewards are joined, ResAct trains on the joined log, its version is
-published and activated through the admin API, and the next rank is served by ResAct with its latents logged."""
+"""ResAct from the log, end to end: the demo policy serves and logs, simulated users send feedback, the
+archiver moves both streams into the Parquet lake, rewards are joined there (DuckDB), ResAct trains on the
+joined log, its version is published and activated through the admin API, and the next rank is served by
+ResAct with its latents logged."""
 
 from __future__ import annotations
 
@@ -13,18 +14,20 @@ import redis
 import torch
 from fastapi.testclient import TestClient
 
+from archive.archiver import ArchiveConfig, Archiver
+from archive.sources import service_sources
 from contracts import decision_record
 from contracts.manifest import RANK_BY_ACTION_GRAPH, RESACT_GRAPH
 from contracts.store import active_version, bundle_path
 from export.signing import demo_signing_key, publish_signed
 from models.algorithms.resact import ResActConfig
-from models.log.reader import DecisionReader, FeedbackReader
-from models.log.reward_join import JoinConfig, RewardJoiner
+from models.log.lake_join import join_lake
+from models.log.reward_join import JoinConfig
 from models.log.transitions import offline_log
 from models.sim.config import SimConfig
 from models.sim.requests import rank_request, served_responses
 from models.sim.simulator import Simulator
-from pipelines.resact_from_log import resact_version_from_log
+from pipelines.resact_from_log import resact_version_from_lake
 from service.app import create_app
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream
@@ -59,17 +62,14 @@ def test_resact_trained_on_the_redis_log_serves_the_next_rank(
                 for item_id, signals in zip(items, rewards, strict=True):
                     _post_feedback(client, {"request_id": served["request_id"], "item_id": item_id, "rewards": signals})
 
-        # The trainer's side: consumer groups on both streams, rewards joined once every window has closed.
-        decisions = DecisionReader(redis_client, settings.decision_stream, "resact", "test")
-        feedback = FeedbackReader(redis_client, settings.feedback_stream, "resact", "test")
-        decisions.ensure_group()
-        feedback.ensure_group()
-        joiner = RewardJoiner(JoinConfig(window_seconds=600, weights=sim.business_weights))
-        for logged in decisions.read_all():
-            joiner.add_decision(logged.record)
-        for event in feedback.read_all():
-            joiner.add_feedback(event.record)
-        joined = joiner.close(time.time() + 601).joined
+        # The trainer's side: the archiver drains both streams into the lake; rewards are joined there once
+        # every window has closed.
+        lake = tmp_path / "lake"
+        sources = service_sources(redis_client, settings.decision_stream, settings.feedback_stream)
+        assert Archiver(redis_client, sources, ArchiveConfig(lake, "archiver", "test")).drain() == USERS * VISITS * 6
+        join = JoinConfig(window_seconds=600, weights=sim.business_weights)
+        now = time.time() + 601
+        joined = join_lake(lake, join, now).joined
         assert len(joined) == USERS * VISITS and all(j.events == 5 for j in joined)
         log = offline_log(joined)
         assert len(np.unique(log.session_ids)) == USERS and int(log.done.sum()) == USERS
@@ -79,7 +79,7 @@ def test_resact_trained_on_the_redis_log_serves_the_next_rank(
         torch.set_num_threads(1)
         try:
             config = ResActConfig(steps=150, batch=32, hidden=32)
-            manifest = resact_version_from_log(source, tmp_path / "resact-v", "resact-v", joined, config)
+            manifest = resact_version_from_lake(source, tmp_path / "resact-v", "resact-v", lake, join, config, now)
         finally:
             torch.set_num_threads(threads)
         assert {RESACT_GRAPH, RANK_BY_ACTION_GRAPH} <= set(manifest.actors)
@@ -100,7 +100,7 @@ def test_resact_trained_on_the_redis_log_serves_the_next_rank(
         assert answer.status_code == 200, answer.text
         assert answer.json()["version"] == "resact-v"
 
-    entries = wait_for_stream(redis_client, settings.decision_stream, USERS * VISITS + 1)
+    entries = wait_for_stream(redis_client, settings.decision_stream, 1)  # the archived ones were trimmed
     last = decision_record.decode(entries[-1][1][decision_record.STREAM_FIELD])
     assert last.version == "resact-v" and last.resact is not None
     assert last.fusion.action == last.resact.action == list(answer.json()["fusion_weights"].values())

@@ -18,6 +18,7 @@ from pipelines.server import free_port, wait_ready
 from service.app import create_app
 from service.settings import Settings
 from service.spool import Spool, read_records
+from tests.redis_streams import stream_entries, stream_length
 
 
 class RestartableRedis:
@@ -69,9 +70,10 @@ def own_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
 def _stream_ids(url: str, stream: str, want: int, timeout: float = 20.0) -> list[str]:
     client = redis.Redis.from_url(url)
     deadline = time.monotonic() + timeout
-    while client.xlen(stream) < want and time.monotonic() < deadline:
+    while stream_length(client, stream) < want and time.monotonic() < deadline:
         time.sleep(0.05)
-    ids = [decision_record.decode(f[decision_record.STREAM_FIELD]).request_id for _, f in client.xrange(stream)]
+    entries = stream_entries(client, stream)
+    ids = [decision_record.decode(f[decision_record.STREAM_FIELD]).request_id for _, f in entries]
     client.close()
     return ids
 

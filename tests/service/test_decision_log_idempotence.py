@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from contracts import decision_record
 from service.app import create_app
 from service.settings import Settings
-from tests.redis_streams import wait_for_stream
+from tests.redis_streams import stream_entries, wait_for_stream
 from tests.reply_dropping_proxy import ReplyDroppingProxy
 
 
@@ -27,7 +27,7 @@ def proxy(redis_url: str) -> Iterator[ReplyDroppingProxy]:
 def _served_ids(redis_client: redis.Redis, stream: str) -> list[str]:
     return [
         decision_record.decode(fields[decision_record.STREAM_FIELD]).request_id
-        for _, fields in redis_client.xrange(stream)
+        for _, fields in stream_entries(redis_client, stream)
     ]
 
 
@@ -55,7 +55,7 @@ def test_a_batch_whose_reply_was_lost_is_not_appended_twice(
     with TestClient(create_app(configured)) as client:
         served = _serve(client, make_request, 5)
         wait_for_stream(redis_client, configured.decision_stream, 5)
-        proxy.drop_reply_to(b"EVALSHA")  # the next batch lands in Redis, its reply never arrives
+        proxy.drop_reply_to(b"XADD")  # the next batch lands in Redis, its reply never arrives
         served += _serve(client, make_request, 5)
         stored = wait_for_stream(redis_client, configured.decision_stream, 10)
         while client.get("/readyz").json()["decision_log"]["deduplicated"] == 0 and proxy.dropped:

@@ -13,7 +13,7 @@ from contracts import feedback_record
 from contracts.feedback_record import FeedbackRecord
 from service.app import create_app
 from service.settings import Settings
-from tests.redis_streams import wait_for_stream
+from tests.redis_streams import stream_length, wait_for_stream
 
 
 def _records(redis_client: redis.Redis, stream: str) -> list[FeedbackRecord]:
@@ -28,7 +28,9 @@ def serve_logged(
 
     def serve(client: TestClient) -> dict[str, Any]:
         served: dict[str, Any] = client.post("/v1/rank", json=make_request(n_candidates=50, k=3)).json()
-        wait_for_stream(redis_client, settings.decision_stream, redis_client.xlen(settings.decision_stream) + 1)
+        wait_for_stream(
+            redis_client, settings.decision_stream, stream_length(redis_client, settings.decision_stream) + 1
+        )
         return served
 
     return serve

@@ -89,13 +89,21 @@ def test_unknown_id_is_named(client: TestClient, store: Path) -> None:
 def test_record_names_the_item_table(
     client: TestClient, store: Path, settings: Settings, redis_client: redis.Redis
 ) -> None:
-    answers = [client.post("/v1/rank", json=by_id_body(store, n=50)).json()]
-    inline = client.post("/v1/rank", json=inline_copy(store, by_id_body(store, n=50, seed=1))).json()
+    by_id = by_id_body(store, n=50)
+    inline_body = inline_copy(store, by_id_body(store, n=50, seed=1))
+    answers = [client.post("/v1/rank", json=by_id).json()]
+    inline = client.post("/v1/rank", json=inline_body).json()
     entries = wait_for_stream(redis_client, settings.decision_stream, 2)
     records = [decision_record.decode(fields[decision_record.STREAM_FIELD]) for _, fields in entries]
     assert [r.request_id for r in records] == [answers[0]["request_id"], inline["request_id"]]
-    assert records[0].candidates.item_table == active_items_version(store)
+    table = load_item_table(store, active_items_version(store) or "")
+    assert records[0].candidates.item_table == table.version
+    # Candidates from the table are logged as its rows (4 bytes each), not as their ids; the table resolves them.
+    assert records[0].candidates.ids == [] and records[0].candidates.count == 50
+    assert decision_record.candidate_ids(records[0].candidates, table.ids) == by_id["candidates"]["ids"]
     assert records[1].candidates.item_table is None  # every row came in the body
+    assert records[1].candidates.rows is None
+    assert records[1].candidates.ids == inline_body["candidates"]["ids"]
 
 
 def test_readyz_reports_the_table(client: TestClient, store: Path) -> None:

@@ -16,7 +16,7 @@ from contracts.routing import in_canary
 from contracts.store import active_version, versions
 from service.app import create_app
 from service.settings import Settings
-from tests.redis_streams import wait_for_stream
+from tests.redis_streams import delete_decisions, wait_for_stream
 from tests.versions import add_version, corrupt, private_store
 
 TOKEN = "s3cret-token"
@@ -150,7 +150,7 @@ def test_a_shadow_version_is_logged_beside_the_served_one_never_returned(
     while admin_client.get("/v1/models").json()["policies"][0]["worker_serving"]["shadow"] != "v2":
         assert time.monotonic() < deadline, "the worker never loaded the shadow version"
         time.sleep(0.02)
-    redis_client.delete(admin_settings.decision_stream)
+    delete_decisions(redis_client, admin_settings.decision_stream)
 
     served = admin_client.post("/v1/rank", json=make_request(n_candidates=80, k=5)).json()
 

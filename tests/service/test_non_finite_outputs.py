@@ -1,0 +1,76 @@
+"""A finite input that overflows inside a graph is refused (422 naming it), never answered with nulls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from contracts import decision_record
+from service.finite_outputs import refusal
+from service.settings import Settings
+from tests.redis_streams import wait_for_stream
+
+# float32's largest value is about 3.4e38: 3e38 passes the finite check and overflows in the first layer.
+HUGE = 3e38
+
+
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+def test_a_user_feature_that_overflows_the_graph_is_a_422_naming_it(
+    client: TestClient, codec: str, make_request: Callable[..., dict[str, Any]]
+) -> None:
+    body = make_request(n_candidates=100, k=5)
+    body["user"]["features"][2] = HUGE
+    if codec == "json":
+        response = client.post("/v1/rank", json=body)
+    else:
+        data = msgspec.msgpack.encode(body)
+        response = client.post("/v1/rank", content=data, headers={"content-type": "application/msgpack"})
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["field"] == "user.features[2]"
+
+
+def test_the_refusal_names_the_largest_sent_value_the_failing_output_depends_on() -> None:
+    """This bundle's cascade clamps candidate values (a 3e38 feature still scores finitely), so the candidate
+    side of the rule is checked on the rule itself: a stage output may come from any sent matrix, the
+    fusion outputs from the user state alone."""
+    user = np.full((1, 4), 2.0, dtype=np.float32)
+    context = np.zeros((1, 2), dtype=np.float32)
+    predictions = np.ones((5, 3), dtype=np.float32)
+    predictions[3, 1] = -1e30
+    sent = {"user.features": user, "context": context, "candidates.predictions": predictions}
+
+    assert refusal("top_scores", sent).field == "candidates.predictions[3][1]"
+    assert refusal("novelty", sent).field == "user.features[0]"
+    assert refusal("top_scores", sent).status == 422
+
+
+def test_fusion_refuses_an_overflowing_user_state(
+    client: TestClient, make_request: Callable[..., dict[str, Any]]
+) -> None:
+    body = make_request(n_candidates=10, k=5)
+    body["user"]["features"][0] = -HUGE
+    response = client.post("/v1/fusion", json={"user": body["user"], "context": body["context"]})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "user.features[0]"
+
+
+def test_a_refused_request_logs_nothing_and_the_next_one_logs_a_valid_record(
+    client: TestClient, settings: Settings, redis_client: redis.Redis, make_request: Callable[..., dict[str, Any]]
+) -> None:
+    bad = make_request(n_candidates=100, k=5)
+    bad["user"]["features"][0] = HUGE
+    assert client.post("/v1/rank", json=bad).status_code == 422
+    served = client.post("/v1/rank", json=make_request(n_candidates=100, k=5)).json()
+
+    entries = wait_for_stream(redis_client, settings.decision_stream, 1)
+    records = [decision_record.decode(fields[decision_record.STREAM_FIELD]) for _, fields in entries]
+    assert [r.request_id for r in records] == [served["request_id"]]
