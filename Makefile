@@ -9,7 +9,7 @@ STORE ?= store
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install lock run demo test test-fast lint openapi loadtest bench clean
+.PHONY: install lock run demo test test-fast lint openapi loadtest bench bench-logging clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ loadtest: $(STAMP) $(STORE)/demo/ACTIVE
 # The benchmark harness: trains its own policy, runs every server on 127.0.0.1, writes BENCHMARKS.md + .png.
 bench: $(STAMP)
 	$(BIN)/cascade bench
+
+# The cost of decision logging with the server pinned to core 0, Redis and wrk on core 1 (needs a quiet machine).
+bench-logging: $(STAMP)
+	$(BIN)/python -m loadtest.bench.pinned --sizes 100,1000,5000 --rounds 4 --seconds 10 --markdown BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) $(STORE) .redis .pytest_cache .mypy_cache .ruff_cache loadtest/results
