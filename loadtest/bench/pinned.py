@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Machine load average (1, 5, 15 min): {load_before} before, {load_after} after.",
         "",
         "Cost: 1 − on/off of requests/s per pair; CPU cost: 1 − off/on of the server's CPU time per request "
-        "(user + system, /proc), which other load on the machine moves far less than requests/s.",
+        "(user + system, /proc), not counting time the server waits for the core (on a loaded machine it still moves).",
         "",
         "| N | pairs | on (req/s) | off (req/s) | cost, median | range | CPU ms/request on / off | CPU cost, median "
         "| range | errors |",
