@@ -11,7 +11,7 @@ PORT ?= 8000
 # e.g. `make loadtest LOADTEST_ARGS="--ramp --benchmarks BENCHMARKS.md"` (python -m loadtest.run -h)
 LOADTEST_ARGS ?=
 
-.PHONY: install lock lock-peers peers run demo test test-fast lint openapi loadtest soak bench clean
+.PHONY: install lock lock-peers peers run demo test test-fast lint openapi loadtest soak bench bench-logging clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,10 @@ soak: $(STAMP) $(STORE)/demo/ACTIVE
 # BENCHMARKS.md + .png.
 bench: $(STAMP) peers
 	$(BIN)/cascade bench --peers
+
+# The cost of decision logging with the server pinned to core 0, Redis and wrk on core 1 (needs a quiet machine).
+bench-logging: $(STAMP)
+	$(BIN)/python -m loadtest.bench.pinned --sizes 100,1000,5000 --rounds 4 --seconds 10 --markdown BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) $(STORE) .redis .pytest_cache .mypy_cache .ruff_cache loadtest/results

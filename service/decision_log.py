@@ -99,7 +99,7 @@ class DecisionLog:
         index_seconds: int = 24 * 3600,
         trim: StreamTrim | None = None,
         orphan_seconds: float = 5.0,
-        linger_seconds: float = 0.02,
+        linger_seconds: float = 0.1,
     ) -> None:
         self._stream = stream
         self._metrics = metrics
@@ -268,6 +268,11 @@ class DecisionLog:
             self._ledger.close(remove=self._spool is None or self._spool.size == 0)
 
     async def _run(self) -> None:
+        try:  # health known from the start, not only after the first linger's write
+            await self._writer.ping()
+        except (RedisError, OSError) as exc:
+            self.redis_healthy = False
+            log.warning("decision log: Redis unreachable at start, records will be spooled: %s", exc)
         next_scan = 0.0
         while True:
             if time.monotonic() >= next_scan:

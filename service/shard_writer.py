@@ -50,6 +50,10 @@ class ShardWriter:
         self._trim = trim
         self._registered: set[str] = set()
 
+    async def ping(self) -> None:
+        """Raise RedisError/OSError when Redis does not answer."""
+        await self._redis.ping()
+
     async def write(self, batch: list[Pending]) -> WriteResult:
         pipe = self._redis.pipeline(transaction=False)
         new = {entry.shard for entry in batch} - self._registered

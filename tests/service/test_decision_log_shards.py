@@ -111,7 +111,10 @@ def test_a_replayed_batch_is_refused_entry_by_entry(redis_url: str, settings: Se
 
 @pytest.mark.parametrize(
     ("window", "serve_then_wait"),
-    [({"log_window_records": 5}, 0.0), ({"log_window_records": 10_000, "log_window_ms": 100.0}, 0.5)],
+    [
+        ({"log_window_records": 5}, 0.0),
+        ({"log_window_records": 10_000, "log_window_ms": 100.0, "log_linger_ms": 20.0}, 0.5),
+    ],
     ids=["past-the-records", "past-the-milliseconds"],
 )
 def test_past_the_window_records_go_to_the_spool_first_and_keep_their_order(
