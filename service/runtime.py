@@ -25,8 +25,8 @@ from service.registry import Registry
 from service.routing import RoutingStore
 from service.routing_watcher import RoutingWatcher
 from service.settings import Settings
-from service.signing import load_trust
 from service.shard_writer import StreamTrim
+from service.signing import load_trust
 
 log = logging.getLogger(__name__)
 
