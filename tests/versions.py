@@ -14,6 +14,10 @@ from pathlib import Path
 from contracts.manifest import MANIFEST_FILE
 from contracts.store import active_version, bundle_path
 
+# The admin token of the stores these tests build.
+TOKEN = "s3cret-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
 
 def private_store(store: Path, target: Path) -> Path:
     """A copy of a store that a test may change freely."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,18 +16,7 @@ from contracts.store import active_version, versions
 from service.app import create_app
 from service.settings import Settings
 from tests.redis_streams import delete_decisions, wait_for_stream
-from tests.versions import add_version, corrupt, private_store
-
-TOKEN = "s3cret-token"
-AUTH = {"authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def admin_settings(settings: Settings, store: Path, tmp_path: Path) -> Settings:
-    own = private_store(store, tmp_path / "store")
-    for version in ("v2", "v3"):
-        add_version(own, version)
-    return settings.model_copy(update={"store": own, "admin_token": TOKEN, "routing_poll_seconds": 0.05})
+from tests.versions import AUTH, add_version, corrupt
 
 
 @pytest.fixture

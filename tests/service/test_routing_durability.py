@@ -20,18 +20,7 @@ from contracts.manifest import MANIFEST_FILE
 from contracts.store import active_version, bundle_path, versions
 from service.app import create_app
 from service.settings import Settings
-from tests.versions import add_version, corrupt, private_store, resign
-
-TOKEN = "s3cret-token"
-AUTH = {"authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def admin_settings(settings: Settings, store: Path, tmp_path: Path) -> Settings:
-    own = private_store(store, tmp_path / "store")
-    for version in ("v2", "v3"):
-        add_version(own, version)
-    return settings.model_copy(update={"store": own, "admin_token": TOKEN, "routing_poll_seconds": 0.05})
+from tests.versions import AUTH, add_version, corrupt, resign
 
 
 @pytest.fixture
