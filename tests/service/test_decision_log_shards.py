@@ -243,20 +243,25 @@ def test_kill_9_loses_at_most_the_window_and_the_next_start_reports_how_many(
     second = start(cascade_serve_command(store, port, workers=1), env, tmp_path / "second.log")
     try:
         wait_ready(second, base)
-        deadline = time.monotonic() + 30
-        while (state := httpx.get(f"{base}/readyz").json()["decision_log"])["orphan_spools"] or not state[
-            "lost_on_crash"
-        ]:
-            assert time.monotonic() < deadline, state
+        # Done when the dead worker's spool is replayed and its ledger counted: then every answered
+        # record is stored or counted lost. How many were lost depends on timing: a write that times
+        # out while Redis is paused spools what it held, so the count may be anything up to the window.
+        deadline = time.monotonic() + 60
+        while True:
+            state = httpx.get(f"{base}/readyz").json()["decision_log"]
+            stored = set(_ids(stream_entries(control, stream)))
+            missing = [r for r in answered if r not in stored]
+            if not state["orphan_spools"] and len(missing) == state["lost_on_crash"]:
+                break
+            assert time.monotonic() < deadline, (state, len(missing))
             time.sleep(0.1)
         metrics = httpx.get(f"{base}/metrics").text
     finally:
         stop(second)
-    stored = set(_ids(stream_entries(control, stream)))
     control.close()
 
-    missing = [r for r in answered if r not in stored]
-    assert 1 <= state["lost_on_crash"] <= window
+    assert state["lost_on_crash"] <= window
     assert len(missing) == state["lost_on_crash"]  # the count is exact, not an estimate
     assert f"cascade_decision_log_lost_on_crash_total {float(len(missing))}" in metrics
-    assert "answered decision records: lost" in (tmp_path / "second.log").read_text()
+    if missing:
+        assert "answered decision records: lost" in (tmp_path / "second.log").read_text()

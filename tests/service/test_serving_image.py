@@ -28,6 +28,7 @@ import redis
 
 from pipelines.server import free_port, wait_ready
 from tests.deploy.image import Dockerfile, image_contents
+from tests.redis_streams import stream_length
 
 ROOT = Path(__file__).resolve().parents[2]
 PIP_LINE = 'pip install -c requirements.lock ".[serve]"'
@@ -159,7 +160,7 @@ def test_the_image_serves_answers_its_healthcheck_and_stops_cleanly_on_sigterm(
     # nothing was written to the working directory.
     client = redis.Redis.from_url(redis_url)
     try:
-        assert client.xlen(image_server.stream) >= 1
+        assert stream_length(client, image_server.stream) >= 1
     finally:
         client.close()
     assert list(image_server.workdir.iterdir()) == []
