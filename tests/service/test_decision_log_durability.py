@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +56,6 @@ class RestartableRedis:
             self._process.terminate()
             self._process.wait(timeout=10)
             self._process = None
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
-    server = RestartableRedis(tmp_path / "redis")
-    server.directory.mkdir()
-    server.start()
-    yield server
-    server.stop()
 
 
 def _stream_ids(url: str, stream: str, want: int, timeout: float = 20.0) -> list[str]:

@@ -7,7 +7,7 @@ import hashlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,6 @@ from service.shard_writer import ShardWriter
 from service.spool import Ledger, Spool
 from tests.redis_streams import decision_shards, stream_entries, wait_for_stream
 from tests.service.test_decision_log_durability import RestartableRedis
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
-    server = RestartableRedis(tmp_path / "redis")
-    server.directory.mkdir()
-    server.start()
-    yield server
-    server.stop()
 
 
 def _ids(entries: list[Any]) -> list[str]:
