@@ -438,11 +438,10 @@ def publish(
     """
     import asyncio
 
-    from redis.asyncio import Redis
-
     from export.signing import publish_signed
     from export.signing import signing_key as key_for
     from service.bundle import load_bundle
+    from service.redis_connection import connect
     from service.routing import RoutingStore
     from service.settings import Settings
 
@@ -453,7 +452,7 @@ def publish(
     if activate and settings.redis_url:
 
         async def route() -> None:
-            redis = Redis.from_url(settings.redis_url or "")
+            redis = connect(settings.redis_url or "", settings.redis_cluster)  # one server or a cluster
             try:
                 routing = RoutingStore(redis, store, settings.routing_namespace)
                 await routing.activate(manifest.policy, manifest.version)

@@ -9,6 +9,8 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.streams import DEFAULT_DECISION_STREAM, DEFAULT_FEEDBACK_STREAM
+from service.cluster_slots import cross_slot_scripts
+from service.redis_connection import CLUSTER_SCHEME
 from service.schema import MAX_CANDIDATES, MAX_K, MAX_NAME_LENGTH, MAX_REWARD_KEYS
 
 
@@ -169,4 +171,12 @@ class Settings(BaseSettings):
             raise ValueError("reward_window_seconds must not exceed decision_index_seconds")
         if self.log_linger_ms >= self.log_window_ms:
             raise ValueError("log_linger_ms must be below log_window_ms: lingering must not outlast the window")
+        return self
+
+    @model_validator(mode="after")
+    def _scripts_single_slot_on_a_cluster(self) -> Settings:
+        on_a_cluster = self.redis_cluster or (self.redis_url or "").startswith(CLUSTER_SCHEME)
+        problems = cross_slot_scripts(self.decision_stream, self.feedback_stream, self.routing_namespace)
+        if on_a_cluster and problems:
+            raise ValueError("on a Redis Cluster, " + "; ".join(problems))
         return self

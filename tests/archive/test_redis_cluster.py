@@ -15,10 +15,14 @@ from typing import Any
 import pytest
 import redis.cluster
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+import cascade_cli
 from archive.archiver import ArchiveConfig, Archiver
 from archive.connect import connect
 from archive.sources import service_sources
+from contracts.routing import routing_key
+from contracts.store import read_manifest
 from models.log.lake_join import join_lake
 from models.log.reward_join import JoinConfig
 from service.app import create_app
@@ -77,3 +81,25 @@ def test_serving_archiving_and_the_join_run_on_a_redis_cluster(
         ids[4]: 0.0,
     }
     client.close()
+
+
+@pytest.mark.e2e
+def test_publish_activates_a_version_through_the_cluster_client(
+    cluster_url: str, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = next(path for path in (store / "demo").iterdir() if (path / "manifest.json").is_file())
+    for name, value in {
+        "REDIS_URL": cluster_url,
+        "CASCADE_DECISION_STREAM": "{cascade}:decisions",
+        "CASCADE_FEEDBACK_STREAM": "{cascade}:feedback",
+        "CASCADE_ROUTING_NAMESPACE": "{cascade}",
+    }.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cascade_cli.app, ["publish", str(bundle), "--store", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    client = connect(cluster_url)
+    try:
+        active = client.hget(routing_key("{cascade}", "demo"), "active")
+        assert active == read_manifest(bundle).version.encode()
+    finally:
+        client.close()
