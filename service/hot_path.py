@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.body import Body
 from service.http_body import accepts_msgpack, asgi_chunks, read_chunks
+from service.ranker import Ranker
 from service.responses import encoded
 from service.runtime import Runtime
 from service.schema import FusionResponse, RankResponse
@@ -33,6 +35,15 @@ Served = RankResponse | FusionResponse
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 ENDPOINTS = {"/v1/rank": "rank", "/v1/fusion": "fusion"}  # path → endpoint label of the metrics
+
+# A body this small (by id: up to about 1,500 ids) decodes in tens of µs: on the event loop, so the
+# request's size is known before choosing where it runs.
+DECODE_ON_LOOP_BYTES = 16 * 1024
+# Up to this many candidates a whole request (decode, cascade, record) costs about as much CPU as the hop
+# to a compute thread and back (future, wake-up, GIL hand-over, then the loop's wake-up): it is served on
+# the loop. Larger ones go to the compute threads, where onnxruntime releases the GIL and a second core
+# (when there is one) runs them beside the loop.
+ON_LOOP_CANDIDATES = 256
 
 
 class HotPath:
@@ -87,7 +98,6 @@ class HotPath:
                 content_length = content_length or value.decode("latin-1")
             elif name == b"accept":
                 accept = accept or value.decode("latin-1")
-        handle: Callable[[Body, float], Served] = rt.ranker.rank_body if endpoint == "rank" else rt.ranker.fusion_body
         settings = rt.settings
         rt.metrics.in_flight.inc()
         try:
@@ -98,12 +108,29 @@ class HotPath:
                 settings.max_body_bytes,
                 chunk_timeout=settings.body_read_timeout_seconds,
             )
-            # Decoding and the cascade take milliseconds of CPU: run them off the event loop so health
-            # probes and feedback are not queued behind them (onnxruntime releases the GIL). A plain
-            # executor, not Starlette's anyio threadpool: its per-call overhead measured higher here.
-            result = await asyncio.get_running_loop().run_in_executor(rt.compute, handle, body, started)
+            work, candidates = _work(rt.ranker, endpoint, body, started)
+            if candidates is not None and candidates <= ON_LOOP_CANDIDATES:
+                result = work()
+            else:
+                # Decoding and the cascade take milliseconds of CPU: off the event loop so health probes and
+                # feedback are not queued behind them. A plain executor, not Starlette's anyio threadpool:
+                # its per-call overhead measured higher here.
+                result = await asyncio.get_running_loop().run_in_executor(rt.compute, work)
         finally:
             rt.metrics.in_flight.dec()
         content, media_type = encoded(result, msgpack=accepts_msgpack(accept))
         rt.metrics.observe(endpoint, result.policy, result.version, result.timings, time.perf_counter() - started)
         return content, media_type
+
+
+def _work(ranker: Ranker, endpoint: str, body: Body, started: float) -> tuple[Callable[[], Served], int | None]:
+    """The request's work, and its number of candidates when the body was small enough to decode here
+    (None: a large body, decoded with the work)."""
+    if len(body.data) > DECODE_ON_LOOP_BYTES:
+        handle: Callable[[Body, float], Served] = ranker.rank_body if endpoint == "rank" else ranker.fusion_body
+        return partial(handle, body, started), None
+    if endpoint == "rank":
+        rank = ranker.decode_rank(body)
+        return partial(ranker.rank, rank, started), len(rank.candidates.ids)
+    fusion = ranker.decode_fusion(body)
+    return partial(ranker.fusion, fusion, started), len(fusion.candidates.ids) if fusion.candidates else 0
