@@ -9,6 +9,10 @@ comparison.
 Two ratios per round: requests/s (B / A), and the server's CPU time per answered request (A / B, so that
 above 1 means B is cheaper too). The second is hardly moved by other processes on the server's core: on
 a shared machine it is the steadier verdict of a CPU-bound server.
+
+`--simultaneous` loads both at once instead (two wrk, both servers sharing the core): whatever else runs on
+the machine then slows both in the same seconds, and the CPU ratio compares them under the same conditions.
+It suits variants with the same threads (the scheduler shares the core by thread, not by process).
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import argparse
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
 from loadtest.bench.compare import Driver
+from loadtest.bench.loadgen import Body
 from loadtest.bench.peer_servers import BY_ID, Context, cascade_server
 from loadtest.bench.pinned import cpu_seconds, load_average
 from loadtest.bench.pinning import LOAD_CORE, SERVER_CORE, can_pin, standalone_redis, this_process_on
@@ -45,6 +51,15 @@ def server_pid(port: int) -> int:
     raise LookupError(f"no cascade serve process on port {port}")
 
 
+def _together(drive: Driver, group: tuple[tuple[str, int], ...], bodies: list[Body], seconds: int | None
+              ) -> dict[str, Run]:  # fmt: skip
+    """One wrk run per server of `group`, all at once; by server name."""
+    drive.files.folder(bodies)  # written once, before the threads share it
+    with ThreadPoolExecutor(len(group)) as pool:
+        futures = {name: pool.submit(drive, port, bodies, seconds) for name, port in group}
+        return {name: future.result() for name, future in futures.items()}
+
+
 def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} [{min(values):.3f}–{max(values):.3f}]"
 
@@ -61,6 +76,7 @@ def main() -> int:
     parser.add_argument("--a-tree", type=Path, default=None, help="run variant A from this source tree")
     parser.add_argument("--b-tree", type=Path, default=None, help="run variant B from this source tree")
     parser.add_argument("--n-items", type=int, default=12_000)
+    parser.add_argument("--simultaneous", action="store_true", help="load A and B at the same time")
     args = parser.parse_args()
     from models.sim.config import SimConfig
     from models.sim.simulator import Simulator
@@ -85,13 +101,17 @@ def main() -> int:
                     for r in range(args.rounds):
                         runs: dict[str, Run] = {}
                         cpu_ms: dict[str, float] = {}
-                        for name, port in (("a", a), ("b", b)) if r % 2 == 0 else (("b", b), ("a", a)):
-                            drive(port, bodies, 1)
-                            before = cpu_seconds(pids[name])
-                            runs[name] = drive(port, bodies)
+                        order = (("a", a), ("b", b)) if r % 2 == 0 else (("b", b), ("a", a))
+                        for group in [order] if args.simultaneous else [order[:1], order[1:]]:
+                            _together(drive, group, bodies, 1)
+                            before = {name: cpu_seconds(pids[name]) for name, _ in group}
+                            runs.update(_together(drive, group, bodies, None))
                             time.sleep(0.3)  # the logging server's writer drains its last burst, counted in its CPU
-                            cpu_ms[name] = (cpu_seconds(pids[name]) - before) * 1000 / max(runs[name].requests, 1)
-                            tails[name].append(runs[name].p99_ms / runs[name].p50_ms)
+                            for name, _ in group:
+                                cpu_ms[name] = (
+                                    (cpu_seconds(pids[name]) - before[name]) * 1000 / max(runs[name].requests, 1)
+                                )
+                                tails[name].append(runs[name].p99_ms / runs[name].p50_ms)
                         ratios.append(runs["b"].throughput / runs["a"].throughput)
                         cpu_ratios.append(cpu_ms["a"] / cpu_ms["b"])
                         print(f"N={n} round {r + 1}: A {runs['a'].throughput:.0f}/s {cpu_ms['a']:.2f} ms CPU, "
