@@ -36,9 +36,10 @@ ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 ENDPOINTS = {"/v1/rank": "rank", "/v1/fusion": "fusion"}  # path → endpoint label of the metrics
 
-# A body this small (by id: up to about 1,500 ids) decodes in tens of µs: on the event loop, so the
-# request's size is known before choosing where it runs.
-DECODE_ON_LOOP_BYTES = 16 * 1024
+# A body this small (by id: up to about 400 ids) decodes in tens of µs: on the event loop, so the
+# request's size is known before choosing where it runs. Larger ones hardly ever run on the loop, so
+# they are decoded in the compute thread (beside the loop, when a second core is there).
+DECODE_ON_LOOP_BYTES = 4 * 1024
 # Up to this many candidates a whole request (decode, cascade, record) costs about as much CPU as the hop
 # to a compute thread and back (future, wake-up, GIL hand-over, then the loop's wake-up): it is served on
 # the loop. Larger ones go to the compute threads, where onnxruntime releases the GIL and a second core
