@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect
 from service.admin import ADMIN_SCHEMA_TYPES, admin_router
 from service.concurrency import ConcurrencyLimit
 from service.decode import decode_body
-from service.hot_path import ErrorHandler, HotPath
+from service.hot_path import ErrorHandler, HotPath, HotRoutes
 from service.http_body import read_body
 from service.inference_protocol import OIP_SCHEMA_TYPES, inference_protocol_router
 from service.openapi import body_of, described, install_openapi, responses_of
@@ -109,16 +109,22 @@ def create_app(settings: Settings) -> FastAPI:
     for kind, handler in {**handlers, Exception: _unexpected}.items():
         app.add_exception_handler(kind, handler)
 
-    # POST /v1/rank and /v1/fusion are answered by HotPath before FastAPI routes anything; these two
-    # routes document them (OpenAPI) and answer only the methods HotPath passes on (405).
+    # POST /v1/rank and /v1/fusion are answered by HotPath before FastAPI routes anything; these routes
+    # document them (OpenAPI) and answer what HotPath passes on (a POST under a root path) the same way.
+    hot = HotRoutes(runtime)
+
+    async def routed(request: Request, endpoint: str) -> Response:
+        content, media_type = await hot.answer(endpoint, request.scope, request.receive)
+        return Response(content, media_type=media_type, headers={"x-cascade-worker": worker})
+
     @app.post(
         "/v1/rank",
         summary="Rank candidates through the cascade",
         openapi_extra=body_of(RankRequest, msgpack=True),
         responses=responses_of(RankResponse, 200, 400, 404, 408, 413, 415, 422, 503, msgpack=True),
     )
-    async def rank() -> Response:
-        raise RuntimeError("POST /v1/rank is served by service.hot_path.HotPath")
+    async def rank(request: Request) -> Response:
+        return await routed(request, "rank")
 
     @app.post(
         "/v1/fusion",
@@ -126,8 +132,8 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_extra=body_of(FusionRequest, msgpack=True),
         responses=responses_of(FusionResponse, 200, 400, 404, 408, 413, 415, 422, 503, msgpack=True),
     )
-    async def fusion() -> Response:
-        raise RuntimeError("POST /v1/fusion is served by service.hot_path.HotPath")
+    async def fusion(request: Request) -> Response:
+        return await routed(request, "fusion")
 
     @app.post(
         "/v1/feedback",
@@ -206,7 +212,7 @@ def create_app(settings: Settings) -> FastAPI:
             holder["runtime"].metrics.requests.labels(path.rsplit("/", 1)[-1], "503").inc()
 
     # Added first, so inside the limit: a hot request counts against it like any other.
-    app.add_middleware(HotPath, runtime=runtime, worker=worker, handlers=handlers)
+    app.add_middleware(HotPath, routes=hot, worker=worker, handlers=handlers)
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrency, on_refused=refused)
     app.include_router(admin_router(runtime))
     app.include_router(inference_protocol_router(runtime))

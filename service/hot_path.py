@@ -6,7 +6,8 @@ exception middleware's wrapping of `send`, a Response object) was 11–25 % of t
 profile (BENCHMARKS.md). Here the two hot routes are matched by exact path, their headers read once,
 their body read with the same limits (service/http_body.py), the same Ranker call made and the answer
 sent as two ASGI messages. Everything else, including other methods on these paths, goes on to FastAPI,
-whose documented routes stay for OpenAPI.
+whose documented routes stay for OpenAPI (and answer through the same HotRoutes when a POST reaches them,
+e.g. under a root path, which Starlette's router strips and this exact match does not).
 
 Errors take the app's own exception handlers (handed in), so a refusal here is byte for byte the
 refusal FastAPI would send; an unexpected exception propagates to Starlette's ServerErrorMiddleware,
@@ -47,48 +48,15 @@ DECODE_ON_LOOP_BYTES = 4 * 1024
 ON_LOOP_CANDIDATES = 256
 
 
-class HotPath:
-    """ASGI middleware: serves POST on ENDPOINTS itself, passes every other request to `app`."""
+class HotRoutes:
+    """The rank and fusion routes themselves: a body off the ASGI receive channel → the answer's bytes."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        runtime: Callable[[], Runtime],
-        worker: str,
-        handlers: Mapping[type[Exception], ErrorHandler],
-    ) -> None:
-        self._app = app
+    def __init__(self, runtime: Callable[[], Runtime]) -> None:
         self._runtime = runtime  # raises the not-ready ProblemError while the service starts
-        self._worker = worker.encode()
-        self._handlers = dict(handlers)
-        self._handled = tuple(handlers)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = ENDPOINTS.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if endpoint is None:
-            await self._app(scope, receive, send)
-            return
-        try:
-            content, media_type = await self._answer(endpoint, scope, receive)
-        except self._handled as exc:
-            response = await self._handler_for(exc)(Request(scope, receive), exc)
-            await response(scope, receive, send)
-            return
-        headers = [
-            (b"content-length", str(len(content)).encode()),
-            (b"content-type", media_type.encode()),
-            (b"x-cascade-worker", self._worker),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
-
-    def _handler_for(self, exc: Exception) -> ErrorHandler:
-        """The handler of the nearest class in the exception's MRO, as Starlette looks it up."""
-        return next(self._handlers[kind] for kind in type(exc).__mro__ if kind in self._handlers)
-
-    async def _answer(self, endpoint: str, scope: Scope, receive: Receive) -> tuple[bytes, str]:
-        """Read the body, run the ranker off the event loop; the answer's bytes in the codec the client
-        accepts, and their media type."""
+    async def answer(self, endpoint: str, scope: Scope, receive: Receive) -> tuple[bytes, str]:
+        """Read the body, run the ranker (on the loop when small); the answer's bytes in the codec the client
+        accepts, and their media type. Refusals are raised as the app's errors (ProblemError, ...)."""
         started = time.perf_counter()
         rt = self._runtime()
         content_type = content_length = accept = None
@@ -122,6 +90,46 @@ class HotPath:
         content, media_type = encoded(result, msgpack=accepts_msgpack(accept))
         rt.metrics.observe(endpoint, result.policy, result.version, result.timings, time.perf_counter() - started)
         return content, media_type
+
+
+class HotPath:
+    """ASGI middleware: serves POST on ENDPOINTS through `routes`, passes every other request to `app`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: HotRoutes,
+        worker: str,
+        handlers: Mapping[type[Exception], ErrorHandler],
+    ) -> None:
+        self._app = app
+        self._routes = routes
+        self._worker = worker.encode()
+        self._handlers = dict(handlers)
+        self._handled = tuple(handlers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = ENDPOINTS.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if endpoint is None:
+            await self._app(scope, receive, send)
+            return
+        try:
+            content, media_type = await self._routes.answer(endpoint, scope, receive)
+        except self._handled as exc:
+            response = await self._handler_for(exc)(Request(scope, receive), exc)
+            await response(scope, receive, send)
+            return
+        headers = [
+            (b"content-length", str(len(content)).encode()),
+            (b"content-type", media_type.encode()),
+            (b"x-cascade-worker", self._worker),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    def _handler_for(self, exc: Exception) -> ErrorHandler:
+        """The handler of the nearest class in the exception's MRO, as Starlette looks it up."""
+        return next(self._handlers[kind] for kind in type(exc).__mro__ if kind in self._handlers)
 
 
 def _work(ranker: Ranker, endpoint: str, body: Body, started: float) -> tuple[Callable[[], Served], int | None]:

@@ -174,3 +174,19 @@ def test_granian_serves_the_hot_path_in_json_and_msgpack(store: Path, redis_url:
     assert set(fusion.json()["weights"]) == set(as_json.json()["fusion_weights"])
     assert 'cascade_requests_total{endpoint="rank",status="200"} 2.0' in metrics
     assert 'cascade_requests_total{endpoint="fusion",status="200"} 1.0' in metrics
+
+
+def test_under_a_root_path_fastapis_documented_route_answers_the_same(
+    settings: Settings, store: Path, make_request: Callable[..., dict[str, Any]]
+) -> None:
+    # Starlette's router strips the root path; the hot path's exact match does not, so FastAPI's route answers.
+    with TestClient(create_app(settings), root_path="/api", raise_server_exceptions=False) as client:
+        answered = client.post("/api/v1/rank", json=_by_id(store, 40))
+        refused = client.post("/api/v1/rank", content=b"{", headers={"content-type": "application/json"})
+
+    assert answered.status_code == 200, answered.text
+    assert answered.headers["x-cascade-worker"]
+    assert len(answered.json()["items"]) == 10
+    assert refused.status_code == 400
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["field"] == "body"
