@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from contracts.decision_record import Timings
@@ -11,25 +9,11 @@ from contracts.decision_record import Timings
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
-class _Served(NamedTuple):
-    """The label children one served (endpoint, policy, version) updates."""
-
-    requests: Counter
-    latency: Histogram
-    decode: Histogram
-    compute: Histogram
-    respond: Histogram
-
-
 class Metrics:
     """The service's counters, gauges and histograms."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        # `labels()` takes a lock and checks and converts every label value on each call; a served request
-        # took five of them. The children are the metric's own and are never removed, so they are kept.
-        self._served: dict[tuple[str, str, str], _Served] = {}
-        self._ort: dict[tuple[str, str], Histogram] = {}
         self.requests = Counter(
             "cascade_requests",
             "HTTP requests by endpoint and status",
@@ -134,26 +118,9 @@ class Metrics:
 
     def observe(self, endpoint: str, policy: str, version: str, timings: Timings, seconds: float) -> None:
         """Account one served request: its count, its latency and the time of each phase."""
-        key = (endpoint, policy, version)
-        served = self._served.get(key) or self._served.setdefault(key, self._children(*key))
-        served.requests.inc()
-        served.latency.observe(seconds)
-        served.decode.observe(timings.decode_ms / 1000)
-        served.compute.observe(timings.compute_ms / 1000)
-        served.respond.observe(max(0.0, seconds - timings.total_ms / 1000))
-
-    def observe_ort(self, policy: str, version: str, seconds: float) -> None:
-        """Account one request's onnxruntime time."""
-        key = (policy, version)
-        histogram = self._ort.get(key) or self._ort.setdefault(key, self.ort_seconds.labels(policy, version))
-        histogram.observe(seconds)
-
-    def _children(self, endpoint: str, policy: str, version: str) -> _Served:
+        self.requests.labels(endpoint, "200").inc()
+        self.latency.labels(endpoint, policy, version).observe(seconds)
         phases = self.phase_seconds
-        return _Served(
-            self.requests.labels(endpoint, "200"),
-            self.latency.labels(endpoint, policy, version),
-            phases.labels(endpoint, "decode"),
-            phases.labels(endpoint, "compute"),
-            phases.labels(endpoint, "respond"),
-        )
+        phases.labels(endpoint, "decode").observe(timings.decode_ms / 1000)
+        phases.labels(endpoint, "compute").observe(timings.compute_ms / 1000)
+        phases.labels(endpoint, "respond").observe(max(0.0, seconds - timings.total_ms / 1000))

@@ -232,7 +232,7 @@ class Ranker:
         compute_start = time.perf_counter()
         result = compute()
         compute_ms = (time.perf_counter() - compute_start) * 1000
-        self._metrics.observe_ort(manifest.policy, manifest.version, compute_ms / 1000)
+        self._metrics.ort_seconds.labels(manifest.policy, manifest.version).observe(compute_ms / 1000)
         total_ms = (time.perf_counter() - started) * 1000
         return result, Timings(decode_ms=decode_ms, compute_ms=compute_ms, total_ms=total_ms)
 
