@@ -19,15 +19,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.body import Body
 from service.http_body import accepts_msgpack, asgi_chunks, read_chunks
-from service.ranker import Ranker
 from service.responses import encoded
 from service.runtime import Runtime
 from service.schema import FusionResponse, RankResponse
@@ -37,16 +34,6 @@ ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 ENDPOINTS = {"/v1/rank": "rank", "/v1/fusion": "fusion"}  # path → endpoint label of the metrics
 
-# A body this small (by id: up to about 400 ids) decodes in tens of µs: on the event loop, so the
-# request's size is known before choosing where it runs. Larger ones hardly ever run on the loop, so
-# they are decoded in the compute thread (beside the loop, when a second core is there).
-DECODE_ON_LOOP_BYTES = 4 * 1024
-# Up to this many candidates a whole request (decode, cascade, record) costs about as much CPU as the hop
-# to a compute thread and back (future, wake-up, GIL hand-over, then the loop's wake-up): it is served on
-# the loop. Larger ones go to the compute threads, where onnxruntime releases the GIL and a second core
-# (when there is one) runs them beside the loop.
-ON_LOOP_CANDIDATES = 256
-
 
 class HotRoutes:
     """The rank and fusion routes themselves: a body off the ASGI receive channel → the answer's bytes."""
@@ -55,7 +42,7 @@ class HotRoutes:
         self._runtime = runtime  # raises the not-ready ProblemError while the service starts
 
     async def answer(self, endpoint: str, scope: Scope, receive: Receive) -> tuple[bytes, str]:
-        """Read the body, run the ranker (on the loop when small); the answer's bytes in the codec the client
+        """Read the body, run the ranker off the event loop; the answer's bytes in the codec the client
         accepts, and their media type. Refusals are raised as the app's errors (ProblemError, ...)."""
         started = time.perf_counter()
         rt = self._runtime()
@@ -77,14 +64,12 @@ class HotRoutes:
                 settings.max_body_bytes,
                 chunk_timeout=settings.body_read_timeout_seconds,
             )
-            work, candidates = _work(rt.ranker, endpoint, body, started)
-            if candidates is not None and candidates <= ON_LOOP_CANDIDATES:
-                result = work()
-            else:
-                # Decoding and the cascade take milliseconds of CPU: off the event loop so health probes and
-                # feedback are not queued behind them. A plain executor, not Starlette's anyio threadpool:
-                # its per-call overhead measured higher here.
-                result = await asyncio.get_running_loop().run_in_executor(rt.compute, work)
+            # Decoding and the cascade take milliseconds of CPU: run them off the event loop so health probes
+            # and feedback are not queued behind them (onnxruntime releases the GIL). A plain executor, not
+            # Starlette's anyio threadpool: its per-call overhead measured higher here. Serving small requests
+            # on the loop instead measured no cheaper per request (loadtest/bench/ab.py --simultaneous).
+            handle = rt.ranker.rank_body if endpoint == "rank" else rt.ranker.fusion_body
+            result: Served = await asyncio.get_running_loop().run_in_executor(rt.compute, handle, body, started)
         finally:
             rt.metrics.in_flight.dec()
         content, media_type = encoded(result, msgpack=accepts_msgpack(accept))
@@ -130,16 +115,3 @@ class HotPath:
     def _handler_for(self, exc: Exception) -> ErrorHandler:
         """The handler of the nearest class in the exception's MRO, as Starlette looks it up."""
         return next(self._handlers[kind] for kind in type(exc).__mro__ if kind in self._handlers)
-
-
-def _work(ranker: Ranker, endpoint: str, body: Body, started: float) -> tuple[Callable[[], Served], int | None]:
-    """The request's work, and its number of candidates when the body was small enough to decode here
-    (None: a large body, decoded with the work)."""
-    if len(body.data) > DECODE_ON_LOOP_BYTES:
-        handle: Callable[[Body, float], Served] = ranker.rank_body if endpoint == "rank" else ranker.fusion_body
-        return partial(handle, body, started), None
-    if endpoint == "rank":
-        rank = ranker.decode_rank(body)
-        return partial(ranker.rank, rank, started), len(rank.candidates.ids)
-    fusion = ranker.decode_fusion(body)
-    return partial(ranker.fusion, fusion, started), len(fusion.candidates.ids) if fusion.candidates else 0

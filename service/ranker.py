@@ -82,19 +82,11 @@ class Ranker:
 
     def rank_body(self, body: Body, started: float) -> RankResponse:
         """Decode a JSON or msgpack rank body and serve it (blocking: decoding and the cascade are CPU work)."""
-        return self.rank(self.decode_rank(body), started)
+        return self.rank(self._limits.rank(decode_body(body, RankRequest)), started)
 
     def fusion_body(self, body: Body, started: float) -> FusionResponse:
         """Decode a JSON or msgpack fusion body and serve it (blocking)."""
-        return self.fusion(self.decode_fusion(body), started)
-
-    def decode_rank(self, body: Body) -> RankRequest:
-        """A rank body decoded and within this deployment's limits (400/413/422 problems otherwise)."""
-        return self._limits.rank(decode_body(body, RankRequest))
-
-    def decode_fusion(self, body: Body) -> FusionRequest:
-        """A fusion body decoded and within this deployment's limits."""
-        return self._limits.fusion(decode_body(body, FusionRequest))
+        return self.fusion(self._limits.fusion(decode_body(body, FusionRequest)), started)
 
     def rank(self, request: RankRequest, started: float) -> RankResponse:
         """Pick the arm, validate against its bundle, run its fusion strategy, log the decision, build the response."""

@@ -1,16 +1,15 @@
 """The hot path (service/hot_path.py): POST /v1/rank and /v1/fusion answered ahead of FastAPI's router.
 
 What it must keep: the refusals FastAPI's routes send (same handlers, same bytes), the not-ready 503
-before start-up, everything else passed on to FastAPI, and the same answer whether a request runs on
-the event loop (small) or in a compute thread (large).
+before start-up, everything else passed on to FastAPI (whose documented routes answer the same way when
+a POST reaches them), JSON and msgpack over a real granian server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from contracts.item_table import active_items_version, load_item_table
 from contracts.store import active_version, read_manifest
 from pipelines.server import cascade_serve
 from service.app import create_app
-from service.hot_path import DECODE_ON_LOOP_BYTES, ON_LOOP_CANDIDATES
 from service.settings import Settings
 
 
@@ -42,53 +40,6 @@ def _by_id(store: Path, n: int, seed: int = 0) -> dict[str, Any]:
 
 def _user_dim(store: Path) -> int:
     return read_manifest(store / "demo" / (active_version(store, "demo") or "")).feature_schema.user_dim
-
-
-def _fresh(settings: Settings) -> Settings:
-    """The same settings on streams and routing keys of their own (a second app beside the first)."""
-    prefix = f"test:{uuid.uuid4().hex[:8]}"
-    return settings.model_copy(
-        update={
-            "decision_stream": f"{prefix}:decisions",
-            "feedback_stream": f"{prefix}:feedback",
-            "routing_namespace": prefix,
-        }
-    )
-
-
-@pytest.fixture
-def two_clients(settings: Settings) -> Iterator[tuple[TestClient, TestClient]]:
-    """Two apps with the same exploration seed: the same request sequence draws the same noise in each."""
-    with (
-        TestClient(create_app(settings), raise_server_exceptions=False) as first,
-        TestClient(create_app(_fresh(settings)), raise_server_exceptions=False) as second,
-    ):
-        yield first, second
-
-
-@pytest.mark.parametrize("n", [ON_LOOP_CANDIDATES // 2, ON_LOOP_CANDIDATES + 44])
-def test_a_request_gets_the_same_answer_on_the_loop_and_in_a_compute_thread(
-    two_clients: tuple[TestClient, TestClient], store: Path, n: int
-) -> None:
-    body = _by_id(store, n)
-    compact = json.dumps(body).encode()
-    # Whitespace changes nothing in the document but its size: past DECODE_ON_LOOP_BYTES the whole
-    # request goes to a compute thread undecoded.
-    padded = compact[:-1] + b" " * DECODE_ON_LOOP_BYTES + b"}"
-    assert len(compact) <= DECODE_ON_LOOP_BYTES < len(padded)
-    first, second = two_clients
-    headers = {"content-type": "application/json"}
-
-    small = first.post("/v1/rank", content=compact, headers=headers)
-    large = second.post("/v1/rank", content=padded, headers=headers)
-
-    assert small.status_code == large.status_code == 200, (small.text, large.text)
-    answers = [r.json() for r in (small, large)]
-    for answer in answers:
-        answer.pop("request_id")
-        answer.pop("timings")
-    assert answers[0] == answers[1]
-    assert len(answers[0]["items"]) == 10
 
 
 def test_a_refusal_on_the_hot_path_is_the_one_a_fastapi_route_sends(client: TestClient) -> None:
@@ -154,7 +105,7 @@ def test_granian_serves_the_hot_path_in_json_and_msgpack(store: Path, redis_url:
         "CASCADE_FEEDBACK_STREAM": f"{prefix}:feedback",
         "CASCADE_LOG_SPOOL_DIR": str(tmp_path / "spool"),
     }
-    small, large = _by_id(store, 50, seed=1), _by_id(store, 2 * ON_LOOP_CANDIDATES, seed=2)
+    small, large = _by_id(store, 50, seed=1), _by_id(store, 500, seed=2)
     with cascade_serve(store, env, log=tmp_path / "server.log", workers=1) as base, httpx.Client(base_url=base) as http:
         as_json = http.post("/v1/rank", json=small, timeout=30)
         as_msgpack = http.post(
