@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -17,14 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from service.admin import ADMIN_SCHEMA_TYPES, admin_router
-from service.body import Body
 from service.concurrency import ConcurrencyLimit
 from service.decode import decode_body
-from service.http_body import read_body, wants_msgpack
+from service.hot_path import ErrorHandler, HotPath, HotRoutes
+from service.http_body import read_body
 from service.inference_protocol import OIP_SCHEMA_TYPES, inference_protocol_router
 from service.openapi import body_of, described, install_openapi, responses_of
 from service.problems import ProblemError, not_ready, redis_unavailable, unknown_request
-from service.responses import encoded_response, json_response, problem_response
+from service.responses import json_response, problem_response
 from service.runtime import Runtime, open_runtime, request_limits
 from service.schema import (
     FeedbackAccepted,
@@ -39,8 +38,6 @@ from service.schema import (
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
-
-Served = RankResponse | FusionResponse
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -69,21 +66,18 @@ def create_app(settings: Settings) -> FastAPI:
             raise not_ready("the service is starting")
         return holder["runtime"]
 
-    @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> Response:
         if "runtime" in holder:
             endpoint = request.url.path.rsplit("/", 1)[-1]
             holder["runtime"].metrics.requests.labels(endpoint, str(exc.status)).inc()
         return problem_response(exc, request)
 
-    @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         response = problem_response(ProblemError(exc.status_code, kind, str(exc.detail), str(exc.detail)), request)
         response.headers.update(exc.headers or {})  # 405 carries Allow (RFC 9110 §15.5.6)
         return response
 
-    @app.exception_handler(RedisError)
     async def _redis_down(request: Request, exc: RedisError) -> Response:
         # Routing and models answer from Redis: while it is down they say so (503, retry), never 500.
         log.warning("Redis unavailable on %s: %s", request.url.path, exc)
@@ -91,7 +85,6 @@ def create_app(settings: Settings) -> FastAPI:
         response.headers["retry-after"] = "1"
         return response
 
-    @app.exception_handler(ClientDisconnect)
     async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
         # The client hung up mid-upload: nobody is left to answer and nothing failed here, so no
         # traceback and no 500, only a counter. 499 is nginx's "client closed request"; no client sees it.
@@ -99,33 +92,30 @@ def create_app(settings: Settings) -> FastAPI:
             holder["runtime"].metrics.client_disconnects.labels(request.url.path.rsplit("/", 1)[-1]).inc()
         return Response(status_code=499)
 
-    @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s", request.url.path)
         return problem_response(
             ProblemError(500, "internal", "Internal error", "the server failed; see its log"), request
         )
 
-    async def serve(request: Request, endpoint: str, handle: Callable[[Body, float], Served]) -> Response:
-        """Read the body, run `handle` off the event loop, answer in the codec the client accepts."""
-        started = time.perf_counter()
-        rt = runtime()
-        rt.metrics.in_flight.inc()
-        try:
-            body = await read_body(
-                request, rt.settings.max_body_bytes, chunk_timeout=rt.settings.body_read_timeout_seconds
-            )
-            # Decoding and the cascade take milliseconds of CPU: run them off the event loop so health
-            # probes and feedback are not queued behind them (onnxruntime releases the GIL). A plain
-            # executor, not Starlette's anyio threadpool: its per-call overhead measured higher here.
-            result = await asyncio.get_running_loop().run_in_executor(rt.compute, handle, body, started)
-        finally:
-            rt.metrics.in_flight.dec()
-        timings = result.timings
-        response = encoded_response(result, msgpack=wants_msgpack(request))
-        rt.metrics.observe(endpoint, result.policy, result.version, timings, time.perf_counter() - started)
-        response.headers["x-cascade-worker"] = worker
-        return response
+    # What a request's errors answer; the hot path (service/hot_path.py) takes the same handlers, so its
+    # refusals are FastAPI's. Anything else reaches _unexpected through Starlette's ServerErrorMiddleware.
+    handlers: dict[type[Exception], ErrorHandler] = {
+        ProblemError: _problem,  # type: ignore[dict-item]
+        StarletteHTTPException: _http_error,  # type: ignore[dict-item]
+        RedisError: _redis_down,  # type: ignore[dict-item]
+        ClientDisconnect: _client_gone,  # type: ignore[dict-item]
+    }
+    for kind, handler in {**handlers, Exception: _unexpected}.items():
+        app.add_exception_handler(kind, handler)
+
+    # POST /v1/rank and /v1/fusion are answered by HotPath before FastAPI routes anything; these routes
+    # document them (OpenAPI) and answer what HotPath passes on (a POST under a root path) the same way.
+    hot = HotRoutes(runtime)
+
+    async def routed(request: Request, endpoint: str) -> Response:
+        content, media_type = await hot.answer(endpoint, request.scope, request.receive)
+        return Response(content, media_type=media_type, headers={"x-cascade-worker": worker})
 
     @app.post(
         "/v1/rank",
@@ -134,7 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
         responses=responses_of(RankResponse, 200, 400, 404, 408, 413, 415, 422, 503, msgpack=True),
     )
     async def rank(request: Request) -> Response:
-        return await serve(request, "rank", runtime().ranker.rank_body)
+        return await routed(request, "rank")
 
     @app.post(
         "/v1/fusion",
@@ -143,7 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
         responses=responses_of(FusionResponse, 200, 400, 404, 408, 413, 415, 422, 503, msgpack=True),
     )
     async def fusion(request: Request) -> Response:
-        return await serve(request, "fusion", runtime().ranker.fusion_body)
+        return await routed(request, "fusion")
 
     @app.post(
         "/v1/feedback",
@@ -221,6 +211,8 @@ def create_app(settings: Settings) -> FastAPI:
         if "runtime" in holder:
             holder["runtime"].metrics.requests.labels(path.rsplit("/", 1)[-1], "503").inc()
 
+    # Added first, so inside the limit: a hot request counts against it like any other.
+    app.add_middleware(HotPath, routes=hot, worker=worker, handlers=handlers)
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrency, on_refused=refused)
     app.include_router(admin_router(runtime))
     app.include_router(inference_protocol_router(runtime))

@@ -1,17 +1,29 @@
-"""Reading a request body within the configured size limit, before anything parses it."""
+"""Reading a request body within the configured size limit, before anything parses it.
+
+One implementation of the limits for both ways a body arrives: a Starlette Request (the FastAPI routes)
+and the raw ASGI receive channel (service/hot_path.py, the rank and fusion routes).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from service.body import CODECS, JSON_MEDIA_TYPE, MSGPACK_MEDIA_TYPE, Body, Codec
 from service.problems import body_timeout, body_too_large, unsupported_media_type
 
 
 def media_type_of(request: Request) -> str:
-    return request.headers.get("content-type", JSON_MEDIA_TYPE).split(";", 1)[0].strip().lower()
+    return normalised_media_type(request.headers.get("content-type"))
+
+
+def normalised_media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header value (JSON when absent), without parameters, lower case."""
+    return (content_type or JSON_MEDIA_TYPE).split(";", 1)[0].strip().lower()
 
 
 async def read_body(
@@ -27,29 +39,58 @@ async def read_body(
     that stops sending for `chunk_timeout` seconds gets 408: the HTTP server bounds the headers'
     arrival, not the body's.
     """
-    media_type = media_type_of(request)
+    headers = request.headers
+    return await read_chunks(
+        headers.get("content-type"), headers.get("content-length"), request.stream(), limit, codecs, chunk_timeout
+    )
+
+
+async def read_chunks(
+    content_type: str | None,
+    content_length: str | None,
+    chunks: AsyncIterator[bytes],
+    limit: int,
+    codecs: tuple[Codec, ...] = ("json", "msgpack"),
+    chunk_timeout: float | None = None,
+) -> Body:
+    """read_body on the header values and the body's chunks themselves (as they arrive)."""
+    media_type = normalised_media_type(content_type)
     codec = CODECS.get(media_type)
     if codec is None or codec not in codecs:
         raise unsupported_media_type(media_type)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         raise body_too_large(limit)
-    chunks: list[bytes] = []
+    parts: list[bytes] = []
     received = 0
     loop = asyncio.get_running_loop()
     try:
         # One deadline, pushed back after each chunk: no task per chunk (a 1 MB body arrives in ~20).
         async with asyncio.timeout(chunk_timeout) as deadline:
-            async for chunk in request.stream():
+            async for chunk in chunks:
                 received += len(chunk)
                 if received > limit:
                     raise body_too_large(limit)
-                chunks.append(chunk)
+                parts.append(chunk)
                 if chunk_timeout is not None:
                     deadline.reschedule(loop.time() + chunk_timeout)
     except TimeoutError:
         raise body_timeout(chunk_timeout or 0.0, received) from None
-    return Body(b"".join(chunks), codec)
+    return Body(b"".join(parts), codec)
+
+
+async def asgi_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """The body's chunks off the ASGI receive channel, as Starlette's Request.stream() yields them:
+    ClientDisconnect when the client hangs up before the last one."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
 
 
 async def read_json_body(request: Request, limit: int, chunk_timeout: float | None = None) -> bytes:
@@ -59,4 +100,9 @@ async def read_json_body(request: Request, limit: int, chunk_timeout: float | No
 
 def wants_msgpack(request: Request) -> bool:
     """Answer in msgpack only when the client asks for it; JSON stays the default."""
-    return MSGPACK_MEDIA_TYPE in request.headers.get("accept", "")
+    return accepts_msgpack(request.headers.get("accept"))
+
+
+def accepts_msgpack(accept: str | None) -> bool:
+    """Whether an Accept header value asks for msgpack."""
+    return MSGPACK_MEDIA_TYPE in (accept or "")

@@ -23,9 +23,16 @@ def json_response(value: object, status: int = 200) -> Response:
 
 def encoded_response(value: object, msgpack: bool, status: int = 200) -> Response:
     """The same schema type as msgpack (when the client accepts it) or JSON."""
+    content, media_type = encoded(value, msgpack)
+    return Response(content, status_code=status, media_type=media_type)
+
+
+def encoded(value: object, msgpack: bool) -> tuple[bytes, str]:
+    """A schema type's bytes and media type, msgpack when the client accepts it, else JSON (the routes
+    that send raw ASGI messages, service/hot_path.py, answer with these)."""
     if msgpack:
-        return Response(_msgpack_encoder.encode(value), status_code=status, media_type=MSGPACK_MEDIA_TYPE)
-    return json_response(value, status)
+        return _msgpack_encoder.encode(value), MSGPACK_MEDIA_TYPE
+    return _encoder.encode(value), JSON_MEDIA_TYPE
 
 
 def problem_response(error: ProblemError, request: Request | None = None) -> Response:

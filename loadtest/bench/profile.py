@@ -34,6 +34,7 @@ PHASES: dict[str, tuple[str, ...]] = {
     "decision log writer": ("service/decision_log.py", "service/spool.py"),
     "metrics": ("prometheus_client", "service/metrics.py"),
     "response encoding": ("service/responses.py", "encoded_response", "json_response"),
+    "hot path + body read (service/hot_path.py)": ("service/hot_path.py", "service/http_body.py"),
     "ranker (rest)": ("service/ranker.py",),
     "executor hop (threads, futures)": ("concurrent/futures", "threading.py", "to_thread", "run_in_threadpool"),
     "routing + middleware (Starlette/FastAPI)": ("starlette/", "fastapi/"),
