@@ -15,7 +15,7 @@ from contracts.routing import in_canary
 from contracts.store import active_version, versions
 from service.app import create_app
 from service.settings import Settings
-from tests.redis_streams import delete_decisions, wait_for_stream
+from tests.redis_streams import delete_decisions, stream_entries, wait_for_stream
 from tests.versions import AUTH, add_version, corrupt
 
 
@@ -122,9 +122,17 @@ def test_a_full_canary_serves_its_version_and_logs_the_arm(
     served = admin_client.post("/v1/rank", json=body).json()
 
     assert served["arm"] == "canary"
-    entries = wait_for_stream(redis_client, admin_settings.decision_stream, 1)
-    last = decision_record.decode(entries[-1][1][decision_record.STREAM_FIELD])
-    assert (last.arm, last.version, last.request_id) == ("canary", "v3", served["request_id"])
+    # The polling requests above are logged too, and asynchronously: find this request's own record.
+    deadline = time.monotonic() + 10
+    while True:
+        entries = stream_entries(redis_client, admin_settings.decision_stream)
+        records = [decision_record.decode(fields[decision_record.STREAM_FIELD]) for _, fields in entries]
+        mine = [record for record in records if record.request_id == served["request_id"]]
+        if mine:
+            break
+        assert time.monotonic() < deadline, "the served request's record never reached the stream"
+        time.sleep(0.02)
+    assert [(record.arm, record.version) for record in mine] == [("canary", "v3")]
 
 
 def test_a_shadow_version_is_logged_beside_the_served_one_never_returned(
