@@ -3,11 +3,12 @@
 A response never waits on Redis. Each worker is a *producer* with its own shard per policy
 (contracts/streams.py) and gives each record an explicit entry id `<ms>-<seq>` that only grows. So:
 
-- **Idempotent without a script.** A batch whose reply was lost (a dropped connection, a timeout) is
+- **Idempotent by entry id.** A batch whose reply was lost (a dropped connection, a timeout) is
   replayed from the spool; Redis refuses each of its entries already applied ("equal or smaller than
   the target stream top item"), entry by entry, and they are counted as deduplicated. One pipelined
-  round trip per batch (service/shard_writer.py): an XADD per record, one HSET of the decision index
-  (what the feedback route checks) per batch; no Lua, so the keys may live on any cluster slot.
+  round trip per batch (service/shard_writer.py): one EVAL per shard that XADDs the batch's records
+  (a script for the client's CPU, not for atomicity; it touches only its shard, so the keys may live
+  on any cluster slot), one HSET of the decision index (what the feedback route checks) per batch.
 - **Few round trips.** The writer lingers `linger` seconds between batches, so one round trip carries
   every record answered meanwhile, and a request never wakes the event loop to hand its record over.
 - **A bounded crash window.** At most `window.records` answered records, none older than
@@ -129,6 +130,7 @@ class DecisionLog:
         self._in_flight_spooled = False
         self._answered = 0  # sequence number of the last record answered
         self._durable = 0  # every record up to this sequence number is in Redis or in the spool
+        self._own_spooled = 0  # records of this worker in its own spool, not yet in Redis
         self._last_ms = 0
         self._last_seq = -1
         self._shards: dict[str, str] = {}
@@ -211,6 +213,7 @@ class DecisionLog:
         dropped = self._spool.append([encode_spooled(entry) for entry in entries])
         kept = len(entries) - dropped
         self.counters.spooled += kept
+        self._own_spooled += kept
         self._metrics.log_spooled.inc(kept)
         if dropped:
             self.counters.dropped += dropped
@@ -352,11 +355,12 @@ class DecisionLog:
 
     async def _replay(self, spool: Spool) -> bool:
         """Send a spool to Redis in order, batch by batch; True once all of it is in; what is in is cut."""
-        consumed_offset, consumed_records = 0, 0
+        consumed_offset, consumed_records, consumed_lines = 0, 0, 0
         chunk: list[Pending] = []
-        chunk_end = 0
+        chunk_end, lines = 0, 0
         complete = True
         for offset, data in spool.records():
+            lines += 1
             entry = decode_spooled(data)
             if entry is None:  # not an entry of this format: count it, never block on it
                 self.counters.dropped += 1
@@ -370,13 +374,17 @@ class DecisionLog:
                     complete = False
                     break
                 consumed_offset, consumed_records, chunk = chunk_end, consumed_records + len(chunk), []
+                consumed_lines = lines
         if complete and chunk_end > consumed_offset:
             if not chunk or await self._write(chunk):
                 consumed_offset, consumed_records = chunk_end, consumed_records + len(chunk)
+                consumed_lines = lines
             else:
                 complete = False
         if consumed_offset:
             spool.consume(consumed_offset)
+            if spool is self._spool:  # an orphan's records were never this worker's to count
+                self._own_spooled = max(self._own_spooled - consumed_lines, 0)
             self.counters.replayed += consumed_records
             self._metrics.log_replayed.inc(consumed_records)
         return complete and spool.size == 0
@@ -432,7 +440,9 @@ class DecisionLog:
             "status": "ok" if healthy else "degraded",
             "producer": self.producer,
             "queued": self.depth,
-            "pending": self.counters.enqueued - self.counters.written - self.counters.dropped,
+            # This worker's answered records not in Redis yet: handed over, queued or in flight, or in its
+            # spool. Not enqueued − written: a replay of another worker's spool counts as written here.
+            "pending": len(self._handoff) + self.depth + self._own_spooled,
             "spool_bytes": self._spool.size if self._spool else 0,
             "orphan_spools": self.orphans_pending,
             "written": self.counters.written,
