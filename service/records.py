@@ -69,7 +69,7 @@ def decision_record(scored: Scored, log_candidate_features: bool) -> DecisionRec
         digest=digest.hexdigest(),
         # Rows of the item table are 4 bytes a candidate; its ids (often 8 to 40 characters) are in the table.
         ids=scored.candidate_ids if rows is None else [],
-        rows=pack_rows(rows) if rows is not None else None,
+        rows=pack_rows(rows, table_rows=True) if rows is not None else None,  # rows_of: the table's row numbers
         item_table=scored.item_table,
         features=request.item_features.tolist() if logged_matrices and request is not None else None,
         predictions=request.mtl_predictions.tolist() if logged_matrices and request is not None else None,

@@ -116,11 +116,16 @@ def test_shutdown_while_redis_is_down_spools_and_the_next_worker_replays(
     assert len(list(read_records(spools[0]))) == 8
 
     own_redis.start()
-    with TestClient(create_app(configured)):
+    with TestClient(create_app(configured)) as client:
         stored = _stream_ids(own_redis.url, configured.decision_stream, 8)
+        while (state := client.get("/readyz").json()["decision_log"])["replayed"] < 8:
+            time.sleep(0.02)
 
     assert stored == served
     assert list(configured.log_spool_dir.glob("*.spool")) == []
+    # The 8 replayed records were the dead worker's, not this one's: nothing of this worker is pending.
+    assert state["written"] == 8
+    assert state["pending"] == 0
 
 
 def test_spool_keeps_order_enforces_its_limit_and_survives_a_torn_tail(tmp_path: Path) -> None:
