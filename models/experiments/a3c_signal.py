@@ -27,6 +27,7 @@ THRESHOLD = 2.81  # |z| of a 5 % two-sided test, Bonferroni over the 10 action d
 
 
 def signal(seed: int, cfg: V2Config, reward: str) -> dict[str, Any]:
+    torch.set_num_threads(cfg.threads)
     sim, base, _ = base_policy(seed, cfg)
     policy = copy.deepcopy(base)
     rng = method_stream(seed, f"signal-{reward}")
