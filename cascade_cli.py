@@ -221,7 +221,8 @@ def experiment(
             if len(record["per_seed"]) < 2:
                 raise typer.BadParameter(f"fewer than 2 complete seeds in {runs}", param_hint="--runs")
         command = (
-            f"nice -n 10 cascade experiment v2 --seeds {format_seeds(list(map(int, record['per_seed'])))} "
+            f"nice -n 19 cascade experiment v2 --seeds {format_seeds(list(map(int, record['per_seed'])))} "
+            f"--methods {','.join(record['config']['methods'])} "
             f"--steps {record['config']['run']['steps']} --eval-users {record['config']['eval_users']}"
         )
         path = write_results(record, results, command)
