@@ -35,7 +35,10 @@ def test_groups_are_segment_by_social_and_cover_every_user(sim: SimulatorV2) -> 
 
 def test_grouped_constant_serves_each_groups_row(sim: SimulatorV2) -> None:
     policy = CascadePolicy(PolicyConfig.from_sim(sim.config))
-    table = torch.rand(N_GROUPS, policy.fusion.action_dim) * policy.fusion.high
+    low, high = policy.fusion.low, policy.fusion.high
+    table = low + torch.rand(N_GROUPS, policy.fusion.action_dim, generator=torch.Generator().manual_seed(0)) * (
+        high - low
+    )
     group_of = observable_groups(sim)
     fusion = GroupedConstantFusion(policy.fusion, table, group_of)
     state = torch.from_numpy(np.concatenate([sim.user_features[:50], np.zeros((50, 6), np.float32)], axis=1))
