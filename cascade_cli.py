@@ -126,7 +126,8 @@ def experiment(
         str,
         typer.Argument(
             help="'calibrate' (simulator v2's calibration table), 'sweep' (its unanchored parameters), 'v2' (the "
-            "methods and baselines in simulator v2), 'report' (re-render RESULTS.md from a v2 run) or 'seeds' (v1)"
+            "methods and baselines in simulator v2), 'report' (re-render RESULTS.md from a v2 run), 'heldout' (the "
+            "demo against the best constant on --seeds of a v2 run folder) or 'seeds' (v1)"
         ),
     ] = "v2",
     seeds: SeedsOption = "0-9",
@@ -134,6 +135,7 @@ def experiment(
     methods: Annotated[str, typer.Option(help="v2: comma-separated methods (default: all, most important first)")] = "",
     eval_users: Annotated[int, typer.Option(help="v2: fixed users each method is evaluated on, per seed")] = 500,
     workers: Annotated[int, typer.Option(help="Seeds trained in parallel processes")] = 1,
+    resume: Annotated[bool, typer.Option(help="v2: keep the (seed, method) results already in --runs")] = False,
     runs: Annotated[Path, typer.Option(help="Run folder: config, seed, curves, metrics")] = Path("runs/experiment-v2"),
     results: Annotated[Path, typer.Option(help="Where to write the results (a PNG lands beside it)")] = Path(
         "RESULTS.md"
@@ -161,6 +163,33 @@ def experiment(
         update_section(results, "sim:sweep", text)
         typer.echo(text)
         return
+    if name == "signal":
+        from models.experiments.a3c_signal import signal_markdown
+        from models.reports.sections import update_section
+
+        text = signal_markdown(seed_list)
+        update_section(results, "demo:signal", text)
+        typer.echo(text)
+        return
+    if name == "heldout":
+        from models.experiments.world_v2 import V2Config, collect_runs
+        from models.reports.sections import update_section
+        from models.reports.world_v2 import held_out_markdown
+
+        chosen = tuple(m for m in methods.split(",") if m) or ("uniform", "cem_session", "a3c_gamma_0.95", "demo_a3c")
+        base = V2Config()
+        config = replace(base, methods=chosen, eval_users=eval_users, run=replace(base.run, steps=steps))
+        record = collect_runs(runs, config, seconds=0.0, seeds=seed_list)
+        if len(record["per_seed"]) < 2:
+            raise typer.BadParameter(f"fewer than 2 complete seeds of {seeds} in {runs}", param_hint="--runs")
+        command = (
+            f"nice -n 19 cascade experiment v2 --seeds {format_seeds(list(map(int, record['per_seed'])))} "
+            f"--methods {','.join(chosen)} --steps {steps} --eval-users {eval_users}; "
+            f"cascade experiment heldout --seeds {seeds}"
+        )
+        update_section(results, "demo:heldout", held_out_markdown(record, command))
+        typer.echo(f"wrote the held-out section of {results}")
+        return
     if name in ("v2", "report"):
         from models.experiments.world_v2 import ALL_METHODS, V2Config, run_experiment
         from models.reports.world_v2 import write_results
@@ -174,7 +203,12 @@ def experiment(
                 raise typer.BadParameter("at least 2 seeds for a paired interval", param_hint="--seeds")
             base = V2Config()
             config = replace(
-                base, seeds=seed_list, methods=chosen, eval_users=eval_users, run=replace(base.run, steps=steps)
+                base,
+                seeds=seed_list,
+                methods=chosen,
+                eval_users=eval_users,
+                run=replace(base.run, steps=steps),
+                resume=resume,
             )
             record = run_experiment(config, runs, workers=workers)
         else:
@@ -187,7 +221,8 @@ def experiment(
             if len(record["per_seed"]) < 2:
                 raise typer.BadParameter(f"fewer than 2 complete seeds in {runs}", param_hint="--runs")
         command = (
-            f"nice -n 10 cascade experiment v2 --seeds {format_seeds(list(map(int, record['per_seed'])))} "
+            f"nice -n 19 cascade experiment v2 --seeds {format_seeds(list(map(int, record['per_seed'])))} "
+            f"--methods {','.join(record['config']['methods'])} "
             f"--steps {record['config']['run']['steps']} --eval-users {record['config']['eval_users']}"
         )
         path = write_results(record, results, command)

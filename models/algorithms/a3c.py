@@ -164,6 +164,8 @@ def train_a3c(
             r = r + bonus(t.state)
         advantage, critic_loss = td_advantage(critic, r, t.state, t.next_state, t.done, config.gamma)
         actor_loss = -(t.fusion.log_prob * advantage).mean()  # −log π(a|s)·(r + γV(s') − V(s))
+        if t.fusion.mean.requires_grad:
+            t.fusion.mean.retain_grad()  # what reaches the action itself, before the actor's network
         actor_opt.zero_grad()
         actor_loss.backward()  # type: ignore[no-untyped-call]
         norm = grad_norm(actor_params)
@@ -171,5 +173,14 @@ def train_a3c(
         critic_opt.zero_grad()
         critic_loss.backward()  # type: ignore[no-untyped-call]  # (r + γV(s') − V(s))²
         critic_opt.step()
-        log.record(t, critic_loss.item(), norm, signal_std=float(r.std()))
+        action_grad = t.fusion.mean.grad
+        per_dim = action_grad.sum(0).tolist() if action_grad is not None else []
+        log.record(
+            t,
+            critic_loss.item(),
+            norm,
+            signal_std=float(r.std()),
+            advantage_std=float(advantage.std()),
+            **{f"action_grad_{j}": g for j, g in enumerate(per_dim)},
+        )
     return log

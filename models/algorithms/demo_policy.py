@@ -11,7 +11,10 @@ Training, in order, all seeded:
 With `world="v2"` (`session_demo_config`) step 3 is instead the session A3C with γ = `gamma` > 0 in
 simulator v2 (SIMULATOR.md): the fusion actor learns what keeps users in the session (their session
 return), not the reward of one request, and the manifest reports its session return against uniform
-weights on held-out users and its powers as scale-free shares.
+weights on held-out users and its powers as scale-free shares. The recipe is `cascade experiment v2`'s
+`demo_a3c` row: rewards E[r | s, a] (the signal CEM scores its constants with; sampled Bernoulli
+interactions left the actor's gradient below its noise in 200 updates), powers with a fixed sum (the
+fused score has no gradient along their common scale), 400 updates.
 """
 
 from __future__ import annotations
@@ -55,12 +58,13 @@ class DemoConfig:
     gamma: float = 0.95  # v2: the session A3C's discount
     session_run: RunConfig = field(
         default_factory=lambda: RunConfig(
-            steps=200,
+            steps=400,
             sessions=128,
             n_candidates=100,
             stage_sizes=(60, 40, 20),
             k=6,
             session=SessionConfig(max_depth=60),
+            reward="expected",
         )
     )
     eval_users: int = 400  # v2: held-out users (seed 10_000 + seed) of the session evaluation
@@ -150,7 +154,7 @@ def _train_session_demo(config: DemoConfig, started: float) -> DemoTraining:
     """Heads, RND, then the session A3C (γ = config.gamma) in simulator v2; evaluated on held-out users."""
     sim = SimulatorV2(config.sim, seed=config.seed)
     rng = np.random.default_rng([config.seed, 2])
-    policy = CascadePolicy(PolicyConfig.from_sim(config.sim))
+    policy = CascadePolicy(replace(PolicyConfig.from_sim(config.sim), scale_free_powers=True))
     heads = train_heads(policy, sim, rng, steps=config.head_steps)
     rnd_losses = train_rnd(policy.rnd, lambda n: user_states(sim, n, rng), config.rnd_steps)
     log = train_a3c(policy, sim, rng, SessionA3CConfig(run=config.session_run, gamma=config.gamma))

@@ -9,7 +9,7 @@ sessions), and keeps only its own losses.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -183,8 +183,22 @@ def live_rows(batch: RequestBatch, active: np.ndarray) -> RequestBatch:
     return RequestBatch(live_requests, batch.state[rows], batch.items[rows], batch.predictions[rows])
 
 
+FusionFn = Callable[[torch.Tensor], torch.Tensor]  # states [B, S] → fusion actions [B, A]
+
+
+@dataclass(frozen=True)
+class SessionOutcomes:
+    """Per-user results of serving one policy to a fixed set of users until every session ends."""
+
+    users: np.ndarray  # [U] catalogue user index of each session
+    returns: np.ndarray  # [U] Σ_t business-weighted expected reward
+    depth: np.ndarray  # [U] requests served
+    totals: np.ndarray  # [U, J] per objective, summed expected responses
+    p_return: np.ndarray  # [U] next-day return probability at the session's end (NaN in v1 worlds)
+
+
 @torch.no_grad()
-def evaluate(
+def session_outcomes(
     policy: CascadePolicy,
     sim: Simulator,
     config: RunConfig,
@@ -192,16 +206,17 @@ def evaluate(
     users: int = 1000,
     seed: int = 12345,
     fusion_action: torch.Tensor | None = None,
-) -> dict[str, float]:
-    """Serve the policy's means to a fixed set of users until every session ends; per-session means.
+    fusion_fn: FusionFn | None = None,
+) -> SessionOutcomes:
+    """Serve the policy's means (or the constant `fusion_action` [A], or `fusion_fn(state)`) to a fixed set
+    of users until every session ends.
 
     Same `seed` → same users, contexts, candidate pools and leave draws (common random numbers), so two
     policies differ only by what they serve. Objectives are accumulated from expected responses.
-    Returns: return (Σ_t business-weighted reward), depth (requests per session), per objective the sum
-    per session (`<name>`) and the mean per request (`<name>_per_request`).
     """
     rng = np.random.default_rng(seed)
     sessions = sim.sessions(users, rng, config.session, config.n_candidates, refill=False)
+    first_users = sessions.users.copy()
     sizes, k = torch.tensor(config.stage_sizes), torch.tensor([config.k])
     objectives = sim.config.objectives
     totals = np.zeros((users, len(objectives)))
@@ -216,7 +231,9 @@ def evaluate(
         live = live_rows(batch, active)
         n_live = len(live.requests)
         selection = policy.select(live.state, live.items, sizes, k)
-        if fusion_action is None:
+        if fusion_fn is not None:
+            action = fusion_fn(live.state)
+        elif fusion_action is None:
             action = policy.fusion(live.state, torch.zeros(n_live, policy.fusion.action_dim)).action
         else:
             action = fusion_action.expand(n_live, -1)
@@ -231,16 +248,35 @@ def evaluate(
         if ended is not None:
             rows = active & step.done
             p_return[rows] = ended[rows]
-    out = {"return": float(weighted.mean()), "depth": float(depth.mean())}
-    if not np.isnan(p_return).all():
-        out["next_day_return"] = float(np.nanmean(p_return))
+    return SessionOutcomes(first_users, weighted, depth, totals, p_return)
+
+
+def evaluate(
+    policy: CascadePolicy,
+    sim: Simulator,
+    config: RunConfig,
+    *,
+    users: int = 1000,
+    seed: int = 12345,
+    fusion_action: torch.Tensor | None = None,
+    fusion_fn: FusionFn | None = None,
+) -> dict[str, float]:
+    """Per-session means of `session_outcomes` (same arguments).
+
+    Returns: return (Σ_t business-weighted reward), depth (requests per session), per objective the sum
+    per session (`<name>`) and the mean per request (`<name>_per_request`).
+    """
+    o = session_outcomes(policy, sim, config, users=users, seed=seed, fusion_action=fusion_action, fusion_fn=fusion_fn)
+    out = {"return": float(o.returns.mean()), "depth": float(o.depth.mean())}
+    if not np.isnan(o.p_return).all():
+        out["next_day_return"] = float(np.nanmean(o.p_return))
         # E[gap] of Geometric(p) truncated at 16 days (SIMULATOR.md, return model).
         d = np.arange(1, 17)
-        pmf = p_return[:, None] * (1 - p_return[:, None]) ** (d - 1)
+        pmf = o.p_return[:, None] * (1 - o.p_return[:, None]) ** (d - 1)
         out["return_gap_days"] = float(np.nanmean((pmf * d).sum(1) / pmf.sum(1)))
-    for j, name in enumerate(objectives):
-        out[name] = float(totals[:, j].mean())
-        out[f"{name}_per_request"] = float(totals[:, j].sum() / depth.sum())
+    for j, name in enumerate(sim.config.objectives):
+        out[name] = float(o.totals[:, j].mean())
+        out[f"{name}_per_request"] = float(o.totals[:, j].sum() / o.depth.sum())
     return out
 
 

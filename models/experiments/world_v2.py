@@ -33,6 +33,7 @@ from models.algorithms.rnd import ExplorationWidener, novelty_bonus, train_rnd
 from models.algorithms.srs import SRSConfig, train_srs
 from models.algorithms.supervised import train_heads
 from models.env.episodes import RunConfig, TrainLog, evaluate, to_batch
+from models.experiments.headroom import GridChoice, GridConfig, GroupedConstantFusion, choose, observable_groups
 from models.experiments.session_methods import set_constant_fusion
 from models.nets.cascade import CascadePolicy, PolicyConfig
 from models.reports.stats import method_stream, torch_seed
@@ -50,6 +51,9 @@ ALL_METHODS = (
     "a3c_srs",
     "a3c_srs2",
     "a3c_rnd",
+    "grid_one",
+    "grid_groups",
+    "demo_a3c",
 )
 
 
@@ -76,9 +80,14 @@ class V2Config:
     eval_users: int = 500
     cem: SessionCEMConfig = field(default_factory=SessionCEMConfig)
     cem_immediate: CEMConfig = field(default_factory=CEMConfig)
+    # The headroom probe (no RL, models/experiments/headroom.py): one grid of constants, the best one
+    # for everyone (`grid_one`) and the best one per observable group (`grid_groups`).
+    grid: GridConfig = field(default_factory=GridConfig)
     threads: int = 1
+    resume: bool = False  # keep the (seed, method) results already in the run folder
 
 
+DEMO_STEPS_FACTOR = 2
 Train = Callable[[CascadePolicy, np.random.Generator], tuple[TrainLog | None, dict[str, Any]]]
 
 
@@ -88,8 +97,15 @@ def _uniform(policy: CascadePolicy) -> torch.Tensor:
     return torch.cat([torch.ones(n), 0.5 * (fusion.low + fusion.high)[n:]])
 
 
-def _trainers(sim: SimulatorV2, cfg: V2Config, reference: float) -> dict[str, Train]:
+def _trainers(sim: SimulatorV2, cfg: V2Config, reference: float, seed: int) -> dict[str, Train]:
     run = cfg.run
+    group_of = observable_groups(sim)
+    chosen: list[GridChoice] = []  # both grid rows of a seed share one set of selection rollouts
+
+    def grid_choice(p: CascadePolicy) -> GridChoice:
+        if not chosen:
+            chosen.append(choose(p, sim, run, seed, cfg.grid, group_of))
+        return chosen[0]
 
     def constant(kind: str) -> Train:
         def train(p: CascadePolicy, rng: np.random.Generator) -> tuple[None, dict[str, Any]]:
@@ -107,9 +123,28 @@ def _trainers(sim: SimulatorV2, cfg: V2Config, reference: float) -> dict[str, Tr
 
         return train
 
+    def grid(per_group: bool) -> Train:
+        def train(p: CascadePolicy, rng: np.random.Generator) -> tuple[None, dict[str, Any]]:
+            c = grid_choice(p)
+            actions = torch.from_numpy(c.actions.astype(np.float32))
+            if per_group:
+                p.fusion = GroupedConstantFusion(p.fusion, actions[torch.from_numpy(c.per_group)], group_of)
+            else:
+                set_constant_fusion(p, actions[c.best])
+            info = {"grid": asdict(cfg.grid), "best": c.best, "per_group": c.per_group.tolist()}
+            return None, {**info, "selection_returns": c.selection_returns.round(3).tolist()}
+
+        return train
+
     def a3c(gamma: float) -> Train:
         config = SessionA3CConfig(run=run, gamma=gamma)
         return lambda p, rng: (train_a3c(p, sim, rng, config), asdict(config))
+
+    def demo(p: CascadePolicy, rng: np.random.Generator) -> tuple[TrainLog, dict[str, Any]]:
+        # The demo's recipe (models/algorithms/demo_policy.py): γ = 0.95 on E[r | s, a], the signal CEM
+        # scores its constants with, for twice the updates of the comparison rows.
+        config = SessionA3CConfig(run=replace(run, reward="expected", steps=DEMO_STEPS_FACTOR * run.steps), gamma=0.95)
+        return train_a3c(p, sim, rng, config), asdict(config)
 
     def multi(p: CascadePolicy, rng: np.random.Generator) -> tuple[TrainLog, dict[str, Any]]:
         config = MultiCriticConfig(run=run)
@@ -135,6 +170,9 @@ def _trainers(sim: SimulatorV2, cfg: V2Config, reference: float) -> dict[str, Tr
         "a3c_srs": srs(False),
         "a3c_srs2": srs(True),
         "a3c_rnd": rnd,
+        "grid_one": grid(False),
+        "grid_groups": grid(True),
+        "demo_a3c": demo,
     }
 
 
@@ -165,20 +203,31 @@ def fusion_summary(policy: CascadePolicy, sim: SimulatorV2, run: RunConfig, seed
     }
 
 
-def run_seed(seed: int, cfg: V2Config, runs: Path) -> dict[str, dict[str, Any]]:
-    """Every method of `cfg.methods` on world `seed`; writes `<runs>/<seed>/<method>/metrics.json`."""
-    torch.set_num_threads(cfg.threads)
+def base_policy(seed: int, cfg: V2Config) -> tuple[SimulatorV2, CascadePolicy, float]:
+    """World `seed`, the policy every method of the seed starts from (stage heads trained supervised, RND
+    predictor trained; powers with a fixed sum) and the RND novelty of typical states."""
     sim = SimulatorV2(v2_sim_config(), seed=seed, world=cfg.world)
     base_rng = method_stream(seed, "base")
     torch.manual_seed(torch_seed(seed, "base"))
-    base = CascadePolicy(PolicyConfig.from_sim(sim.config))
+    base = CascadePolicy(replace(PolicyConfig.from_sim(sim.config), scale_free_powers=True))
     train_heads(base, sim, base_rng, steps=cfg.head_steps)
     train_rnd(base.rnd, lambda n: _states(sim, cfg.run, base_rng, n), cfg.rnd_steps)
     with torch.no_grad():
         reference = float(base.rnd(_states(sim, cfg.run, base_rng)).mean())
-    trainers = _trainers(sim, cfg, reference)
+    return sim, base, reference
+
+
+def run_seed(seed: int, cfg: V2Config, runs: Path) -> dict[str, dict[str, Any]]:
+    """Every method of `cfg.methods` on world `seed`; writes `<runs>/<seed>/<method>/metrics.json`."""
+    torch.set_num_threads(cfg.threads)
+    sim, base, reference = base_policy(seed, cfg)
+    trainers = _trainers(sim, cfg, reference, seed)
     out: dict[str, dict[str, Any]] = {}
     for name in cfg.methods:
+        folder = runs / str(seed) / name
+        if cfg.resume and (folder / "metrics.json").exists():  # a finished (seed, method) of an earlier run
+            out[name] = json.loads((folder / "metrics.json").read_text())
+            continue
         policy = copy.deepcopy(base)
         rng = method_stream(seed, name)
         torch.manual_seed(torch_seed(seed, name))
@@ -195,7 +244,6 @@ def run_seed(seed: int, cfg: V2Config, runs: Path) -> dict[str, dict[str, Any]]:
             "config": config,
             "log": asdict(log) if log else None,
         }
-        folder = runs / str(seed) / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "metrics.json").write_text(json.dumps(record, default=str))
         out[name] = record
@@ -234,16 +282,18 @@ def small(cfg: V2Config) -> V2Config:
         rnd_steps=3,
         eval_users=16,
         cem=SessionCEMConfig(iterations=1, population=3, elite=2, users=8),
+        grid=GridConfig(candidates=3, users=24, min_group_users=2),
         cem_immediate=CEMConfig(iterations=1, population=3, elite=2, requests=8),
     )
 
 
-def collect_runs(runs: Path, cfg: V2Config, seconds: float) -> dict[str, Any]:
+def collect_runs(runs: Path, cfg: V2Config, seconds: float, seeds: tuple[int, ...] = ()) -> dict[str, Any]:
     """The record `run_experiment` writes, rebuilt from `<runs>/<seed>/<method>/metrics.json` of every seed
     whose methods all finished (runs split over several processes, or stopped early: the seeds that are
-    complete are reported, the rest are not, and the report names the seeds it used)."""
+    complete are reported, the rest are not, and the report names the seeds it used); only `seeds` if given."""
     per_seed: dict[str, Any] = {}
-    for folder in sorted((p for p in runs.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
+    folders = (p for p in runs.iterdir() if p.is_dir() and p.name.isdigit() and (not seeds or int(p.name) in seeds))
+    for folder in sorted(folders, key=lambda p: int(p.name)):
         files = {m: folder / m / "metrics.json" for m in cfg.methods}
         if all(f.exists() for f in files.values()):
             per_seed[folder.name] = {m: json.loads(f.read_text()) for m, f in files.items()}

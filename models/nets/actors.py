@@ -62,6 +62,13 @@ class FusionActor(nn.Module):
     The action is (w_1..w_J, b_1..b_J) for the fused score Σ_j w_j·log(p_j + b_j). The mean is squashed
     into [low, high] by a scaled sigmoid so the served mean is always a valid action; the std is a learned
     state-independent log-std, initialised to `init_std_fraction` of each action's range.
+
+    `powers = J > 0` makes the mean's first J entries scale-free: w = (Σ_j mid_j)·softmax(z) (clipped to
+    the box), so Σ_j w_j is the same for every state. Why: the fused score ranks the same when every w_j
+    is multiplied by one constant, so the return has no gradient along that direction; a sigmoid mean
+    random-walks along it under the policy-gradient noise until the powers saturate at the box edges,
+    where the sigmoid passes no gradient (measured in simulator v2: shares of 1/3, 1/3, 1/3, 0, 0 after
+    600 updates). The softmax's Jacobian maps that direction to zero, so its noise never reaches z.
     """
 
     low: torch.Tensor
@@ -74,6 +81,7 @@ class FusionActor(nn.Module):
         high: Sequence[float],
         hidden: int = 64,
         init_std_fraction: float = 0.2,
+        powers: int = 0,
     ) -> None:
         super().__init__()
         low_t = torch.tensor(list(low), dtype=torch.float32)
@@ -82,6 +90,9 @@ class FusionActor(nn.Module):
             raise ValueError("fusion bounds need low <= high, one pair per action")
         self.register_buffer("low", low_t)
         self.register_buffer("high", high_t)
+        if not 0 <= powers <= low_t.numel():
+            raise ValueError("powers must be between 0 and the action size")
+        self.powers = powers
         self.net = mlp([state_dim, hidden, hidden, low_t.numel()])
         # Start at the middle of the box: a zero last layer gives σ(0) = ½ for every state.
         last = self.net[-1]
@@ -96,7 +107,13 @@ class FusionActor(nn.Module):
 
     def forward(self, state: torch.Tensor, noise: torch.Tensor) -> FusionStep:
         """state [B, S], standard-normal noise [B, A] → the Gaussian, the raw draw and the clipped action."""
-        mean = self.low + (self.high - self.low) * torch.sigmoid(self.net(state))
+        out = self.net(state)
+        mean = self.low + (self.high - self.low) * torch.sigmoid(out)
+        if self.powers:
+            j = self.powers
+            total = 0.5 * (self.low[:j] + self.high[:j]).sum()
+            w = torch.minimum(torch.maximum(total * torch.softmax(out[..., :j], -1), self.low[:j]), self.high[:j])
+            mean = torch.cat([w, mean[..., j:]], -1)
         std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp().expand_as(mean)
         raw = mean + std * noise
         # log π is of the raw (unclipped) draw: the density the logged propensity refers to. The draw is a

@@ -47,6 +47,8 @@ class PolicyConfig:
     actor_hidden: int = 32
     fusion_hidden: int = 64
     rnd_out: int = 16
+    # Fusion powers normalised to a fixed sum (models/nets/actors.FusionActor `powers`): the v2 methods.
+    scale_free_powers: bool = False
 
     @classmethod
     def from_sim(cls, sim: SimConfig) -> PolicyConfig:
@@ -140,7 +142,13 @@ class CascadePolicy(nn.Module):
             ]
         )
         self.stage_actors = nn.ModuleList([StageActor(c.obs_dim, c.n_objectives, c.actor_hidden) for _ in STAGES])
-        self.fusion = FusionActor(c.state_dim, c.fusion_low, c.fusion_high, c.fusion_hidden)
+        self.fusion = FusionActor(
+            c.state_dim,
+            c.fusion_low,
+            c.fusion_high,
+            c.fusion_hidden,
+            powers=c.n_objectives if c.scale_free_powers else 0,
+        )
         self.rnd = RND(c.state_dim, c.rnd_out)
 
     def head(self, stage: int) -> PredictionHead:
