@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -120,6 +120,22 @@ SeedsOption = Annotated[
 ]
 
 
+def _complete_v2_runs(
+    runs: Path, methods: tuple[str, ...], eval_users: int, steps: int, seeds: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    """The v2 run folder's record over the seeds (of `seeds`, or all) whose chosen methods all finished."""
+    from dataclasses import replace
+
+    from models.experiments.world_v2 import V2Config, collect_runs
+
+    base = V2Config()
+    config = replace(base, methods=methods, eval_users=eval_users, run=replace(base.run, steps=steps))
+    record = collect_runs(runs, config, seconds=0.0, seeds=seeds)
+    if len(record["per_seed"]) < 2:
+        raise typer.BadParameter(f"fewer than 2 complete seeds in {runs}", param_hint="--runs")
+    return record
+
+
 @app.command()
 def experiment(
     name: Annotated[
@@ -172,16 +188,11 @@ def experiment(
         typer.echo(text)
         return
     if name == "heldout":
-        from models.experiments.world_v2 import V2Config, collect_runs
         from models.reports.sections import update_section
         from models.reports.world_v2 import held_out_markdown
 
         chosen = tuple(m for m in methods.split(",") if m) or ("uniform", "cem_session", "a3c_gamma_0.95", "demo_a3c")
-        base = V2Config()
-        config = replace(base, methods=chosen, eval_users=eval_users, run=replace(base.run, steps=steps))
-        record = collect_runs(runs, config, seconds=0.0, seeds=seed_list)
-        if len(record["per_seed"]) < 2:
-            raise typer.BadParameter(f"fewer than 2 complete seeds of {seeds} in {runs}", param_hint="--runs")
+        record = _complete_v2_runs(runs, chosen, eval_users, steps, seed_list)
         command = (
             f"nice -n 19 cascade experiment v2 --seeds {format_seeds(list(map(int, record['per_seed'])))} "
             f"--methods {','.join(chosen)} --steps {steps} --eval-users {eval_users}; "
@@ -213,13 +224,7 @@ def experiment(
             record = run_experiment(config, runs, workers=workers)
         else:
             # Re-render from the per-seed folders: every seed whose chosen methods all finished.
-            from models.experiments.world_v2 import collect_runs
-
-            base = V2Config()
-            config = replace(base, methods=chosen, eval_users=eval_users, run=replace(base.run, steps=steps))
-            record = collect_runs(runs, config, seconds=0.0)
-            if len(record["per_seed"]) < 2:
-                raise typer.BadParameter(f"fewer than 2 complete seeds in {runs}", param_hint="--runs")
+            record = _complete_v2_runs(runs, chosen, eval_users, steps)
         command = (
             f"nice -n 19 cascade experiment v2 --seeds {format_seeds(list(map(int, record['per_seed'])))} "
             f"--methods {','.join(record['config']['methods'])} "
