@@ -302,7 +302,9 @@ def collect_runs(runs: Path, cfg: V2Config, seconds: float, seeds: tuple[int, ..
     span = max(stamps) - min(stamps) if stamps else 0.0
     return {
         "seconds": seconds or span,  # else the span between the first and last result file
-        "load": " / ".join(f"{x:.1f}" for x in __import__("os").getloadavg()),
+        # A re-render cannot know the load its runs saw: say so, with the load at rendering.
+        "load": "of the runs not recorded by a re-render; at rendering "
+        + " / ".join(f"{x:.1f}" for x in __import__("os").getloadavg()),
         "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
         "config": json.loads(json.dumps(asdict(replace(cfg, seeds=seeds)), default=str)),
         "per_seed": per_seed,

@@ -69,7 +69,7 @@ COMPARISONS = (
         "cem_session",
         "return",
         1,
-        "seed 001: RL beats the hand-tuned constant (CEM) on long-term metrics",
+        "Kuaishou RL talk (seed paper 001): RL beats the hand-tuned constant (CEM) on long-term metrics",
         "a state-dependent action adds value only where the best action differs across observable states; "
         "the exposure of that heterogeneity (ζ_u, segment) through the fusion of five predictions is weak",
     ),
@@ -78,7 +78,7 @@ COMPARISONS = (
         "a3c_gamma_0",
         "return",
         1,
-        "seed 001: γ = 0.95 beats the contextual bandit γ = 0",
+        "Kuaishou RL talk (seed paper 001): γ = 0.95 beats the contextual bandit γ = 0",
         "the delayed effects (patience from follows and quality, satiation) must be large next to the "
         "immediate reward's noise within the training budget",
     ),
@@ -87,7 +87,7 @@ COMPARISONS = (
         "cem_immediate",
         "reward_per_request",
         1,
-        "seed 001: a learned (personalised) bandit beats one constant on the immediate reward",
+        "Kuaishou RL talk (seed paper 001): a learned (personalised) bandit beats one constant on the immediate reward",
         "per-user differences in the immediate response are mostly rate shifts, which the log-power fusion "
         "absorbs (a constant factor on p_j shifts every item's score alike)",
     ),
@@ -104,7 +104,7 @@ COMPARISONS = (
         "a3c_gamma_0.95",
         "return",
         1,
-        "seed 001: one critic per objective (sparse γ = 0.5) improves on one critic",
+        "Kuaishou RL talk (seed paper 001): one critic per objective (sparse γ = 0.5) improves on one critic",
         "the sparse critics' γ = 0.5 discounts exactly the long-term effect of follows this world has",
     ),
     Comparison(
@@ -112,7 +112,7 @@ COMPARISONS = (
         "a3c_gamma_0.95",
         "follow",
         1,
-        "seed 001: the multi-critic raises the sparse objectives",
+        "Kuaishou RL talk (seed paper 001): the multi-critic raises the sparse objectives",
         "as above",
     ),
     Comparison(
@@ -120,7 +120,7 @@ COMPARISONS = (
         "a3c_gamma_0.95",
         "return",
         1,
-        "seed 002: SRS (reward replaced by its estimate) improves return",
+        "SRS (seed paper 002): SRS (reward replaced by its estimate) improves return",
         "the policy-gradient noise is dominated by exploration and the leave draws, not by the reward noise",
     ),
     Comparison(
@@ -128,7 +128,7 @@ COMPARISONS = (
         "a3c_gamma_0.95",
         "return",
         1,
-        "seed 002: SRS2 (shared embedding) improves return",
+        "SRS (seed paper 002): SRS2 (shared embedding) improves return",
         "the actor reads dense features; there is no representation-learning bottleneck for sharing to fix",
     ),
     Comparison(
@@ -136,7 +136,7 @@ COMPARISONS = (
         "a3c_gamma_0.95",
         "return",
         1,
-        "seed 001: the RND bonus improves return",
+        "Kuaishou RL talk (seed paper 001): the RND bonus improves return",
         "novelty (cold-start users, drifting interests) is a small share of the states at this budget",
     ),
 )
