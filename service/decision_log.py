@@ -255,8 +255,8 @@ class DecisionLog:
         """Write what is held to Redis within `timeout`, spool the rest, stop the writer."""
         self._take_handoff()
         deadline = time.monotonic() + timeout
+        self._stopping = True  # no lingering from here on: what is held goes out now
         while (self._queue or self._in_flight or self._spool_pending()) and time.monotonic() < deadline:
-            self._stopping = True
             self._wake.set()
             await asyncio.sleep(0.01)
         if self._ticker is not None:
