@@ -4,6 +4,7 @@ so `cascade serve` runs in the serving image, which has no torch."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -152,6 +153,13 @@ def experiment(
     eval_users: Annotated[int, typer.Option(help="v2: fixed users each method is evaluated on, per seed")] = 500,
     workers: Annotated[int, typer.Option(help="Seeds trained in parallel processes")] = 1,
     resume: Annotated[bool, typer.Option(help="v2: keep the (seed, method) results already in --runs")] = False,
+    section: Annotated[
+        str,
+        typer.Option(
+            help="v2/report: write this run as RESULTS.md section KEY (e.g. methods:stages) instead of the main table, "
+            "for methods run apart from it (their baselines beside them)"
+        ),
+    ] = "",
     runs: Annotated[Path, typer.Option(help="Run folder: config, seed, curves, metrics")] = Path("runs/experiment-v2"),
     results: Annotated[Path, typer.Option(help="Where to write the results (a PNG lands beside it)")] = Path(
         "RESULTS.md"
@@ -166,6 +174,8 @@ def experiment(
         seed_list = parse_seeds(seeds)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--seeds") from error
+    if section and re.fullmatch(r"[a-z]+:[a-z_]+", section) is None:
+        raise typer.BadParameter("lowercase letters, a colon, then letters or _", param_hint="--section")
     if name == "calibrate":
         from models.reports.calibration import calibration_markdown
 
@@ -230,7 +240,15 @@ def experiment(
             f"--methods {','.join(record['config']['methods'])} "
             f"--steps {record['config']['run']['steps']} --eval-users {record['config']['eval_users']}"
         )
-        path = write_results(record, results, command)
+        if section:
+            from models.reports.sections import update_section
+            from models.reports.world_v2 import section_markdown
+
+            command += f" --section {section}"
+            title = "Methods run apart from the main table (simulator v2)"
+            path = update_section(results, section, section_markdown(record, command, title))
+        else:
+            path = write_results(record, results, command)
         typer.echo(f"wrote {path}; runs in {runs}")
         return
     if name != "seeds":

@@ -28,17 +28,20 @@ import torch
 
 from models.algorithms.a3c import SessionA3CConfig, train_a3c
 from models.algorithms.cem import CEMConfig, SessionCEMConfig, cem_fusion_action, cem_session_action
+from models.algorithms.lagrangian import LagrangianConfig, train_lagrangian
 from models.algorithms.multi_critic import MultiCriticConfig, train_multi_critic
 from models.algorithms.rnd import ExplorationWidener, novelty_bonus, train_rnd
 from models.algorithms.srs import SRSConfig, train_srs
 from models.algorithms.supervised import train_heads
+from models.algorithms.two_stage import TwoStageConfig, train_two_stage
+from models.algorithms.unex_rl import UnexConfig, train_stages
 from models.env.episodes import RunConfig, TrainLog, evaluate, to_batch
 from models.experiments.headroom import GridChoice, GridConfig, GroupedConstantFusion, choose, observable_groups
 from models.experiments.session_methods import set_constant_fusion
 from models.nets.cascade import CascadePolicy, PolicyConfig
 from models.reports.stats import method_stream, torch_seed
 from models.sim.session import SessionConfig
-from models.sim.world import SimulatorV2, WorldConfig, v2_sim_config
+from models.sim.world import SPARSE_V2, SimulatorV2, WorldConfig, v2_sim_config
 
 # Most important first: the brief's order of comparisons.
 ALL_METHODS = (
@@ -54,7 +57,14 @@ ALL_METHODS = (
     "grid_one",
     "grid_groups",
     "demo_a3c",
+    "lagrangian_a3c",
+    "two_stage",
+    "independent_stages",
+    "unex_rl",
 )
+# Users the constrained methods' thresholds are measured on (seed THRESHOLD_SEED + world seed): neither the
+# evaluation users (10000 + seed) nor the headroom probe's selection users (20000 + seed).
+THRESHOLD_SEED = 30_000
 
 
 def v2_run() -> RunConfig:
@@ -97,7 +107,22 @@ def _uniform(policy: CascadePolicy) -> torch.Tensor:
     return torch.cat([torch.ones(n), 0.5 * (fusion.low + fusion.high)[n:]])
 
 
-def _trainers(sim: SimulatorV2, cfg: V2Config, reference: float, seed: int) -> dict[str, Train]:
+def constraint_thresholds(base: CascadePolicy, sim: SimulatorV2, run: RunConfig, seed: int) -> dict[str, float]:
+    """C_i of the constrained methods (seed 001's TSCAC setting): keep each sparse response's business-weighted
+    reward per request at least at the uniform weights' level, measured on users of their own."""
+    metrics = evaluate(base, sim, run, users=400, seed=THRESHOLD_SEED + seed, fusion_action=_uniform(base))
+    weights = sim.business_weights
+    return {name: metrics[f"{name}_per_request"] * weights[name] for name in SPARSE_V2}
+
+
+def constraints_met(metrics: dict[str, float], thresholds: dict[str, float], weights: dict[str, float]) -> int:
+    """How many of the sparse responses a policy kept at or above their thresholds on the evaluation users."""
+    return sum(metrics[f"{name}_per_request"] * weights[name] >= c for name, c in thresholds.items())
+
+
+def _trainers(
+    sim: SimulatorV2, cfg: V2Config, reference: float, seed: int, thresholds: dict[str, float]
+) -> dict[str, Train]:
     run = cfg.run
     group_of = observable_groups(sim)
     chosen: list[GridChoice] = []  # both grid rows of a seed share one set of selection rollouts
@@ -160,6 +185,28 @@ def _trainers(sim: SimulatorV2, cfg: V2Config, reference: float, seed: int) -> d
         log = train_a3c(p, sim, rng, config, bonus=novelty_bonus(p.rnd, reference, 0.1), widen=widen)
         return log, {**asdict(config), "rnd": {"reference": reference, "max_scale": 2.0, "bonus_weight": 0.1}}
 
+    def lagrangian(p: CascadePolicy, rng: np.random.Generator) -> tuple[TrainLog, dict[str, Any]]:
+        config = LagrangianConfig(thresholds=thresholds, run=run)
+        return train_lagrangian(p, sim, rng, config), asdict(config)
+
+    def two_stage(p: CascadePolicy, rng: np.random.Generator) -> tuple[TrainLog, dict[str, Any]]:
+        # The auxiliary actors share the main budget's updates (half of it each), as in the v1 comparison.
+        config = TwoStageConfig(run=run, auxiliary_steps=run.steps // 2)
+        return train_two_stage(p, sim, rng, config)[0], asdict(config)
+
+    def stages(independent: bool) -> Train:
+        # Stage actors learn under a fixed fusion (uniform weights, the comparison's common starting point),
+        # which both rows then serve: the difference is the stages' alone (seed 000's setting).
+        config = UnexConfig(run=replace(run, actor_lr=1e-3), independent=independent)
+
+        def train(p: CascadePolicy, rng: np.random.Generator) -> tuple[TrainLog, dict[str, Any]]:
+            fusion = _uniform(p)
+            log = train_stages(p, sim, rng, config, fusion)
+            set_constant_fusion(p, fusion)
+            return log, asdict(config)
+
+        return train
+
     return {
         "uniform": constant("uniform"),
         "cem_immediate": constant("immediate"),
@@ -173,6 +220,10 @@ def _trainers(sim: SimulatorV2, cfg: V2Config, reference: float, seed: int) -> d
         "grid_one": grid(False),
         "grid_groups": grid(True),
         "demo_a3c": demo,
+        "lagrangian_a3c": lagrangian,
+        "two_stage": two_stage,
+        "independent_stages": stages(True),
+        "unex_rl": stages(False),
     }
 
 
@@ -221,7 +272,8 @@ def run_seed(seed: int, cfg: V2Config, runs: Path) -> dict[str, dict[str, Any]]:
     """Every method of `cfg.methods` on world `seed`; writes `<runs>/<seed>/<method>/metrics.json`."""
     torch.set_num_threads(cfg.threads)
     sim, base, reference = base_policy(seed, cfg)
-    trainers = _trainers(sim, cfg, reference, seed)
+    thresholds = constraint_thresholds(base, sim, cfg.run, seed)
+    trainers = _trainers(sim, cfg, reference, seed, thresholds)
     out: dict[str, dict[str, Any]] = {}
     for name in cfg.methods:
         folder = runs / str(seed) / name
@@ -237,12 +289,14 @@ def run_seed(seed: int, cfg: V2Config, runs: Path) -> dict[str, dict[str, Any]]:
         policy.eval()
         metrics = evaluate(policy, sim, cfg.run, users=cfg.eval_users, seed=10_000 + seed)
         metrics["reward_per_request"] = metrics["return"] / metrics["depth"]
+        metrics["constraints_met"] = constraints_met(metrics, thresholds, sim.business_weights)
         record = {
             "metrics": metrics,
             "seconds": seconds,
             "fusion": fusion_summary(policy, sim, cfg.run, seed),
             "config": config,
             "log": asdict(log) if log else None,
+            "thresholds": thresholds,
         }
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "metrics.json").write_text(json.dumps(record, default=str))

@@ -23,6 +23,7 @@ METRICS = (
     ("follow", "follows", 4),
     ("next_day_return", "next-day return", 4),
     ("reward_per_request", "reward / request", 3),
+    ("constraints_met", "sparse constraints met (of 4)", 1),
 )
 
 
@@ -139,6 +140,41 @@ COMPARISONS = (
         "Kuaishou RL talk (seed paper 001): the RND bonus improves return",
         "novelty (cold-start users, drifting interests) is a small share of the states at this budget",
     ),
+    Comparison(
+        "two_stage",
+        "lagrangian_a3c",
+        "watch_time",
+        1,
+        "Kuaishou RL talk (seed paper 001): two-stage constrained actor-critic beats the Lagrangian on the main "
+        "objective (watch time)",
+        "the auxiliary policies' KL constraints pull towards actions that trade watch time for sparse responses, "
+        "and the sparse responses' own critics see a reward that is almost always 0",
+    ),
+    Comparison(
+        "two_stage",
+        "lagrangian_a3c",
+        "constraints_met",
+        1,
+        "Kuaishou RL talk (seed paper 001): two-stage keeps the auxiliary responses' constraints better",
+        "as above",
+    ),
+    Comparison(
+        "unex_rl",
+        "independent_stages",
+        "return",
+        1,
+        "UNEX-RL (seed paper 000): joint stage actors (global critic, CIC) beat independent stage learners",
+        "the stages' own heads agree (no simulator-side per-stage bias or noise), so there is little for "
+        "cooperation between the stages to fix",
+    ),
+    Comparison(
+        "unex_rl",
+        "uniform",
+        "return",
+        1,
+        "UNEX-RL (seed paper 000): learned stage actors improve on the cascade they start from",
+        "as above",
+    ),
 )
 
 
@@ -188,13 +224,8 @@ def write_results(record: dict[str, Any], path: Path, command: str) -> Path:
         "",
         "## Per-session outcomes",
         "",
-        "| method | " + " | ".join(label for _, label, _ in METRICS) + " | train s |",
-        "|---|" + "---|" * (len(METRICS) + 1),
     ]
-    for m in methods:
-        cells = [_cell(_values(per_seed, m, key), digits) for key, _, digits in METRICS]
-        secs = np.array([per_seed[s][m]["seconds"] for s in per_seed])
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {secs.mean():.0f} |")
+    lines += _outcome_rows(per_seed, methods)
 
     lines += [
         "",
@@ -218,30 +249,8 @@ def write_results(record: dict[str, Any], path: Path, command: str) -> Path:
             f"| {b.mean:+.2f} ({b.relative:+.1%}) | [{blo:+.2f}, {bhi:+.2f}] | {a.wins}/{a.n} |"
         )
 
-    lines += [
-        "",
-        "## The seeds' comparisons",
-        "",
-        "| comparison | metric | paper's direction | paired difference | 95 % CI | MDE | seeds first higher | holds? |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    sentences: list[str] = []
-    for c in COMPARISONS:
-        if not _present(per_seed, c.first, c.second):
-            continue
-        p = Paired(_values(per_seed, c.first, c.metric), _values(per_seed, c.second, c.metric))
-        lo, hi = p.interval
-        verdict = p.verdict(c.sign)
-        digits = 4 if c.metric in ("follow", "next_day_return") else 2
-        lines.append(
-            f"| {c.first} vs {c.second} | {c.metric} | {'first higher' if c.sign > 0 else 'first lower'} "
-            f"| {p.mean:+.{digits}f} ({p.relative:+.1%}) | [{lo:+.{digits}f}, {hi:+.{digits}f}] "
-            f"| {p.mde:.{digits}f} | {p.wins}/{p.n} | {verdict} |"
-        )
-        sentence = f"- **{c.paper}.** " + describe(p, c.first, c.second, c.metric, c.sign, digits)
-        if verdict != "holds" and c.missing != "—":
-            sentence += f" Mechanism we believe is missing or too weak: {c.missing}."
-        sentences.append(sentence)
+    table, sentences = _comparison_rows(per_seed, COMPARISONS)
+    lines += ["", "## The seeds' comparisons", "", *table]
 
     lines += ["", "## Fusion weights served (scale-free)", ""]
     lines += [
@@ -298,11 +307,86 @@ def write_results(record: dict[str, Any], path: Path, command: str) -> Path:
     return path
 
 
-def _scope_lines(cfg: dict[str, Any]) -> list[str]:
+def _outcome_rows(per_seed: dict[str, Any], methods: list[str]) -> list[str]:
+    """The per-session outcomes table: one row per method, mean ± 95 % half-width over seeds."""
+    lines = [
+        "| method | " + " | ".join(label for _, label, _ in METRICS) + " | train s |",
+        "|---|" + "---|" * (len(METRICS) + 1),
+    ]
+    for m in methods:
+        cells = [_cell(_values(per_seed, m, key), digits) for key, _, digits in METRICS]
+        secs = np.array([per_seed[s][m]["seconds"] for s in per_seed])
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {secs.mean():.0f} |")
+    return lines
+
+
+def _comparison_rows(per_seed: dict[str, Any], comparisons: tuple[Comparison, ...]) -> tuple[list[str], list[str]]:
+    """The comparisons table of those whose rows the run has, and one generated sentence per comparison."""
+    lines = [
+        "| comparison | metric | paper's direction | paired difference | 95 % CI | MDE | seeds first higher | holds? |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    sentences: list[str] = []
+    for c in comparisons:
+        if not _present(per_seed, c.first, c.second):
+            continue
+        p = Paired(_values(per_seed, c.first, c.metric), _values(per_seed, c.second, c.metric))
+        lo, hi = p.interval
+        verdict = p.verdict(c.sign)
+        digits = 4 if c.metric in ("follow", "next_day_return") else 2
+        lines.append(
+            f"| {c.first} vs {c.second} | {c.metric} | {'first higher' if c.sign > 0 else 'first lower'} "
+            f"| {p.mean:+.{digits}f} ({p.relative:+.1%}) | [{lo:+.{digits}f}, {hi:+.{digits}f}] "
+            f"| {p.mde:.{digits}f} | {p.wins}/{p.n} | {verdict} |"
+        )
+        sentence = f"- **{c.paper}.** " + describe(p, c.first, c.second, c.metric, c.sign, digits)
+        if verdict != "holds" and c.missing != "—":
+            sentence += f" Mechanism we believe is missing or too weak: {c.missing}."
+        sentences.append(sentence)
+    return lines, sentences
+
+
+def section_markdown(record: dict[str, Any], command: str, title: str) -> str:
+    """One run's rows and every comparison among them, as a RESULTS.md section of its own: for methods run
+    apart from the main table (their baselines rerun beside them, since pairs need the same seeds)."""
+    per_seed: dict[str, Any] = record["per_seed"]
+    seeds = [int(s) for s in per_seed]
+    methods = [m for m in record["config"]["methods"] if _present(per_seed, m)]
+    table, sentences = _comparison_rows(per_seed, COMPARISONS)
+    return "\n".join(
+        [
+            f"## {title}",
+            "",
+            f"Generated by `{command}` on {dt.date.today().isoformat()}; machine: {record['machine']}, load average "
+            f"{record.get('load', 'not recorded')}, wall time {record['seconds'] / 60:.1f} min. Seeds: "
+            f"{format_seeds(seeds)}. Budget and evaluation as in the main table above; rows: "
+            f"{', '.join(methods)}.",
+            *_scope_lines(record["config"], mention_left_out=False),
+            "",
+            *_outcome_rows(per_seed, methods),
+            "",
+            *table,
+            "",
+            *sentences,
+        ]
+    )
+
+
+def _scope_lines(cfg: dict[str, Any], mention_left_out: bool = True) -> list[str]:
     """What differs from the shared budget, and which registered methods this run left out."""
     from models.experiments.world_v2 import ALL_METHODS, DEMO_STEPS_FACTOR
 
     lines = []
+    if "lagrangian_a3c" in cfg["methods"] or "two_stage" in cfg["methods"]:
+        lines += [
+            "",
+            "Constrained rows (`lagrangian_a3c`, `two_stage`): maximise watch time while keeping each sparse "
+            "response's business-weighted reward per request at least at the uniform weights' level, measured "
+            "on 400 users of their own per world (seed 30000 + world seed); `sparse constraints met` counts, on "
+            "the evaluation users, the responses at or above it. Stage rows (`unex_rl`, `independent_stages`): "
+            "the stage actors learn and serve under uniform fusion weights, so their difference is the stages' "
+            "alone and `uniform` is their starting point.",
+        ]
     if "demo_a3c" in cfg["methods"]:
         lines += [
             "",
@@ -314,7 +398,7 @@ def _scope_lines(cfg: dict[str, Any]) -> list[str]:
             "evaluation users.",
         ]
     left_out = [m for m in ALL_METHODS if m not in cfg["methods"]]
-    if left_out:
+    if left_out and mention_left_out:
         lines += ["", f"Registered methods not run here (no rows, no comparisons): {', '.join(left_out)}."]
     return lines
 

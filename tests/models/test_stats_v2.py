@@ -65,3 +65,24 @@ def test_report_is_generated_from_the_numbers(tmp_path: Path) -> None:
     g0 = np.array([per_seed[s]["a3c_gamma_0"]["metrics"]["return"] for s in per_seed])
     assert f"by {(g95 - g0).mean():+.2f}" in text
     assert (tmp_path / "results.png").exists()
+
+
+def test_constrained_and_stage_rows_run_and_are_compared(tmp_path: Path) -> None:
+    cfg = small(V2Config())
+    methods = ("uniform", "lagrangian_a3c", "two_stage", "independent_stages", "unex_rl")
+    cfg = replace(cfg, methods=methods)
+    per_seed = {str(s): run_seed(s, cfg, tmp_path / "runs") for s in (0, 1)}
+    for rows in per_seed.values():
+        for name in methods:
+            assert 0 <= rows[name]["metrics"]["constraints_met"] <= 4
+            assert set(rows[name]["thresholds"]) == {"like", "follow", "share", "comment"}
+    record = {
+        "seconds": 1.0,
+        "machine": "test",
+        "config": json.loads(json.dumps(asdict(cfg), default=str)),
+        "per_seed": per_seed,
+    }
+    text = write_results(record, tmp_path / "RESULTS.md", "cascade experiment v2 --seeds 0-1").read_text()
+    for pair in ("two_stage vs lagrangian_a3c", "unex_rl vs independent_stages", "unex_rl vs uniform"):
+        assert pair in text
+    assert "| two_stage vs lagrangian_a3c | constraints_met |" in text
