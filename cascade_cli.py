@@ -7,8 +7,9 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -271,6 +272,7 @@ def offline_experiment(
         str, typer.Argument(help="'ope' (OPE vs the truth), 'resact' (seed 004) or 'enhanced' (EnhancedRL, seed 003)")
     ],
     seeds: SeedsOption = "0-2",
+    world: Annotated[str, typer.Option(help="'v1' or 'v2' (SIMULATOR.md's world)")] = "v1",
     runs: Annotated[Path, typer.Option(help="Run folder; <runs>/<name>/all.json holds every number")] = Path("runs"),
     results: Annotated[Path, typer.Option(help="RESULTS.md whose section for this experiment is replaced")] = Path(
         "RESULTS.md"
@@ -289,25 +291,47 @@ def offline_experiment(
     import time
     from dataclasses import replace
 
+    from models.env.offline_data import in_world
     from models.experiments import enhanced_rl, ope_validation, resact_offline
     from models.reports.offline import enhanced_section, machine, ope_section, resact_section
     from models.reports.sections import update_section
 
-    experiments = {
-        "ope": (ope_validation.run, ope_validation.OPEValidationConfig(), ope_section),
-        "resact": (resact_offline.run, resact_offline.ResActExperimentConfig(), resact_section),
-        "enhanced": (enhanced_rl.run, enhanced_rl.EnhancedExperimentConfig(), enhanced_section),
+    if world not in ("v1", "v2"):
+        raise typer.BadParameter("'v1' or 'v2'", param_hint="--world")
+    chosen: Literal["v1", "v2"] = "v2" if world == "v2" else "v1"
+    ope = ope_validation.OPEValidationConfig()
+    resact = resact_offline.ResActExperimentConfig()
+    enhanced = enhanced_rl.EnhancedExperimentConfig()
+    experiments: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any], str], str]]] = {
+        "ope": (
+            lambda: ope_validation.run(replace(ope, seeds=seed_list, offline=in_world(ope.offline, chosen))),
+            ope_section,
+        ),
+        "resact": (
+            lambda: resact_offline.run(replace(resact, seeds=seed_list, offline=in_world(resact.offline, chosen))),
+            resact_section,
+        ),
+        "enhanced": (
+            lambda: enhanced_rl.run(
+                replace(
+                    enhanced,
+                    seeds=seed_list,
+                    enhanced=replace(enhanced.enhanced, offline=in_world(enhanced.enhanced.offline, chosen)),
+                )
+            ),
+            enhanced_section,
+        ),
     }
     if name not in experiments:
         raise typer.BadParameter(f"unknown experiment {name!r}; known: {', '.join(experiments)}")
-    run, config, section = experiments[name]
-    record = run(replace(config, seeds=seed_list))  # type: ignore[type-var,operator]
+    run, section = experiments[name]
+    record = run()
     record["machine"] = machine()
     record["cpu_seconds"] = time.process_time()  # the wall time depends on who else uses the 2 cores
     folder = runs / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "all.json").write_text(json.dumps(record, indent=1, default=str))
-    command = f"nice -n 10 cascade offline-experiment {name} --seeds {seeds}"  # the list as given
+    command = f"nice -n 10 cascade offline-experiment {name} --seeds {seeds} --world {world}"  # as given
     update_section(results, f"offline:{name}", section(json.loads((folder / "all.json").read_text()), command))
     typer.echo(f"wrote the {name} section of {results}; numbers in {folder / 'all.json'}")
 

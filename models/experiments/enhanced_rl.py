@@ -22,7 +22,6 @@ from models.algorithms.enhanced_rl import EnhancedActor, EnhancedRLConfig, train
 from models.env.episodes import RunConfig
 from models.env.offline_data import over_seeds, true_return
 from models.nets.cascade import CascadePolicy, PolicyConfig
-from models.sim.simulator import Simulator
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class EnhancedExperimentConfig:
 def run_seed(seed: int, cfg: EnhancedExperimentConfig) -> dict[str, dict[str, float]]:
     e = cfg.enhanced
     off = e.offline
-    sim = Simulator(off.sim, seed=seed)
+    sim = off.simulator(seed)
     pc = PolicyConfig.from_sim(off.sim)
     eval_kwargs = {"users": cfg.eval_users, "seed": 40_000 + seed}
     out: dict[str, dict[str, float]] = {}

@@ -122,7 +122,7 @@ def run_seed(seed: int, cfg: OPEValidationConfig) -> dict[str, dict[str, float]]
     """Per policy: the true mean request reward and each estimator's value, on one world and one log."""
     torch.manual_seed(seed)
     offline = cfg.offline
-    sim = Simulator(offline.sim, seed=seed)
+    sim = offline.simulator(seed)
     rng = np.random.default_rng([seed, 5])
     behaviour = BehaviourPolicy.make(PolicyConfig.from_sim(offline.sim), offline, seed)
     log = collect(sim, behaviour, offline, rng)

@@ -23,7 +23,6 @@ from models.env.offline_data import BehaviourPolicy, OfflineConfig, OfflineLog, 
 from models.env.rollout import RequestBatch
 from models.nets.cascade import PolicyConfig
 from models.ope import LoggedRewards, gaussian_log_prob, ncis
-from models.sim.simulator import Simulator
 
 METHODS = ("behaviour", "bc", "bcq", "td3_bc", "resact")
 
@@ -75,7 +74,7 @@ def ncis_of(mean_action: np.ndarray, behaviour: BehaviourPolicy, log: OfflineLog
 def run_seed(seed: int, cfg: ResActExperimentConfig) -> dict[str, dict[str, float]]:
     torch.manual_seed(seed)
     offline = cfg.offline
-    sim = Simulator(offline.sim, seed=seed)
+    sim = offline.simulator(seed)
     rng = np.random.default_rng([seed, 3])
     pc = PolicyConfig.from_sim(offline.sim)
     behaviour = BehaviourPolicy.make(pc, offline, seed)

@@ -12,7 +12,7 @@ import pytest
 from models.algorithms.enhanced_rl import EnhancedRLConfig
 from models.algorithms.offline_baselines import BaselineConfig
 from models.algorithms.resact import ResActConfig
-from models.env.offline_data import OfflineConfig
+from models.env.offline_data import OfflineConfig, in_world
 from models.experiments.enhanced_rl import EnhancedExperimentConfig
 from models.experiments.enhanced_rl import run as run_enhanced
 from models.experiments.ope_validation import ESTIMATOR_NAMES, OPEValidationConfig
@@ -21,6 +21,7 @@ from models.experiments.resact_offline import METHODS, ResActExperimentConfig
 from models.experiments.resact_offline import run as run_resact
 from models.reports.offline import enhanced_section, ope_section, resact_section
 from models.reports.sections import update_section
+from models.sim.world import SimulatorV2
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMOKE = OfflineConfig(sessions=8, log_steps=5, n_candidates=20)
@@ -68,3 +69,35 @@ def test_each_experiment_renders_its_section_from_its_own_record(tmp_path: Path)
     assert isinstance(per_seed, dict)
     returns = np.array([per_seed[s]["resact"]["return"] for s in per_seed])
     assert f"| resact | {returns.mean():.1f} ± {returns.std(ddof=1):.1f} |" in text
+
+
+def test_the_offline_experiments_run_in_simulator_v2() -> None:
+    smoke = in_world(SMOKE, "v2")
+    assert smoke.k == 6 and smoke.sim.item_dim == 12
+    assert isinstance(smoke.simulator(0), SimulatorV2)
+    ope = run_ope(OPEValidationConfig(seeds=(0, 1), offline=smoke, eval_users=20, reward_model_steps=5))
+    resact = run_resact(
+        ResActExperimentConfig(
+            seeds=(0, 1),
+            offline=smoke,
+            resact=ResActConfig(steps=4, batch=8),
+            baseline=BaselineConfig(steps=4, batch=8),
+            eval_users=20,
+        )
+    )
+    enhanced = run_enhanced(
+        EnhancedExperimentConfig(
+            seeds=(0, 1),
+            enhanced=EnhancedRLConfig(offline=smoke, steps=4, sessions=4, batch=4, warmup=2),
+            eval_users=20,
+        )
+    )
+    assert ope["config"]["offline"]["world"] == resact["config"]["offline"]["world"] == "v2"
+    assert enhanced["config"]["enhanced"]["offline"]["world"] == "v2"
+    for record in (ope, resact, enhanced):
+        values = [v for row in record["per_seed"].values() for method in row.values() for v in _numbers(method)]
+        assert values and np.isfinite(values).all()
+
+
+def _numbers(row: object) -> list[float]:
+    return [float(v) for v in row.values() if isinstance(v, int | float)] if isinstance(row, dict) else []
