@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -314,14 +315,8 @@ def run_experiment(cfg: V2Config, runs: Path, workers: int = 1) -> dict[str, Any
             per_seed = dict(zip(seeds, pool.map(run_seed, seeds, [cfg] * len(seeds), [runs] * len(seeds)), strict=True))
     else:
         per_seed = {seed: run_seed(seed, cfg, runs) for seed in seeds}
-    record = {
-        "seconds": time.perf_counter() - started,
-        "cpu_seconds_main": time.process_time() - cpu,
-        "load": " / ".join(f"{x:.1f}" for x in __import__("os").getloadavg()),
-        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
-        "config": json.loads(json.dumps(asdict(cfg), default=str)),
-        "per_seed": {str(k): v for k, v in per_seed.items()},
-    }
+    record = experiment_record(cfg, per_seed, time.perf_counter() - started, _load())
+    record["cpu_seconds_main"] = time.process_time() - cpu
     (runs / "all.json").write_text(json.dumps(record, default=str))
     return record
 
@@ -354,12 +349,22 @@ def collect_runs(runs: Path, cfg: V2Config, seconds: float, seeds: tuple[int, ..
     seeds = tuple(int(s) for s in per_seed)
     stamps = [f.stat().st_mtime for f in runs.glob("*/*/metrics.json")]
     span = max(stamps) - min(stamps) if stamps else 0.0
+    # A re-render cannot know the load its runs saw: say so, with the load at rendering.
+    load = f"of the runs not recorded by a re-render; at rendering {_load()}"
+    # Without a measured time: the span between the first and last result file.
+    return experiment_record(replace(cfg, seeds=seeds), per_seed, seconds or span, load)
+
+
+def experiment_record(cfg: V2Config, per_seed: dict[Any, Any], seconds: float, load: str) -> dict[str, Any]:
+    """What the report renders: the configuration, each seed's rows (by seed as a string), time and machine."""
     return {
-        "seconds": seconds or span,  # else the span between the first and last result file
-        # A re-render cannot know the load its runs saw: say so, with the load at rendering.
-        "load": "of the runs not recorded by a re-render; at rendering "
-        + " / ".join(f"{x:.1f}" for x in __import__("os").getloadavg()),
-        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
-        "config": json.loads(json.dumps(asdict(replace(cfg, seeds=seeds)), default=str)),
-        "per_seed": per_seed,
+        "seconds": seconds,
+        "load": load,
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
+        "config": json.loads(json.dumps(asdict(cfg), default=str)),
+        "per_seed": {str(k): v for k, v in per_seed.items()},
     }
+
+
+def _load() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())

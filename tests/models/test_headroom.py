@@ -3,8 +3,7 @@ experiment's per-user outcomes, resume and held-out report."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 
 from models.env.episodes import evaluate, session_outcomes
 from models.experiments.headroom import N_GROUPS, GroupedConstantFusion, observable_groups
-from models.experiments.world_v2 import V2Config, collect_runs, run_seed, small
+from models.experiments.world_v2 import V2Config, collect_runs, experiment_record, run_seed, small
 from models.nets.actors import FusionActor
 from models.nets.cascade import CascadePolicy, PolicyConfig
 from models.reports.world_v2 import held_out_markdown, write_results
@@ -92,11 +91,6 @@ def test_grid_rows_resume_and_the_held_out_section(tmp_path: Path) -> None:
         ]
     )
     assert "| demo_a3c vs cem_session |" in text and f"by {d.mean():+.2f}" in text
-    full = {
-        "seconds": 1.0,
-        "machine": "test",
-        "config": json.loads(json.dumps(asdict(cfg), default=str)),
-        "per_seed": per_seed,
-    }
+    full = experiment_record(cfg, per_seed, 1.0, "test")
     report = write_results(full, tmp_path / "RESULTS.md", "cascade experiment v2 --seeds 0-1").read_text()
     assert "grid_groups vs grid_one" in report and "Can 'beats the best constant' be seen" in report

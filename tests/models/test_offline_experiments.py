@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,28 +33,30 @@ def _saved(record: dict[str, object]) -> dict[str, object]:
     return json.loads(json.dumps({**record, "machine": "test box", "cpu_seconds": 6.0}, default=str))
 
 
+def _smoke_runs(offline: OfflineConfig) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The three experiments at smoke size on two seeds: OPE, ResAct, EnhancedRL records."""
+    ope = run_ope(OPEValidationConfig(seeds=(0, 1), offline=offline, eval_users=20, reward_model_steps=5))
+    resact = run_resact(
+        ResActExperimentConfig(
+            seeds=(0, 1),
+            offline=offline,
+            resact=ResActConfig(steps=4, batch=8),
+            baseline=BaselineConfig(steps=4, batch=8),
+            eval_users=20,
+        )
+    )
+    enhanced = run_enhanced(
+        EnhancedExperimentConfig(
+            seeds=(0, 1),
+            enhanced=EnhancedRLConfig(offline=offline, steps=4, sessions=4, batch=4, warmup=2),
+            eval_users=20,
+        )
+    )
+    return ope, resact, enhanced
+
+
 def test_each_experiment_renders_its_section_from_its_own_record(tmp_path: Path) -> None:
-    ope = _saved(run_ope(OPEValidationConfig(seeds=(0, 1), offline=SMOKE, eval_users=20, reward_model_steps=5)))
-    resact = _saved(
-        run_resact(
-            ResActExperimentConfig(
-                seeds=(0, 1),
-                offline=SMOKE,
-                resact=ResActConfig(steps=4, batch=8),
-                baseline=BaselineConfig(steps=4, batch=8),
-                eval_users=20,
-            )
-        )
-    )
-    enhanced = _saved(
-        run_enhanced(
-            EnhancedExperimentConfig(
-                seeds=(0, 1),
-                enhanced=EnhancedRLConfig(offline=SMOKE, steps=4, sessions=4, batch=4, warmup=2),
-                eval_users=20,
-            )
-        )
-    )
+    ope, resact, enhanced = (_saved(record) for record in _smoke_runs(SMOKE))
     path = tmp_path / "RESULTS.md"
     update_section(path, "offline:ope", ope_section(ope, "cmd ope"))
     update_section(path, "offline:resact", resact_section(resact, "cmd resact"))
@@ -75,23 +78,7 @@ def test_the_offline_experiments_run_in_simulator_v2() -> None:
     smoke = in_world(SMOKE, "v2")
     assert smoke.k == 6 and smoke.sim.item_dim == 12
     assert isinstance(smoke.simulator(0), SimulatorV2)
-    ope = run_ope(OPEValidationConfig(seeds=(0, 1), offline=smoke, eval_users=20, reward_model_steps=5))
-    resact = run_resact(
-        ResActExperimentConfig(
-            seeds=(0, 1),
-            offline=smoke,
-            resact=ResActConfig(steps=4, batch=8),
-            baseline=BaselineConfig(steps=4, batch=8),
-            eval_users=20,
-        )
-    )
-    enhanced = run_enhanced(
-        EnhancedExperimentConfig(
-            seeds=(0, 1),
-            enhanced=EnhancedRLConfig(offline=smoke, steps=4, sessions=4, batch=4, warmup=2),
-            eval_users=20,
-        )
-    )
+    ope, resact, enhanced = _smoke_runs(smoke)
     assert ope["config"]["offline"]["world"] == resact["config"]["offline"]["world"] == "v2"
     assert enhanced["config"]["enhanced"]["offline"]["world"] == "v2"
     for record in (ope, resact, enhanced):

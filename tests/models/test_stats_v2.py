@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from models.experiments.world_v2 import V2Config, run_seed, small
+from models.experiments.world_v2 import V2Config, experiment_record, run_seed, small
 from models.reports.stats import Paired, format_seeds, method_stream, parse_seeds, t_quantiles
 from models.reports.world_v2 import write_results
 
@@ -51,12 +50,7 @@ def test_report_is_generated_from_the_numbers(tmp_path: Path) -> None:
     cfg = small(V2Config())
     cfg = replace(cfg, methods=("uniform", "cem_session", "a3c_gamma_0", "a3c_gamma_0.95"))
     per_seed = {str(s): run_seed(s, cfg, tmp_path / "runs") for s in (0, 1)}
-    record = {
-        "seconds": 1.0,
-        "machine": "test",
-        "config": json.loads(json.dumps(asdict(cfg), default=str)),
-        "per_seed": per_seed,
-    }
+    record = experiment_record(cfg, per_seed, 1.0, "test")
     out = write_results(record, tmp_path / "RESULTS.md", "cascade experiment v2 --seeds 0-1")
     text = out.read_text()
     assert "a3c_gamma_0.95 vs a3c_gamma_0" in text and "95 % CI" in text and "MDE" in text
@@ -76,12 +70,7 @@ def test_constrained_and_stage_rows_run_and_are_compared(tmp_path: Path) -> None
         for name in methods:
             assert 0 <= rows[name]["metrics"]["constraints_met"] <= 4
             assert set(rows[name]["thresholds"]) == {"like", "follow", "share", "comment"}
-    record = {
-        "seconds": 1.0,
-        "machine": "test",
-        "config": json.loads(json.dumps(asdict(cfg), default=str)),
-        "per_seed": per_seed,
-    }
+    record = experiment_record(cfg, per_seed, 1.0, "test")
     text = write_results(record, tmp_path / "RESULTS.md", "cascade experiment v2 --seeds 0-1").read_text()
     for pair in ("two_stage vs lagrangian_a3c", "unex_rl vs independent_stages", "unex_rl vs uniform"):
         assert pair in text
