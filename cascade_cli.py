@@ -372,13 +372,19 @@ def loop(
     trainer: Annotated[str, typer.Option(help="replay (MTL-prediction reward model) or logged (logged rewards)")] = (
         "replay"
     ),
+    world: Annotated[
+        str, typer.Option(help="'v1', or 'v2' (the session-trained demo of SIMULATOR.md's world, slates of 6)")
+    ] = "v1",
 ) -> None:
     """The closed loop against the simulator: serve over HTTP, log, join rewards, train, OPE gate, publish."""
     from dataclasses import replace
 
-    from pipelines.loop import LoopConfig, run_loop
+    from pipelines.loop import LoopConfig, run_loop, v2_loop_config
 
-    config = LoopConfig(
+    if world not in ("v1", "v2"):
+        raise typer.BadParameter("'v1' or 'v2'", param_hint="--world")
+    config = replace(
+        v2_loop_config(seed) if world == "v2" else LoopConfig(),
         iterations=iterations,
         seed=seed,
         requests_per_phase=requests,

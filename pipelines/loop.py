@@ -40,7 +40,7 @@ from contracts.store import active_version, bundle_path, read_manifest
 from contracts.streams import DEFAULT_DECISION_STREAM, DEFAULT_FEEDBACK_STREAM
 from export.exporter import export_bundle
 from export.signing import publish_signed, signing_key
-from models.algorithms.demo_policy import DemoConfig
+from models.algorithms.demo_policy import DemoConfig, demo_world, session_demo_config
 from models.algorithms.logged_a3c import LoggedA3CConfig, train_on_log
 from models.algorithms.replay_trainer import ReplayConfig, reward_weights, train_on_replay
 from models.env.rollout import expected_reward, request_batch, served_items
@@ -50,7 +50,6 @@ from models.log.transitions import build_transitions
 from models.nets.cascade import CascadePolicy
 from models.nets.checkpoint import load_checkpoint
 from models.ope.gate import GateConfig, held_out_mask, judge
-from models.sim.config import SimConfig
 from models.sim.simulator import Simulator
 from pipelines.demo import build_demo
 from pipelines.loop_traffic import PhaseResult, run_phase
@@ -90,6 +89,12 @@ class LoopConfig:
     gate: GateConfig = field(default_factory=lambda: GateConfig(estimator="dr", margin=0.0, held_out_fraction=0.5))
     # The demo's own training as `cascade demo`; fewer evaluation requests for its manifest only.
     demo: DemoConfig = field(default_factory=lambda: DemoConfig(eval_requests=50))
+
+
+def v2_loop_config(seed: int = 0) -> LoopConfig:
+    """The loop in simulator v2 (SIMULATOR.md): the session-trained demo (`cascade demo --world v2`) and
+    KuaiRand's slate of 6. Phases stay request-level: the true return is the expected reward per request."""
+    return LoopConfig(seed=seed, k=6, demo=replace(session_demo_config(seed), eval_requests=50))
 
 
 @dataclass
@@ -209,7 +214,7 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
         started = time.perf_counter()
         build_demo(store, policy=config.policy, seed=config.seed, config=demo)
         say(f"demo policy trained and published in {time.perf_counter() - started:.0f} s")
-    sim = Simulator(SimConfig(), seed=config.seed)  # the world the demo was trained in
+    sim = demo_world(replace(demo, seed=config.seed))  # the world the demo was trained in
     redis_server = EmbeddedRedis(run_dir / "redis")
     admin_token = secrets.token_urlsafe(24)
     env = {

@@ -76,6 +76,13 @@ def session_demo_config(seed: int = 0) -> DemoConfig:
     return DemoConfig(seed=seed, sim=replace(v2_sim_config(), session_features=()), world="v2", k=6)
 
 
+def demo_world(config: DemoConfig) -> Simulator:
+    """The simulated world the demo of `config` is trained in (and the loop serves its users from)."""
+    if config.world == "v2":
+        return SimulatorV2(config.sim, seed=config.seed)
+    return Simulator(config.sim, seed=config.seed)
+
+
 @dataclass
 class DemoTraining:
     policy: CascadePolicy
@@ -104,7 +111,7 @@ def train_demo_policy(config: DemoConfig | None = None) -> DemoTraining:
         started = time.perf_counter()
         if config.world == "v2":
             return _train_session_demo(config, started)
-        sim = Simulator(config.sim, seed=config.seed)
+        sim = demo_world(config)
         rng = np.random.default_rng([config.seed, 2])
         policy = CascadePolicy(PolicyConfig.from_sim(config.sim))
         heads = train_heads(policy, sim, rng, steps=config.head_steps)
@@ -152,7 +159,7 @@ def train_demo_policy(config: DemoConfig | None = None) -> DemoTraining:
 
 def _train_session_demo(config: DemoConfig, started: float) -> DemoTraining:
     """Heads, RND, then the session A3C (γ = config.gamma) in simulator v2; evaluated on held-out users."""
-    sim = SimulatorV2(config.sim, seed=config.seed)
+    sim = demo_world(config)
     rng = np.random.default_rng([config.seed, 2])
     policy = CascadePolicy(replace(PolicyConfig.from_sim(config.sim), scale_free_powers=True))
     heads = train_heads(policy, sim, rng, steps=config.head_steps)

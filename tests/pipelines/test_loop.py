@@ -4,16 +4,17 @@ the join, training from the active bundle's checkpoint, the gate's verdict in th
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from contracts.store import active_version, read_manifest
+from contracts.store import active_version, bundle_path, read_manifest
 from models.algorithms.a3c import A3CConfig
 from models.algorithms.demo_policy import DemoConfig
 from models.algorithms.logged_a3c import LoggedA3CConfig
 from models.ope.gate import GateConfig
-from pipelines.loop import LoopConfig, run_loop
+from pipelines.loop import LoopConfig, run_loop, v2_loop_config
 
 
 @pytest.mark.e2e
@@ -47,3 +48,28 @@ def test_one_iteration_logs_joins_trains_judges_and_stops(tmp_path: Path) -> Non
     assert json.loads((tmp_path / "loop.json").read_text())[0]["joined"] == 60
     assert (tmp_path / "loop.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert any(line.startswith("phase 1: true return") for line in lines)
+
+
+@pytest.mark.e2e
+def test_the_loop_runs_in_simulator_v2_with_its_session_trained_demo(tmp_path: Path) -> None:
+    v2 = v2_loop_config(0)
+    session_run = replace(v2.demo.session_run, steps=3, sessions=8, n_candidates=30, stage_sizes=(20, 15, 10))
+    demo = replace(v2.demo, head_steps=30, rnd_steps=20, session_run=session_run, eval_users=20, eval_requests=10)
+    config = replace(
+        v2,
+        iterations=1,
+        requests_per_phase=40,
+        n_candidates=60,
+        reward_window_seconds=5.0,
+        train=LoggedA3CConfig(epochs=20),
+        gate=GateConfig(min_ess=5.0),
+        demo=demo,
+    )
+
+    reports = run_loop(config, tmp_path, echo=lambda _: None)
+
+    first = reports[0]
+    served = next(iter(first.phase["versions"]))  # type: ignore[call-overload]
+    assert read_manifest(bundle_path(tmp_path / "store", "demo", served)).training["world"] == "v2"
+    assert first.phase["feedback_events"] == 40 * config.k == 40 * 6  # KuaiRand's slate of 6
+    assert first.joined == 40 and first.candidate is not None and first.gate is not None
