@@ -143,7 +143,8 @@ def experiment(
     name: Annotated[
         str,
         typer.Argument(
-            help="'calibrate' (simulator v2's calibration table), 'sweep' (its unanchored parameters), 'v2' (the "
+            help="'calibrate' (simulator v2's calibration table), 'sweep' (its unanchored parameters), 'headroom' "
+            "(one constant per observable group over one, --eval-users users per world), 'v2' (the "
             "methods and baselines in simulator v2), 'report' (re-render RESULTS.md from a v2 run), 'heldout' (the "
             "demo against the best constant on --seeds of a v2 run folder) or 'seeds' (v1)"
         ),
@@ -188,6 +189,14 @@ def experiment(
 
         text = sweep_markdown(seed_list)
         update_section(results, "sim:sweep", text)
+        typer.echo(text)
+        return
+    if name == "headroom":
+        from models.experiments.sweep import headroom_markdown
+        from models.reports.sections import update_section
+
+        text = headroom_markdown(seed_list, eval_users)
+        update_section(results, "sim:headroom", text)
         typer.echo(text)
         return
     if name == "signal":
@@ -253,7 +262,9 @@ def experiment(
         typer.echo(f"wrote {path}; runs in {runs}")
         return
     if name != "seeds":
-        raise typer.BadParameter(f"unknown experiment {name!r}; known: calibrate, sweep, v2, report, seeds")
+        raise typer.BadParameter(
+            f"unknown experiment {name!r}; known: calibrate, sweep, headroom, signal, heldout, v2, report, seeds"
+        )
     if len(seed_list) < 3:
         raise typer.BadParameter("at least 3 seeds", param_hint="--seeds")
     from export.method_bundle import export_method_bundle

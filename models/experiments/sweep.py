@@ -102,7 +102,11 @@ def sweep(seed: int = 0, n_users: int = 600, world: WorldConfig | None = None) -
 
 def sweep_markdown(seeds: tuple[int, ...], n_users: int = 400) -> str:
     """The sweep on each seed's world: mean over seeds of each row's headroom numbers."""
-    per_seed = [sweep(seed, n_users) for seed in seeds]
+    return sweep_table([sweep(seed, n_users) for seed in seeds], seeds, n_users)
+
+
+def sweep_table(per_seed: list[list[dict[str, float | str]]], seeds: tuple[int, ...], n_users: int) -> str:
+    """The sweep's section from each seed's rows (`sweep`), means over seeds, per seed in brackets."""
     lines = [
         "## Where the mechanisms appear: sweeps of the unanchored parameters (no learning)",
         "",
@@ -110,15 +114,107 @@ def sweep_markdown(seeds: tuple[int, ...], n_users: int = 400) -> str:
         "half measure). `personalisation`: best grid action per user group over the best single grid action, "
         "relative; `objective`: grid action best on session return over the one best on the first request's "
         "reward, relative. Both are upper-bound-style probes of what a state-dependent policy and γ > 0 can add "
-        "over a constant and over a bandit objective; the other parameters stay at their SIMULATOR.md values.",
+        "over a constant and over a bandit objective; the other parameters stay at their SIMULATOR.md values. "
+        "Mean over worlds, each world's value in brackets.",
         "",
         "| parameter | value | best constant return | personalisation headroom | objective headroom |",
         "|---|---|---|---|---|",
     ]
     for i, row in enumerate(per_seed[0]):
-        values = {k: float(np.mean([float(rows[i][k]) for rows in per_seed])) for k in row if k != "parameter"}
+        values = {k: [float(rows[i][k]) for rows in per_seed] for k in row if k != "parameter"}
+
         lines.append(
-            f"| {row['parameter']} | {values['value']:.3g} | {values['best_constant_return']:.1f} "
-            f"| {values['personalisation']:+.2%} | {values['objective']:+.2%} |"
+            f"| {row['parameter']} | {np.mean(values['value']):.3g} | {np.mean(values['best_constant_return']):.1f} "
+            f"| {_mean_and_each(values['personalisation'])} | {_mean_and_each(values['objective'])} |"
         )
+    return "\n".join(lines)
+
+
+def _mean_and_each(values: list[float]) -> str:
+    return f"{np.mean(values):+.2%} [" + ", ".join(f"{v:+.1%}" for v in values) + "]"
+
+
+GROUPINGS = ("segment × social", "social quartile", "segment")
+
+
+def observable_group(sim: SimulatorV2, users: np.ndarray, grouping: str) -> np.ndarray:
+    """A group label per user from what the policy observes (SIMULATOR.md §2: segment, social propensity)."""
+    social, segment = sim.social[users], sim.segment[users]
+    if grouping == "segment × social":
+        out: np.ndarray = 2 * (social > np.median(sim.social)).astype(int) + (segment == 0).astype(int)
+    elif grouping == "social quartile":
+        out = np.digitize(social, np.quantile(sim.social, [0.25, 0.5, 0.75]))
+    elif grouping == "segment":
+        out = segment.astype(int)
+    else:
+        raise ValueError(f"unknown grouping {grouping!r}; known: {', '.join(GROUPINGS)}")
+    return out
+
+
+def group_headroom(
+    totals: np.ndarray, groups: np.ndarray, splits: int = 200, min_users: int = 20, seed: int = 0
+) -> dict[str, float]:
+    """What choosing one constant per group adds over one constant, from per-user returns `totals` [A, U] of
+    A constant actions on the same users (common random numbers).
+
+    `split_half`: choose on a random half of the users, measure on the other, mean and 95 % range over
+    `splits` random halves (a pick that fits noise shows up as a loss); `in_sample`: choose and measure on
+    every user, an upper bound that noise can only raise."""
+    n = totals.shape[1]
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(splits):
+        half = rng.permutation(n) < n // 2
+        best = int(totals[:, half].mean(1).argmax())
+        chosen = np.full(n, best)
+        for g in np.unique(groups):
+            rows = groups == g
+            if (half & rows).sum() >= min_users:
+                chosen[rows] = int(totals[:, half & rows].mean(1).argmax())
+        held = ~half
+        base = totals[best, held].mean()
+        gains.append((totals[chosen[held], np.flatnonzero(held)].mean() - base) / base)
+    best = int(totals.mean(1).argmax())
+    oracle = np.array([totals[:, groups == g].mean(1).max() * (groups == g).sum() for g in np.unique(groups)]).sum() / n
+    return {
+        "split_half": float(np.mean(gains)),
+        "split_half_low": float(np.percentile(gains, 2.5)),
+        "split_half_high": float(np.percentile(gains, 97.5)),
+        "in_sample": float((oracle - totals[best].mean()) / totals[best].mean()),
+        "groups_with_own_best": float(
+            sum(int(totals[:, groups == g].mean(1).argmax()) != best for g in np.unique(groups))
+        ),
+        "groups": float(len(np.unique(groups))),
+    }
+
+
+def headroom_markdown(seeds: tuple[int, ...], n_users: int = 2000) -> str:
+    """Per world: the grid's per-user session returns on `n_users` users, then each grouping's headroom."""
+    lines = [
+        "## Personalisation headroom at large samples (no learning)",
+        "",
+        f"`cascade experiment headroom --seeds {','.join(map(str, seeds))}` (models/experiments/sweep.py): the "
+        f"sweep's {len(grid_actions())} constant actions served to the same {n_users} users per world (seed "
+        "50000 + world seed, common random numbers, fusion over the 100 candidates, top 6, sessions to their "
+        "end), at SIMULATOR.md's parameters. Per grouping of what the policy observes: the relative gain of one "
+        "constant per group over one constant, chosen on a random half of the users and measured on the other "
+        "(mean [2.5th, 97.5th percentile] over 200 random halves), and in-sample (chosen and measured on "
+        "everyone: an upper bound, raised by noise).",
+        "",
+        "| world | return: worst / best grid action | grouping | split-half gain | in-sample bound "
+        "| groups whose best action differs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for seed in seeds:
+        sim = SimulatorV2(v2_sim_config(), seed=seed, world=WorldConfig())
+        runs = [session_returns(sim, action, n_users, 50_000 + seed) for action in grid_actions()]
+        totals, users = np.stack([r[0] for r in runs]), runs[0][2]
+        means = totals.mean(1)
+        for grouping in GROUPINGS:
+            h = group_headroom(totals, observable_group(sim, users, grouping))
+            lines.append(
+                f"| {seed} | {means.min():.1f} / {means.max():.1f} | {grouping} | {h['split_half']:+.2%} "
+                f"[{h['split_half_low']:+.2%}, {h['split_half_high']:+.2%}] | {h['in_sample']:+.2%} "
+                f"| {h['groups_with_own_best']:.0f} of {h['groups']:.0f} |"
+            )
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import torch
 
 from models.env.episodes import evaluate, session_outcomes
 from models.experiments.headroom import N_GROUPS, GroupedConstantFusion, observable_groups
+from models.experiments.sweep import group_headroom, sweep_table
 from models.experiments.world_v2 import V2Config, collect_runs, experiment_record, run_seed, small
 from models.nets.actors import FusionActor
 from models.nets.cascade import CascadePolicy, PolicyConfig
@@ -94,3 +95,27 @@ def test_grid_rows_resume_and_the_held_out_section(tmp_path: Path) -> None:
     full = experiment_record(cfg, per_seed, 1.0, "test")
     report = write_results(full, tmp_path / "RESULTS.md", "cascade experiment v2 --seeds 0-1").read_text()
     assert "grid_groups vs grid_one" in report and "Can 'beats the best constant' be seen" in report
+
+
+def test_group_headroom_finds_groups_with_different_best_actions_and_no_gain_without() -> None:
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1], 1000)
+    noise = rng.normal(0.0, 5.0, (2, 2000))
+    # Action 0 is worth 110 to group 0 and 90 to group 1; action 1 the other way round.
+    differing = np.where(groups == 0, [[110.0], [90.0]], [[90.0], [110.0]]) + noise
+    h = group_headroom(differing, groups)
+    assert h["split_half_low"] > 0.08 and h["in_sample"] > 0.08 and h["groups_with_own_best"] == 1  # 110 vs 100
+    # Both groups prefer action 1: choosing per group can only fit noise.
+    shared = np.where(groups == 0, [[100.0], [104.0]], [[100.0], [104.0]]) + noise
+    h = group_headroom(shared, groups)
+    assert h["groups_with_own_best"] == 0 and abs(h["split_half"]) < 0.01 and h["in_sample"] >= 0.0
+
+
+def test_sweep_table_renders_every_world_of_every_row() -> None:
+    rows = [
+        [{"parameter": "follow", "value": 0.2, "best_constant_return": 140.0 + w, "personalisation": -0.01 * (w + 1),
+          "objective": 0.02}]
+        for w in range(3)
+    ]  # fmt: skip
+    text = sweep_table(rows, (0, 1, 2), 400)
+    assert "| follow | 0.2 | 141.0 | -2.00% [-1.0%, -2.0%, -3.0%] | +2.00% [+2.0%, +2.0%, +2.0%] |" in text
