@@ -291,8 +291,8 @@ def write_results(record: dict[str, Any], path: Path, command: str) -> Path:
     lines += [
         "![results](results.png)",
         "",
-        "Sections below this line that are marked `offline:*` and `loop` were produced in simulator v1 by "
-        "their own commands and have not been re-run in v2.",
+        "The sections below the configuration were produced by their own commands, each named in its section "
+        "with the simulator (`--world`) it ran in.",
         "",
         "## Configuration",
         "",
