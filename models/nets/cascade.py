@@ -13,6 +13,7 @@ Python `min(k, n)` is traced into a constant and the exported TopK fails for sma
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -99,6 +100,17 @@ class Selection(NamedTuple):
     log_prob: torch.Tensor  # [B] Σ_i log π_i(a_i | o_i) of sampled stage actions; zeros when served at the mean
 
 
+class _Stage(NamedTuple):
+    """One stage of one batch: what it saw, did, scored and kept."""
+
+    observation: torch.Tensor  # [B, obs_dim]
+    action: torch.Tensor  # [B, objectives]
+    score: torch.Tensor  # [B, n_in]
+    kept: torch.Tensor  # 0-d int64
+    rows: torch.Tensor  # [B, kept] original candidate rows of its survivors, best first
+    log_prob: torch.Tensor  # [B] log π_i(a_i | o_i) of a sampled action; zeros at the mean
+
+
 def size_of(x: torch.Tensor, dim: int) -> torch.Tensor:
     """x.shape[dim] as a 0-d int64 tensor: a Shape op in the exported graph, not a traced constant."""
     return torch._shape_as_tensor(x)[dim]
@@ -176,23 +188,40 @@ class CascadePolicy(nn.Module):
         stage_actions [B, 3, J] the stages replay those actions instead of asking their actors: UNEX-RL's
         cascading information chain rebuilds every downstream observation from o_1 and upstream actions.
         """
+        stages = list(self._stages(state, items, stage_sizes, k, stage_noise, stage_actions))
+        return Selection(
+            rows=stages[-1].rows,
+            observations=torch.stack([stage.observation for stage in stages], dim=1),
+            actions=torch.stack([stage.action for stage in stages], dim=1),
+            survivors=torch.stack([stage.kept for stage in stages]),
+            log_prob=torch.stack([stage.log_prob for stage in stages]).sum(0),
+        )
+
+    def _stages(
+        self,
+        state: torch.Tensor,
+        items: torch.Tensor,
+        stage_sizes: torch.Tensor,
+        k: torch.Tensor,
+        stage_noise: torch.Tensor | None = None,
+        stage_actions: torch.Tensor | None = None,
+    ) -> Iterator[_Stage]:
+        """The stages one at a time (`select` documents the arguments), each with its scores."""
         # Original row numbers 0..N-1 per request, built from the data so N stays dynamic under tracing.
         rows = torch.cumsum(torch.ones_like(items[..., 0], dtype=torch.int64), dim=1) - 1
         features = items
-        observations, actions, survivors = [], [], []
-        log_prob = torch.zeros_like(state[:, 0])
         k0 = k.reshape(())
         for i, actor in enumerate(self.stage_actors):
             assert isinstance(actor, StageActor)
             # o_i: the user state and a summary of the candidates this stage receives (information chain).
             obs = torch.cat([state, features.mean(dim=1)], dim=-1)
+            log_prob = torch.zeros_like(state[:, 0])
             if stage_actions is not None:
                 action = stage_actions[:, i]
             elif stage_noise is None:
                 action = actor(obs)
             else:
-                action, stage_log_prob = actor.sample(obs, stage_noise[:, i])
-                log_prob = log_prob + stage_log_prob
+                action, log_prob = actor.sample(obs, stage_noise[:, i])
             # Selection function: the stage's heads weighted by the stage action, h_i(u, x)·a_i.
             score = (self.head(i)(state, features) * action.unsqueeze(1)).sum(-1)
             kept = self.keep(size_of(score, 1), stage_sizes[i], k0)
@@ -200,16 +229,20 @@ class CascadePolicy(nn.Module):
             best = torch.topk(score, kept, dim=1).indices  # type: ignore[arg-type]  # tensor k, as above
             rows = torch.gather(rows, 1, best)
             features = gather_rows(features, best)
-            observations.append(obs)
-            actions.append(action)
-            survivors.append(kept)
-        return Selection(
-            rows=rows,
-            observations=torch.stack(observations, dim=1),
-            actions=torch.stack(actions, dim=1),
-            survivors=torch.stack(survivors),
-            log_prob=log_prob,
-        )
+            yield _Stage(obs, action, score, kept, rows, log_prob)
+
+    @torch.no_grad()
+    def cut_margin(self, state: torch.Tensor, items: torch.Tensor, stage_sizes: torch.Tensor, k: torch.Tensor) -> float:
+        """The smallest score gap, over the stages that drop candidates, between the last candidate kept and
+        the first one dropped. Near 0, two runtimes that round differently may keep different candidates:
+        a tie, not a disagreement of the graphs."""
+        gaps = [float("inf")]
+        for stage in self._stages(state, items, stage_sizes, k):
+            n, kept = stage.score.shape[1], int(stage.kept)
+            if kept < n:
+                top = torch.topk(stage.score, kept + 1, dim=1).values
+                gaps.append(float((top[:, kept - 1] - top[:, kept]).min()))
+        return min(gaps)
 
     def rank(
         self,

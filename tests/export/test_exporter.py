@@ -172,3 +172,18 @@ def test_the_bundle_carries_a_hashed_checkpoint_that_rebuilds_the_same_policy(
     (tampered / "policy.pt").write_bytes((out / "policy.pt").read_bytes() + b"\0")
     with pytest.raises(CheckpointError, match="sha256"):
         load_checkpoint(tampered, manifest)
+
+
+def test_a_tie_at_a_stage_cut_is_measured(trained: DemoTraining) -> None:
+    policy = trained.policy
+    _, stages, _ = bundle_description(policy, TINY)
+    sizes = [stage.keep for stage in stages]
+    n = sizes[0] + 1  # the first stage drops exactly one candidate
+    inputs = example_inputs(bundle_description(policy, TINY)[0], n, sizes, 10, np.random.default_rng(3))
+    state = torch.from_numpy(np.concatenate([inputs["user"], inputs["context"]], axis=-1))
+    items = torch.from_numpy(inputs["item_features"]).unsqueeze(0)
+    size_t, k_t = torch.from_numpy(inputs["stage_sizes"]), torch.from_numpy(inputs["k"])
+    assert policy.cut_margin(state, items, size_t, k_t) > 0.0
+    # Make every candidate the same item: every score ties, at every cut.
+    tied = items[:, :1].expand_as(items).contiguous()
+    assert policy.cut_margin(state, tied, size_t, k_t) == 0.0
