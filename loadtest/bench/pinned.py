@@ -18,8 +18,8 @@ cost = 1 − on/off; the median and range per N are printed as a Markdown table 
 whatever else takes core 0 slows both in the same seconds; the verdict is then the CPU cost,
 1 − CPU-per-request(off) / CPU-per-request(on), with the requests/s ratio beside it (both servers share
 one core, so each gets about half of it). Alternating rounds moved ±30 % between rounds of the same
-variant on the 2-core VM; simultaneous ones stay within a few percent. `--aa` runs two logging servers
-against each other, the harness's own bias.
+variant on the 2-core VM; an A/A run of simultaneous ones (`--aa`: two logging servers) gave +0.3 to +2.3 %
+per round at load average 6 to 16 (BENCHMARKS.md), the harness's own bias.
 
     python -m loadtest.bench.pinned --sizes 100,1000,5000 --rounds 6 --seconds 10 --simultaneous \
         --markdown BENCHMARKS.md

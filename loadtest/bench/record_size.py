@@ -28,7 +28,7 @@ from contracts import decision_record
 from contracts.item_table import active_items_version, load_item_table
 from contracts.packed_floats import to_lists
 from contracts.store import active_version, read_manifest
-from contracts.streams import DEFAULT_DECISION_STREAM
+from contracts.streams import DEFAULT_DECISION_STREAM, decision_shards_key
 from loadtest.bench.servers import cascade_serve
 from service.embedded_redis import EmbeddedRedis
 
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("|---|---|---|---|---|---|")
             with cascade_serve(args.store, workers=1, log_decisions=True, logs=Path(tmp)) as port:
                 for n in (int(s) for s in args.sizes.split(",")):
-                    client.delete(DEFAULT_DECISION_STREAM)
+                    _clear(client)
                     for _ in range(args.requests):
                         ids = [table.ids[i] for i in rng.choice(len(table.ids), size=n, replace=False)]
                         body = {
@@ -99,11 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _shards(client: redis.Redis) -> list[bytes]:
+    """Every shard of the decision stream (each worker appends to its own, contracts/streams.py)."""
+    return sorted(client.smembers(decision_shards_key(DEFAULT_DECISION_STREAM)))  # type: ignore[arg-type]
+
+
+def _clear(client: redis.Redis) -> None:
+    for shard in _shards(client):
+        client.xtrim(shard, maxlen=0)
+
+
 def _wait(client: redis.Redis, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
     deadline = time.monotonic() + 30
-    while client.xlen(DEFAULT_DECISION_STREAM) < count and time.monotonic() < deadline:
+    while sum(client.xlen(s) for s in _shards(client)) < count and time.monotonic() < deadline:
         time.sleep(0.05)
-    return client.xrange(DEFAULT_DECISION_STREAM)  # type: ignore[return-value]
+    return [entry for shard in _shards(client) for entry in client.xrange(shard)]  # type: ignore[misc,union-attr]
 
 
 if __name__ == "__main__":
