@@ -175,7 +175,7 @@ def loadgen_round(port: int, bodies: list[bytes], concurrency: int, seconds: flo
 
 
 SECTION = "logging-pinned"  # its markers in BENCHMARKS.md
-SIMULTANEOUS_SECTION = "logging-simultaneous"  # and "-aa" for an A/A run
+SIMULTANEOUS_SECTION = "logging-simultaneous"  # either with "-aa" for an A/A run
 
 
 def _round(
@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print("\n" + "\n".join(lines))
     if args.markdown is not None:
-        section = SECTION if not args.simultaneous else SIMULTANEOUS_SECTION + ("-aa" if args.aa else "")
+        section = (SIMULTANEOUS_SECTION if args.simultaneous else SECTION) + ("-aa" if args.aa else "")
         write_section(args.markdown, section, "\n".join(lines))
     args.results.write_text(
         json.dumps(
