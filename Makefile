@@ -88,9 +88,15 @@ soak: $(STAMP) $(STORE)/demo/ACTIVE
 bench: $(STAMP) peers
 	$(BIN)/cascade bench --peers
 
-# The cost of decision logging with the server pinned to core 0, Redis and wrk on core 1 (needs a quiet machine).
+# The cost of decision logging: logging-on and logging-off servers pinned to core 0 and loaded at the same time,
+# Redis and two wrk on core 1; the verdict is the CPU per request (loadtest/bench/pinned.py). An A/A run first
+# shows the harness's own bias. `make bench-logging LOGGING_MODE=` runs the older alternating (ABBA) rounds.
+LOGGING_MODE ?= --simultaneous
 bench-logging: $(STAMP)
-	$(BIN)/python -m loadtest.bench.pinned --sizes 100,1000,5000 --rounds 4 --seconds 10 --markdown BENCHMARKS.md
+	$(BIN)/python -m loadtest.bench.pinned --sizes 100,1000,5000 --rounds 6 --seconds 10 $(LOGGING_MODE) --aa \
+		--results loadtest/bench/logging_pinned_aa.json --markdown BENCHMARKS.md
+	$(BIN)/python -m loadtest.bench.pinned --sizes 100,1000,5000 --rounds 6 --seconds 10 $(LOGGING_MODE) \
+		--markdown BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) $(STORE) .redis .pytest_cache .mypy_cache .ruff_cache loadtest/results

@@ -1,7 +1,10 @@
 """The Arrow schema of a record contract, derived from its msgspec struct (never a second field list).
 
 Every struct field becomes a column of the same name; nested structs stay nested (struct columns),
-lists become list columns, dicts map columns, literals strings, optionals nullable. A field added to
+lists become list columns, dicts map columns, literals strings, optionals nullable. A packed float32
+vector or matrix (contracts/packed_floats.py) is a list<double> (or list<list<double>>) column: the
+column type float lists had before they were packed, so files of every schema version read as one
+dataset, and float32 values widen to float64 exactly. A field added to
 the contract is a column added to the files written after it; readers scan old and new files
 together by column name (DuckDB's `union_by_name`).
 """
@@ -14,6 +17,7 @@ import msgspec
 import pyarrow as pa
 
 from contracts.lake import ENTRY_COLUMN, STREAM_COLUMN
+from contracts.packed_floats import DIMS, to_lists
 
 
 class UnsupportedFieldError(TypeError):
@@ -34,6 +38,12 @@ def arrow_type(info: msgspec.inspect.Type) -> pa.DataType:
     if type(info) in simple:
         return simple[type(info)]
     if isinstance(info, inspect.Metadata):
+        dims = (info.extra or {}).get(DIMS)
+        if dims is not None:  # a packed float32 array, as nested float lists
+            column: pa.DataType = pa.float64()
+            for _ in range(dims):
+                column = pa.list_(column)
+            return column
         return arrow_type(info.type)
     if isinstance(info, inspect.LiteralType):
         return pa.string() if all(isinstance(v, str) for v in info.values) else pa.int64()
@@ -60,8 +70,9 @@ def record_schema(record_type: type[msgspec.Struct], partition_keys: tuple[str, 
 
 
 def record_row(record: msgspec.Struct, stream: str, entry_id: str, partition_keys: tuple[str, ...]) -> dict[str, Any]:
-    """One record as a row of `record_schema` (bytes stay bytes; partition keys left to the path)."""
-    row: dict[str, Any] = msgspec.to_builtins(record, builtin_types=(bytes, bytearray))
+    """One record as a row of `record_schema` (bytes stay bytes, float32 arrays become float lists; partition
+    keys left to the path)."""
+    row: dict[str, Any] = msgspec.to_builtins(record, builtin_types=(bytes, bytearray), enc_hook=to_lists)
     for key in partition_keys:
         row.pop(key, None)
     row[STREAM_COLUMN] = stream

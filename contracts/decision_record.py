@@ -13,23 +13,28 @@ uint32 values of a named item table.
 
 Compactness: candidates looked up in the item table are logged as that table's version plus their
 row indices packed as little-endian uint32 bytes (`rows`), not as id strings; `candidate_ids`
-resolves them through the table's ids. The stored bytes are msgpack (binary rows stay binary, a
-float is 9 bytes instead of up to 24 characters of JSON); records of schema version 1 (JSON, ids as
-strings) still decode.
+resolves them through the table's ids. Every float vector and matrix (states, actions, draws, scores;
+all float32 in the serving graphs) is a float32 numpy array, stored as packed little-endian float32
+bytes (contracts/packed_floats.py); scalars (time, log_prob, novelty, timings) stay float64. The
+stored bytes are msgpack. Older records still decode into the same arrays: schema version 1 (JSON,
+ids as strings, floats as lists) and 2 (msgpack, floats as lists).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
-from typing import Literal, NoReturn
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, NoReturn
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-SCHEMA_VERSION = 2
+from contracts.packed_floats import DTYPE, Matrix, Vector, dec_hook, enc_hook, to_lists
+
+# 3: float vectors and matrices as packed float32 bytes; 2: msgpack with float lists; 1: JSON.
+SCHEMA_VERSION = 3
 STREAM_FIELD = b"d"  # the stream entry's single field; its value is the encoded record
 ROW_DTYPE = np.dtype("<u4")  # packed candidate rows: little-endian uint32, one per candidate
 
@@ -53,8 +58,8 @@ class CandidateLog(msgspec.Struct):
     digest: str
     # The candidate ids as sent, when the table was not used; empty when `rows` names them.
     ids: list[str] = msgspec.field(default_factory=list)
-    features: list[list[float]] | None = None
-    predictions: list[list[float]] | None = None
+    features: Matrix | None = None  # [N, item_dim]
+    predictions: Matrix | None = None  # [N, objectives]
     item_table: str | None = None  # version of the item table rows were looked up in, when not sent inline
     # Candidate i is row rows[i] of `item_table` (ROW_DTYPE bytes), when its rows came from the table.
     rows: bytes | None = None
@@ -69,36 +74,36 @@ class StageLog(msgspec.Struct):
     name: str
     keep: int  # the stage size the manifest asked for
     survivors: int  # how many it kept for this request
-    observation: list[float]  # what the stage actor saw (user ⊕ context ⊕ mean input features)
-    action: list[float]  # the stage actor's head weights
+    observation: Vector  # what the stage actor saw (user ⊕ context ⊕ mean input features)
+    action: Vector  # the stage actor's head weights
 
 
 class FusionLog(msgspec.Struct):
-    state: list[float]  # user ⊕ context: the fusion actor's input
-    mean: list[float]
-    std: list[float]
-    noise: list[float]  # the latent draws fed to the graph; zeros when not exploring
-    raw_action: list[float]  # mean + std·noise
-    action: list[float]  # clipped to the manifest bounds: the weights served
+    state: Vector  # user ⊕ context: the fusion actor's input
+    mean: Vector
+    std: Vector
+    noise: Vector  # the latent draws fed to the graph; zeros when not exploring
+    raw_action: Vector  # mean + std·noise
+    action: Vector  # clipped to the manifest bounds: the weights served
     names: list[str]
 
 
 class ResActLog(msgspec.Struct):
     """A ResAct decision (seed 004): replay it by feeding `latents` to the bundle's resact graph."""
 
-    latents: list[list[float]]  # [n_draws, latent_dim] the standard-normal draws fed to the graph
-    candidates: list[list[float]]  # [n_draws, A] the reconstructed-and-improved actions
-    q: list[float]  # Q1 of each candidate
+    latents: Matrix  # [n_draws, latent_dim] the standard-normal draws fed to the graph
+    candidates: Matrix  # [n_draws, A] the reconstructed-and-improved actions
+    q: Vector  # Q1 of each candidate
     choice: int  # the served candidate (argmax q)
-    action: list[float]  # the served fusion action
+    action: Vector  # the served fusion action
 
 
 class ItemFusionLog(msgspec.Struct):
     """Per-item fusion weights (EnhancedRL, seed 003), row i ↔ candidate i."""
 
-    noise: list[list[float]]  # [N, A] exploration draws fed to the graph; zeros when not exploring
-    mean: list[list[float]]  # [N, A]
-    actions: list[list[float]]  # [N, A] the weights served
+    noise: Matrix  # [N, A] exploration draws fed to the graph; zeros when not exploring
+    mean: Matrix  # [N, A]
+    actions: Matrix  # [N, A] the weights served
 
 
 class DecisionRecord(msgspec.Struct):
@@ -110,13 +115,13 @@ class DecisionRecord(msgspec.Struct):
     version: str
     arm: Arm
     k: int
-    user_features: list[float]
-    context: list[float]
+    user_features: Vector
+    context: Vector
     candidates: CandidateLog
     stages: list[StageLog]
     fusion: FusionLog
     served_ids: list[str]
-    served_scores: list[float]
+    served_scores: Vector
     log_prob: float  # log π(raw action | state) under the serving policy, unrounded
     novelty: float  # RND bonus of the fusion state
     explored: bool
@@ -132,9 +137,9 @@ class DecisionRecord(msgspec.Struct):
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(DecisionRecord)
-_json_decoder = msgspec.json.Decoder(DecisionRecord)  # schema version 1 records
+_encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
+_decoder = msgspec.msgpack.Decoder(DecisionRecord, dec_hook=dec_hook)
+_json_decoder = msgspec.json.Decoder(DecisionRecord, dec_hook=dec_hook)  # schema version 1 records
 
 
 def encode(record: DecisionRecord) -> bytes:
@@ -155,38 +160,96 @@ def validate(record: DecisionRecord) -> None:
     """Raise msgspec.ValidationError naming the first field that breaks the contract."""
     if not 1 <= record.schema_version <= SCHEMA_VERSION:
         _fail("schema_version", f"unknown schema version {record.schema_version}")
-    if not _all_finite(record):
-        _finite_fields(record)  # names the first non-finite value
+    timings = record.timings
+    # One C-level sum of the scalars: finite exactly when every term is (or when no partial sum
+    # overflows float64; an overflowing record takes the field-by-field path and passes it).
+    if not math.isfinite(
+        record.time + record.log_prob + record.novelty + timings.decode_ms + timings.compute_ms + timings.total_ms
+    ):
+        for field, value in _scalars(record):
+            if not math.isfinite(value):
+                _fail(field, f"must be finite, got {value}")
+    vectors, matrices = _arrays(record)
+    # One concatenation and one ufunc pass over every value: the concatenation refuses anything but
+    # float32 arrays of one rank (casting="no": not even a float16 or a big-endian one is cast), and a
+    # float32 value cannot overflow into a false alarm, as a sum could.
+    try:
+        if not all(type(m) is np.ndarray and m.ndim == 2 for m in matrices):
+            raise TypeError("not a matrix")
+        parts = [*vectors, *(m.reshape(-1) for m in matrices)] if matrices else vectors
+        values = np.concatenate(parts, dtype=DTYPE, casting="no")
+        if values.ndim != 1 or not np.isfinite(values).all():
+            raise ValueError("not finite vectors")
+    except (TypeError, ValueError):
+        _array_fields(record)  # names the first array of the wrong kind, or the first non-finite value
     _shapes(record)
 
 
-def _finite_fields(record: DecisionRecord) -> None:
-    _finite("time", record.time)
-    _floats("user_features", record.user_features)
-    _floats("context", record.context)
-    _floats("served_scores", record.served_scores)
-    _finite("log_prob", record.log_prob)
-    _finite("novelty", record.novelty)
+def _scalars(record: DecisionRecord) -> Iterator[tuple[str, float]]:
+    yield "time", record.time
+    yield "log_prob", record.log_prob
+    yield "novelty", record.novelty
     for name in ("decode_ms", "compute_ms", "total_ms"):
-        _finite(f"timings.{name}", getattr(record.timings, name))
-    for name in ("features", "predictions"):
-        matrix = getattr(record.candidates, name)
-        if matrix is not None:
-            _matrix(f"candidates.{name}", matrix)
-    for i, stage in enumerate(record.stages):
-        _floats(f"stages[{i}].observation", stage.observation)
-        _floats(f"stages[{i}].action", stage.action)
+        yield f"timings.{name}", getattr(record.timings, name)
+
+
+def _arrays(record: DecisionRecord) -> tuple[list[Any], list[Any]]:
+    """The vectors and the matrices of a record, without their names (the common case: all is well)."""
+    fusion, candidates = record.fusion, record.candidates
+    vectors: list[Any] = [
+        record.user_features,
+        record.context,
+        record.served_scores,
+        fusion.state,
+        fusion.mean,
+        fusion.std,
+        fusion.noise,
+        fusion.raw_action,
+        fusion.action,
+    ]
+    for stage in record.stages:
+        vectors += (stage.observation, stage.action)
+    matrices: list[Any] = [m for m in (candidates.features, candidates.predictions) if m is not None]
+    if (resact := record.resact) is not None:
+        vectors += (resact.q, resact.action)
+        matrices += (resact.latents, resact.candidates)
+    if (item := record.item_fusion) is not None:
+        matrices += (item.noise, item.mean, item.actions)
+    return vectors, matrices
+
+
+def _named_arrays(record: DecisionRecord) -> Iterator[tuple[str, Any, int]]:
+    """(field, array, rank) of every float array of a record."""
+    yield "user_features", record.user_features, 1
+    yield "context", record.context, 1
+    yield "served_scores", record.served_scores, 1
     for name in ("state", "mean", "std", "noise", "raw_action", "action"):
-        _floats(f"fusion.{name}", getattr(record.fusion, name))
-    if record.resact is not None:
-        resact = record.resact
-        _matrix("resact.latents", resact.latents)
-        _matrix("resact.candidates", resact.candidates)
-        _floats("resact.q", resact.q)
-        _floats("resact.action", resact.action)
+        yield f"fusion.{name}", getattr(record.fusion, name), 1
+    for i, stage in enumerate(record.stages):
+        yield f"stages[{i}].observation", stage.observation, 1
+        yield f"stages[{i}].action", stage.action, 1
+    for name in ("features", "predictions"):
+        if (matrix := getattr(record.candidates, name)) is not None:
+            yield f"candidates.{name}", matrix, 2
+    if (resact := record.resact) is not None:
+        yield "resact.latents", resact.latents, 2
+        yield "resact.candidates", resact.candidates, 2
+        yield "resact.q", resact.q, 1
+        yield "resact.action", resact.action, 1
     if record.item_fusion is not None:
         for name in ("noise", "mean", "actions"):
-            _matrix(f"item_fusion.{name}", getattr(record.item_fusion, name))
+            yield f"item_fusion.{name}", getattr(record.item_fusion, name), 2
+
+
+def _array_fields(record: DecisionRecord) -> None:
+    for field, array, rank in _named_arrays(record):
+        if type(array) is not np.ndarray or array.dtype != DTYPE or array.ndim != rank:
+            kind = f"{type(array).__name__} of {array.dtype}" if isinstance(array, np.ndarray) else type(array).__name__
+            _fail(field, f"must be a {rank}-D float32 numpy array, got a {kind}")
+        bad = np.flatnonzero(~np.isfinite(array.reshape(-1)))
+        if bad.size:
+            index = np.unravel_index(int(bad[0]), array.shape)
+            _fail(field + "".join(f"[{i}]" for i in index), f"must be finite, got {array[index]}")
 
 
 def _shapes(record: DecisionRecord) -> None:
@@ -203,41 +266,6 @@ def _shapes(record: DecisionRecord) -> None:
         for name in ("noise", "mean", "actions"):
             if len(getattr(record.item_fusion, name)) != record.candidates.count:
                 _fail(f"item_fusion.{name}", "must have one row per candidate")
-
-
-def _all_finite(record: DecisionRecord) -> bool:
-    """One C-level sum over every float of the record: finite exactly when every term is (or, in float64,
-    when no partial sum overflows; an overflowing record takes the field-by-field path and passes it)."""
-    fusion, timings, candidates = record.fusion, record.timings, record.candidates
-    total = (
-        record.time
-        + record.log_prob
-        + record.novelty
-        + timings.decode_ms
-        + timings.compute_ms
-        + timings.total_ms
-        + sum(record.user_features)
-        + sum(record.context)
-        + sum(record.served_scores)
-        + sum(fusion.state)
-        + sum(fusion.mean)
-        + sum(fusion.std)
-        + sum(fusion.noise)
-        + sum(fusion.raw_action)
-        + sum(fusion.action)
-    )
-    for stage in record.stages:
-        total += sum(stage.observation) + sum(stage.action)
-    for matrix in (candidates.features, candidates.predictions):
-        if matrix is not None:
-            total += sum(map(sum, matrix))
-    if record.resact is not None:
-        resact = record.resact
-        total += sum(map(sum, resact.latents)) + sum(map(sum, resact.candidates)) + sum(resact.q) + sum(resact.action)
-    if record.item_fusion is not None:
-        item = record.item_fusion
-        total += sum(map(sum, item.noise)) + sum(map(sum, item.mean)) + sum(map(sum, item.actions))
-    return math.isfinite(total)
 
 
 def pack_rows(rows: npt.ArrayLike, *, table_rows: bool = False) -> bytes:
@@ -290,25 +318,12 @@ def _candidates(candidates: CandidateLog) -> None:
             _fail(f"candidates.{name}", "must have one row per candidate")
 
 
-def _floats(field: str, values: list[float]) -> None:
-    # sum() runs in C and is non-finite whenever any term is; only then look for the culprit (a sum of
-    # finite float64 values near 1e308 can overflow too, which the per-value check then clears).
-    if math.isfinite(sum(values)):
-        return
-    for i, value in enumerate(values):
-        if not math.isfinite(value):
-            _fail(f"{field}[{i}]", f"must be finite, got {value}")
-
-
-def _finite(field: str, value: float) -> None:
-    if not math.isfinite(value):
-        _fail(field, f"must be finite, got {value}")
-
-
-def _matrix(field: str, rows: list[list[float]]) -> None:
-    for i, row in enumerate(rows):
-        _floats(f"{field}[{i}]", row)
-
-
 def _fail(field: str, message: str) -> NoReturn:
     raise msgspec.ValidationError(f"{message} - at `$.{field}`")
+
+
+def as_builtins(record: DecisionRecord) -> dict[str, Any]:
+    """The record as plain values, float arrays as (nested) lists of floats, exactly: to compare two records
+    field by field (arrays do not compare with `==`), or to print one as JSON."""
+    builtins: dict[str, Any] = msgspec.to_builtins(record, enc_hook=to_lists)
+    return builtins

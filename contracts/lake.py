@@ -27,6 +27,8 @@ from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
+from contracts.packed_floats import dec_hook
+
 Dataset = Literal["decisions", "feedback"]
 DATASETS: Final[tuple[Dataset, ...]] = ("decisions", "feedback")
 # Partition keys of each dataset, outermost first: a policy's decisions are scanned without the others'.
@@ -81,8 +83,9 @@ def dataset_files(lake: Path, dataset: Dataset) -> list[Path]:
 
 def from_row(row: dict[str, Any], record_type: type[T]) -> T:
     """A record struct rebuilt from one lake row (a dict from pyarrow or DuckDB): maps, which Arrow gives
-    back as key/value pairs, become dicts again; partition and bookkeeping columns are ignored."""
-    return msgspec.convert(_mappings(row, msgspec.inspect.type_info(record_type)), record_type)
+    back as key/value pairs, become dicts again; float list columns of a packed float32 field become its
+    float32 array again (contracts/packed_floats.py); partition and bookkeeping columns are ignored."""
+    return msgspec.convert(_mappings(row, msgspec.inspect.type_info(record_type)), record_type, dec_hook=dec_hook)
 
 
 def _mappings(value: Any, info: msgspec.inspect.Type) -> Any:

@@ -180,9 +180,9 @@ def choose_fusion(
 
 def _resact_log(latents: F32, decision: ResActDecision) -> ResActLog:
     return ResActLog(
-        latents=latents[0].tolist(),
-        candidates=decision.candidates[0].tolist(),
-        q=decision.q[0].tolist(),
+        latents=latents[0],
+        candidates=decision.candidates[0],
+        q=decision.q[0],
         choice=decision.choice,
-        action=decision.action[0].tolist(),
+        action=decision.action[0],
     )

@@ -174,7 +174,7 @@ class Ranker:
             items = [
                 ItemWeights(i, dict(zip(names, r, strict=True))) for i, r in zip(candidates.ids, rows, strict=True)
             ]
-            item_log = ItemFusionLog(noise=item_noise.tolist(), mean=item.mean.tolist(), actions=rows)
+            item_log = ItemFusionLog(noise=item_noise, mean=item.mean, actions=item.action)
         bad = non_finite_output(outputs, decision.resact, item_log)
         if bad is not None:
             raise refusal(bad, _sent(candidates, state.user, state.context, per_item))

@@ -26,6 +26,9 @@ from service.bundle import LoadedBundle
 from service.cascade import F32, CascadeInputs, CascadeOutputs, FusionOutputs, UserState
 from service.fusion_strategy import Draws
 
+_NO_SCORES = np.zeros(0, dtype=np.float32)
+_NO_SCORES.flags.writeable = False  # shared by every fusion record
+
 
 @dataclass(frozen=True)
 class Scored:
@@ -71,22 +74,20 @@ def decision_record(scored: Scored, log_candidate_features: bool) -> DecisionRec
         ids=scored.candidate_ids if rows is None else [],
         rows=pack_rows(rows, table_rows=True) if rows is not None else None,  # rows_of: the table's row numbers
         item_table=scored.item_table,
-        features=request.item_features.tolist() if logged_matrices and request is not None else None,
-        predictions=request.mtl_predictions.tolist() if logged_matrices and request is not None else None,
+        features=request.item_features if logged_matrices and request is not None else None,
+        predictions=request.mtl_predictions if logged_matrices and request is not None else None,
     )
     # A fusion call runs no stage, so it has no stage to record.
     stages = []
     if ranking is not None:
-        # One tolist per matrix, not one per stage row: this runs for every request.
+        # The graph's float32 rows as they are (views, packed as bytes when encoded): no Python floats.
         survivors = ranking.stage_survivors.tolist()
-        observations = ranking.stage_observations.tolist()
-        actions = ranking.stage_actions.tolist()
+        observations, actions = ranking.stage_observations, ranking.stage_actions
         stages = [
             StageLog(stage.name, stage.keep, survivors[i], observations[i], actions[i])
             for i, stage in enumerate(manifest.stages)
         ]
-    user = inputs.user[0].tolist()
-    context = inputs.context[0].tolist()
+    user, context = inputs.user[0], inputs.context[0]
     return DecisionRecord(
         schema_version=SCHEMA_VERSION,
         request_id=scored.request_id,
@@ -101,16 +102,16 @@ def decision_record(scored: Scored, log_candidate_features: bool) -> DecisionRec
         candidates=candidates,
         stages=stages,
         fusion=FusionLog(
-            state=user + context,
-            mean=outputs.fusion_mean[0].tolist(),
-            std=outputs.fusion_std[0].tolist(),
-            noise=scored.draws.noise[0].tolist(),
-            raw_action=outputs.fusion_raw_action[0].tolist(),
-            action=outputs.fusion_action[0].tolist(),
+            state=np.concatenate((user, context)),
+            mean=outputs.fusion_mean[0],
+            std=outputs.fusion_std[0],
+            noise=scored.draws.noise[0],
+            raw_action=outputs.fusion_raw_action[0],
+            action=outputs.fusion_action[0],
             names=manifest.fusion.names,
         ),
         served_ids=scored.served_ids,
-        served_scores=ranking.top_scores.tolist() if ranking is not None else [],
+        served_scores=ranking.top_scores if ranking is not None else _NO_SCORES,
         log_prob=float(outputs.log_prob[0]),  # 0 for ResAct: its strategy serves a deterministic action
         novelty=float(outputs.novelty[0]),
         explored=scored.draws.explored,

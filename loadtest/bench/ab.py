@@ -20,16 +20,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
 from loadtest.bench.compare import Driver
+from loadtest.bench.cpu_rounds import load_average, measured_together
 from loadtest.bench.loadgen import Body
 from loadtest.bench.peer_servers import BY_ID, Context, cascade_server
-from loadtest.bench.pinned import cpu_seconds, load_average
 from loadtest.bench.pinning import LOAD_CORE, SERVER_CORE, can_pin, standalone_redis, this_process_on
 from loadtest.bench.workload import ENCODINGS, build_workload
 from loadtest.bench.wrk import Run
@@ -49,15 +47,6 @@ def server_pid(port: int) -> int:
         if b"cascade_cli" in words and b"--port" in words and words[words.index(b"--port") + 1] == str(port).encode():
             return int(cmdline.parent.name)
     raise LookupError(f"no cascade serve process on port {port}")
-
-
-def _together(drive: Driver, group: tuple[tuple[str, int], ...], bodies: list[Body], seconds: int | None
-              ) -> dict[str, Run]:  # fmt: skip
-    """One wrk run per server of `group`, all at once; by server name."""
-    drive.files.folder(bodies)  # written once, before the threads share it
-    with ThreadPoolExecutor(len(group)) as pool:
-        futures = {name: pool.submit(drive, port, bodies, seconds) for name, port in group}
-        return {name: future.result() for name, future in futures.items()}
 
 
 def _spread(values: list[float]) -> str:
@@ -90,7 +79,8 @@ def main() -> int:
         with ExitStack() as stack:
             a = stack.enter_context(cascade_server(ctx, True, _env(args.a_env), "a", args.a_tree))
             b = stack.enter_context(cascade_server(ctx, True, _env(args.b_env), "b", args.b_tree))
-            pids = {"a": server_pid(a), "b": server_pid(b)}
+            ports = {"a": a, "b": b}
+            pids = {name: server_pid(port) for name, port in ports.items()}
             drive = Driver("wrk", 8, args.seconds, 0, load_core)  # warm-up apart, so CPU counts measured requests
             try:
                 for n in sizes:
@@ -98,20 +88,25 @@ def main() -> int:
                     ratios: list[float] = []
                     cpu_ratios: list[float] = []
                     tails: dict[str, list[float]] = {"a": [], "b": []}
+                    drive.files.folder(bodies)  # written once, before the threads share it
+
+                    def load(name: str, seconds: int | None = None, bodies: list[Body] = bodies) -> Run:
+                        return drive(ports[name], bodies, seconds)
+
                     for r in range(args.rounds):
                         runs: dict[str, Run] = {}
                         cpu_ms: dict[str, float] = {}
-                        order = (("a", a), ("b", b)) if r % 2 == 0 else (("b", b), ("a", a))
+                        order = ("a", "b") if r % 2 == 0 else ("b", "a")
                         for group in [order] if args.simultaneous else [order[:1], order[1:]]:
-                            _together(drive, group, bodies, 1)
-                            before = {name: cpu_seconds(pids[name]) for name, _ in group}
-                            runs.update(_together(drive, group, bodies, None))
-                            time.sleep(0.3)  # the logging server's writer drains its last burst, counted in its CPU
-                            for name, _ in group:
-                                cpu_ms[name] = (
-                                    (cpu_seconds(pids[name]) - before[name]) * 1000 / max(runs[name].requests, 1)
-                                )
-                                tails[name].append(runs[name].p99_ms / runs[name].p50_ms)
+                            measured = measured_together(
+                                {name: pids[name] for name in group},
+                                load,
+                                lambda run: run.requests,
+                                warm_up=lambda name: load(name, 1),
+                            )
+                            for name, m in measured.items():
+                                runs[name], cpu_ms[name] = m.result, m.cpu_ms
+                                tails[name].append(m.result.p99_ms / m.result.p50_ms)
                         ratios.append(runs["b"].throughput / runs["a"].throughput)
                         cpu_ratios.append(cpu_ms["a"] / cpu_ms["b"])
                         print(f"N={n} round {r + 1}: A {runs['a'].throughput:.0f}/s {cpu_ms['a']:.2f} ms CPU, "

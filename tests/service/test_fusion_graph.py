@@ -65,8 +65,8 @@ def test_fusion_answers_what_the_cascade_graph_gives_for_the_same_noise_and_its_
                 FUSION_OUTPUTS, fusion.run(None, {"user": user, "context": context, "fusion_noise": noise}), strict=True
             )
         )
-        assert replay["fusion_action"][0].tolist() == record.fusion.action == list(answer["weights"].values())
-        assert replay["fusion_mean"][0].tolist() == record.fusion.mean
+        assert replay["fusion_action"][0].tolist() == record.fusion.action.tolist() == list(answer["weights"].values())
+        assert replay["fusion_mean"][0].tolist() == record.fusion.mean.tolist()
         assert float(replay["log_prob"][0]) == record.log_prob == answer["log_prob"]
         assert float(replay["novelty"][0]) == record.novelty == answer["novelty"]
         # The cascade graph, with this request's own candidates, gives the same fusion for the same noise.

@@ -62,7 +62,7 @@ def test_each_request_appends_exactly_one_complete_decision_record(
         assert [s.name for s in record.stages] == ["matching", "pre_ranking", "ranking"]
         assert record.log_prob == response["log_prob"]
         assert record.explored == response["explored"]
-        assert record.fusion.action == list(response["fusion_weights"].values())
+        assert record.fusion.action.tolist() == list(response["fusion_weights"].values())
         assert len(record.fusion.noise) == len(record.fusion.names)
         # The state is logged as the float32 values the graph saw.
         np.testing.assert_allclose(record.user_features, body["user"]["features"], rtol=1e-6)
