@@ -138,6 +138,7 @@ class DecisionLog:
         # Write without lingering while feedback waits for a record (how many wait) or the worker stops.
         self._waiting = 0
         self._stopping = False
+        self._closed = False  # the writer's loop ends at its next pass, cancelled or not
         self._last_write = 0.0  # time.monotonic() of the last write's start
         # Request ids this worker served whose records are not in Redis yet, and an event set after each
         # batch Redis took: feedback sent the instant a response arrives waits for its decision here.
@@ -262,9 +263,17 @@ class DecisionLog:
         if self._ticker is not None:
             self._ticker.cancel()
         if self._task is not None:
+            # The flag as well as the cancel: on Python 3.11, asyncio.wait_for (the writer's pause) can swallow
+            # a cancellation that arrives as its wait ends (CPython gh-86296), and awaiting the task would
+            # then hang shutdown for good. With the flag the loop ends at its next pass either way.
+            self._closed = True
+            self._wake.set()
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=timeout)
+            if not done:
+                log.error("decision log: the writer did not stop within %.1f s; leaving it", timeout)
+            elif not self._task.cancelled() and self._task.exception() is not None:
+                log.error("decision log: the writer failed: %r", self._task.exception())
         held = len(self._queue) + len(self._in_flight) * (not self._in_flight_spooled)
         self._spill()
         if held:
@@ -282,7 +291,7 @@ class DecisionLog:
             self.redis_healthy = False
             log.warning("decision log: Redis unreachable at start, records will be spooled: %s", exc)
         next_scan = 0.0
-        while True:
+        while not self._closed:
             if time.monotonic() >= next_scan:
                 await self._adopt_orphans()
                 next_scan = time.monotonic() + self._orphan_seconds
