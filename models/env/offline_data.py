@@ -153,6 +153,23 @@ def collect(sim: Simulator, behaviour: BehaviourPolicy, config: OfflineConfig, r
 
 
 @torch.no_grad()
+def window_return(rule: FusionRule, sim: Simulator, config: OfflineConfig, *, sessions: int, seed: int) -> float:
+    """The mean expected request reward of `rule` served the way `collect` logs: `sessions` concurrent
+    sessions refilled as users leave, for `config.log_steps` requests each. This is what a per-request
+    estimator on the log estimates; with session dynamics it differs from `true_return`'s fresh cohort
+    followed to the end of its sessions, even for the behaviour policy itself."""
+    rng = np.random.default_rng(seed)
+    live = sim.sessions(sessions, rng, config.session, config.n_candidates, refill=True)
+    total = 0.0
+    for _ in range(config.log_steps):
+        requests = live.requests()
+        batch = to_batch(sim, requests, live, rng)
+        step = live.step(requests, serve(batch, rule(batch), config.k))
+        total += float(step.expected_objective_rewards.sum())
+    return total / (sessions * config.log_steps)
+
+
+@torch.no_grad()
 def true_return(
     rule: FusionRule, sim: Simulator, config: OfflineConfig, *, users: int = 300, seed: int = 12345
 ) -> dict[str, float]:

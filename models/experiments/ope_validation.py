@@ -4,9 +4,12 @@ Per seed: one world and one log of sessions served by the behaviour policy (mode
 target policies are Gaussians with the behaviour's std around shifted means, μ(s) = μ_b(s) + δ·range·d,
 for a direction d that earns more (the best of a few random constant actions, relative to the middle of the
 box) and its opposite, at several δ: policies of different quality, more off-policy as δ grows. The
-estimand is the mean request reward; its truth is the policy run on-policy in the simulator on fixed
-users (true_return). Estimators see only the logged arrays. The doubly robust reward model is an MLP
-r̂(s, a) fitted on the log; E_{a~π}[r̂] is a Monte Carlo mean over draws of the target policy.
+estimand is the mean request reward in the log's own process; its truth is the policy run on-policy in
+the simulator that way, refilled sessions for the logging window, expected responses (window_return). The
+value for a fresh cohort followed to the end of its sessions (true_return) is kept beside it: with session
+dynamics the two differ, for the behaviour policy too. Estimators see only the logged arrays. The doubly
+robust reward model is an MLP r̂(s, a) fitted on the log; E_{a~π}[r̂] is a Monte Carlo mean over draws of
+the target policy.
 """
 
 from __future__ import annotations
@@ -17,7 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.env.offline_data import BehaviourPolicy, OfflineConfig, OfflineLog, collect, over_seeds, serve, true_return
+from models.env.offline_data import (
+    BehaviourPolicy,
+    OfflineConfig,
+    OfflineLog,
+    collect,
+    over_seeds,
+    serve,
+    true_return,
+    window_return,
+)
 from models.env.rollout import RequestBatch, expected_reward
 from models.nets.cascade import PolicyConfig
 from models.nets.networks import mlp
@@ -32,6 +44,7 @@ class OPEValidationConfig:
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     shifts: tuple[float, ...] = (0.1, 0.2, 0.3)  # δ, in fractions of each action's range
     eval_users: int = 1000
+    window_sessions: int = 256  # concurrent sessions of the truth in the log's process (15,360 requests)
     reward_model_steps: int = 600
     ncis_cap: float = 10.0
     mc_draws: int = 8  # target-policy draws per logged state for the direct-method term of DR
@@ -144,7 +157,10 @@ def run_seed(seed: int, cfg: OPEValidationConfig) -> dict[str, dict[str, float]]
             noise = torch.from_numpy(draw_rng.standard_normal(mean.shape, dtype=np.float32))
             return policy.behaviour.clip(mean + policy.behaviour.std * noise)
 
-        truth = true_return(rule, sim, offline, users=cfg.eval_users, seed=20_000 + seed)["per_request"]
+        # The estimand of a per-request estimator on this log: the target served in the log's own process
+        # (refilled sessions, the logging window). The fresh cohort's value beside it, for reference.
+        truth = window_return(rule, sim, offline, sessions=cfg.window_sessions, seed=20_000 + seed)
+        cohort = true_return(rule, sim, offline, users=cfg.eval_users, seed=20_000 + seed)["per_request"]
         logged_pred, target_pred = _dr_predictions(model, log, policy, cfg.mc_draws, rng)
         logged = LoggedRewards(
             rewards=log.rewards,
@@ -156,7 +172,7 @@ def run_seed(seed: int, cfg: OPEValidationConfig) -> dict[str, dict[str, float]]
         )
         estimates = estimate_all(logged)
         estimates["ncis"] = _ncis(logged, cfg.ncis_cap)
-        out[policy.name] = {"truth": truth, **{n: e.value for n, e in estimates.items()}}
+        out[policy.name] = {"truth": truth, "cohort_truth": cohort, **{n: e.value for n, e in estimates.items()}}
         out[policy.name]["ess"] = estimates["ips"].ess
     return out
 
