@@ -36,16 +36,14 @@ def demo(
     from models.sim.requests import write_example_request
     from pipelines.demo import build_demo
 
-    if world not in ("v1", "v2"):
-        raise typer.BadParameter("v1 or v2", param_hint="--world")
+    _world(world)
     sim = None
     config = None
     if world == "v2":
-        from models.algorithms.demo_policy import session_demo_config
-        from models.sim.world import SimulatorV2
+        from models.algorithms.demo_policy import demo_world, session_demo_config
 
         config = session_demo_config(seed)
-        sim = SimulatorV2(config.sim, seed=seed)
+        sim = demo_world(config)
     manifest = build_demo(store, policy=policy, seed=seed, config=config)
     typer.echo(
         f"published {manifest.policy}/{manifest.version} to {store} "
@@ -115,6 +113,15 @@ def activate(
         raise typer.BadParameter("an admin token is needed (--token or CASCADE_ADMIN_TOKEN)")
     activate_version(url, policy, version, token)
     typer.echo(f"{policy} now serves {version}")
+
+
+def _world(value: str) -> Literal["v1", "v2"]:
+    """The simulator a `--world` option names, or a usage error."""
+    if value == "v1":
+        return "v1"
+    if value == "v2":
+        return "v2"
+    raise typer.BadParameter("'v1' or 'v2'", param_hint="--world")
 
 
 SeedsOption = Annotated[
@@ -307,9 +314,7 @@ def offline_experiment(
     from models.reports.offline import enhanced_section, machine, ope_section, resact_section
     from models.reports.sections import update_section
 
-    if world not in ("v1", "v2"):
-        raise typer.BadParameter("'v1' or 'v2'", param_hint="--world")
-    chosen: Literal["v1", "v2"] = "v2" if world == "v2" else "v1"
+    chosen = _world(world)
     ope = ope_validation.OPEValidationConfig()
     resact = resact_offline.ResActExperimentConfig()
     enhanced = enhanced_rl.EnhancedExperimentConfig()
@@ -392,8 +397,7 @@ def loop(
 
     from pipelines.loop import LoopConfig, run_loop, v2_loop_config
 
-    if world not in ("v1", "v2"):
-        raise typer.BadParameter("'v1' or 'v2'", param_hint="--world")
+    _world(world)
     config = replace(
         v2_loop_config(seed) if world == "v2" else LoopConfig(),
         iterations=iterations,

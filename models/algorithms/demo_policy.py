@@ -38,7 +38,7 @@ from models.nets.cascade import STAGES, CascadePolicy, PolicyConfig
 from models.sim.config import SimConfig
 from models.sim.session import SessionConfig
 from models.sim.simulator import Simulator
-from models.sim.world import SimulatorV2, v2_sim_config
+from models.sim.world import simulator_in, v2_sim_config
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,7 @@ def session_demo_config(seed: int = 0) -> DemoConfig:
 
 def demo_world(config: DemoConfig) -> Simulator:
     """The simulated world the demo of `config` is trained in (and the loop serves its users from)."""
-    if config.world == "v2":
-        return SimulatorV2(config.sim, seed=config.seed)
-    return Simulator(config.sim, seed=config.seed)
+    return simulator_in(config.world, config.sim, config.seed)
 
 
 @dataclass

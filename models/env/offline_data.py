@@ -25,7 +25,7 @@ from models.ope import gaussian_log_prob
 from models.sim.config import SimConfig
 from models.sim.session import SessionConfig
 from models.sim.simulator import Simulator
-from models.sim.world import SimulatorV2, WorldConfig, v2_sim_config
+from models.sim.world import simulator_in, v2_sim_config
 
 # A fusion rule: a request batch → its fusion action, [B, 2J] (one per request) or [B, N, 2J] (one per item).
 FusionRule = Callable[[RequestBatch], torch.Tensor]
@@ -45,9 +45,7 @@ class OfflineConfig:
 
     def simulator(self, seed: int) -> Simulator:
         """World `seed` of this configuration's simulator."""
-        if self.world == "v2":
-            return SimulatorV2(self.sim, seed=seed, world=WorldConfig())
-        return Simulator(self.sim, seed=seed)
+        return simulator_in(self.world, self.sim, seed)
 
 
 def in_world(config: OfflineConfig, world: Literal["v1", "v2"]) -> OfflineConfig:

@@ -24,7 +24,7 @@ bundle contracts and the tests); v2 is the session world every method is compare
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -392,3 +392,10 @@ class SimulatorV2(Simulator):
         from models.sim.world_session import SessionsV2
 
         return SessionsV2(self, n, rng, config, n_candidates, refill)
+
+
+def simulator_in(world: Literal["v1", "v2"], config: SimConfig, seed: int) -> Simulator:
+    """World `seed` of simulator v1 or v2 (this module, at its committed parameters) with `config`'s widths."""
+    if world == "v2":
+        return SimulatorV2(config, seed=seed)
+    return Simulator(config, seed=seed)
