@@ -62,14 +62,15 @@ def session_returns(
     return total, first, users
 
 
+def grid_returns(sim: SimulatorV2, n_users: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(session return [A, U], first-request reward [A, U], user index [U]) of every grid action."""
+    runs = [session_returns(sim, action, n_users, seed) for action in grid_actions()]
+    return np.stack([r[0] for r in runs]), np.stack([r[1] for r in runs]), runs[0][2]
+
+
 def headroom(sim: SimulatorV2, n_users: int, seed: int) -> dict[str, float]:
-    actions = grid_actions()
-    runs = [session_returns(sim, a, n_users, seed) for a in actions]
-    totals = np.stack([r[0] for r in runs])  # [A, U]
-    firsts = np.stack([r[1] for r in runs])
-    users = runs[0][2]
-    social = sim.social[users] > np.median(sim.social)
-    group = 2 * social.astype(int) + (sim.segment[users] == 0).astype(int)
+    totals, firsts, users = grid_returns(sim, n_users, seed)
+    group = observable_group(sim, users, "segment × social")
     half = np.arange(n_users) % 2 == 0  # select on even users, measure on odd ones
     best_global = int(np.argmax(totals[:, half].mean(1)))
     personal = np.zeros(n_users)
@@ -138,7 +139,8 @@ GROUPINGS = ("segment × social", "social quartile", "segment")
 
 
 def observable_group(sim: SimulatorV2, users: np.ndarray, grouping: str) -> np.ndarray:
-    """A group label per user from what the policy observes (SIMULATOR.md §2: segment, social propensity)."""
+    """A group label per user from the latent segment and social propensity ζ_u behind what the policy
+    observes (SIMULATOR.md §2: it sees the segment, and ζ_u only with noise)."""
     social, segment = sim.social[users], sim.segment[users]
     if grouping == "segment × social":
         out: np.ndarray = 2 * (social > np.median(sim.social)).astype(int) + (segment == 0).astype(int)
@@ -196,7 +198,8 @@ def headroom_markdown(seeds: tuple[int, ...], n_users: int = 2000) -> str:
         f"`cascade experiment headroom --seeds {','.join(map(str, seeds))}` (models/experiments/sweep.py): the "
         f"sweep's {len(grid_actions())} constant actions served to the same {n_users} users per world (seed "
         "50000 + world seed, common random numbers, fusion over the 100 candidates, top 6, sessions to their "
-        "end), at SIMULATOR.md's parameters. Per grouping of what the policy observes: the relative gain of one "
+        "end), at SIMULATOR.md's parameters. Per grouping by the latent segment and social propensity (the policy "
+        "sees ζ_u only with noise): the relative gain of one "
         "constant per group over one constant, chosen on a random half of the users and measured on the other "
         "(mean [2.5th, 97.5th percentile] over 200 random halves), and in-sample (chosen and measured on "
         "everyone: an upper bound, raised by noise).",
@@ -207,8 +210,7 @@ def headroom_markdown(seeds: tuple[int, ...], n_users: int = 2000) -> str:
     ]
     for seed in seeds:
         sim = SimulatorV2(v2_sim_config(), seed=seed, world=WorldConfig())
-        runs = [session_returns(sim, action, n_users, 50_000 + seed) for action in grid_actions()]
-        totals, users = np.stack([r[0] for r in runs]), runs[0][2]
+        totals, _, users = grid_returns(sim, n_users, 50_000 + seed)
         means = totals.mean(1)
         for grouping in GROUPINGS:
             h = group_headroom(totals, observable_group(sim, users, grouping))

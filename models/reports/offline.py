@@ -106,7 +106,10 @@ def _on_policy_check(per_seed: dict[str, Any]) -> str:
         f"{p.mean:+.2f} ({p.relative:+.1%}; 95 % CI [{lo:+.2f}, {hi:+.2f}], {p.n} seeds)."
     )
     if p.verdict(1) == "not shown":
-        return text + " The log and the truth measure the same quantity, so the biases above are the estimators'."
+        return text + (
+            f" No gap between the log and the truth is shown at {p.n} seeds, so the biases above are taken as the "
+            "estimators' own."
+        )
     return text + (
         " The log and the truth disagree on the behaviour itself, where every estimator is exact in "
         "expectation: the truth does not measure what the log does (its estimand), and every bias above "
