@@ -17,19 +17,26 @@ from models.ope.gate import GateConfig
 from pipelines.loop import LoopConfig, run_loop, v2_loop_config
 
 
-@pytest.mark.e2e
-def test_one_iteration_logs_joins_trains_judges_and_stops(tmp_path: Path) -> None:
-    config = LoopConfig(
+def _one_small_round(config: LoopConfig, *, requests: int, demo: DemoConfig) -> LoopConfig:
+    """`config` cut to one round of `requests` small requests, trained briefly, with `demo`."""
+    return replace(
+        config,
         iterations=1,
-        requests_per_phase=60,
+        requests_per_phase=requests,
         n_candidates=60,
         # Wide enough that a loaded machine still delivers every feedback inside it (late ones are a
         # different case, with their own tests).
         reward_window_seconds=5.0,
         train=LoggedA3CConfig(epochs=20),
         gate=GateConfig(min_ess=5.0),
-        demo=DemoConfig(head_steps=60, rnd_steps=30, a3c=A3CConfig(steps=30), eval_requests=10),
+        demo=demo,
     )
+
+
+@pytest.mark.e2e
+def test_one_iteration_logs_joins_trains_judges_and_stops(tmp_path: Path) -> None:
+    demo = DemoConfig(head_steps=60, rnd_steps=30, a3c=A3CConfig(steps=30), eval_requests=10)
+    config = _one_small_round(LoopConfig(), requests=60, demo=demo)
     lines: list[str] = []
 
     reports = run_loop(config, tmp_path, echo=lines.append)
@@ -55,16 +62,7 @@ def test_the_loop_runs_in_simulator_v2_with_its_session_trained_demo(tmp_path: P
     v2 = v2_loop_config(0)
     session_run = replace(v2.demo.session_run, steps=3, sessions=8, n_candidates=30, stage_sizes=(20, 15, 10))
     demo = replace(v2.demo, head_steps=30, rnd_steps=20, session_run=session_run, eval_users=20, eval_requests=10)
-    config = replace(
-        v2,
-        iterations=1,
-        requests_per_phase=40,
-        n_candidates=60,
-        reward_window_seconds=5.0,
-        train=LoggedA3CConfig(epochs=20),
-        gate=GateConfig(min_ess=5.0),
-        demo=demo,
-    )
+    config = _one_small_round(v2, requests=40, demo=demo)
 
     reports = run_loop(config, tmp_path, echo=lambda _: None)
 
