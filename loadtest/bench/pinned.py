@@ -200,8 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--store",
         type=Path,
         default=None,
-        help="a store with the policy and an item table "
-        "(default: train and export the bench policy, as `cascade bench` does)",
+        help="a store with the policy and an item table, trained and exported there (as `cascade bench` "
+        "does) when it does not exist yet (default: a fresh one in a temporary directory)",
     )
     parser.add_argument("--train-steps", type=int, default=None, help="fewer training steps for a fresh store")
     parser.add_argument("--policy", default="demo")
@@ -225,11 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-pinned-") as tmp, ExitStack() as stack:
         directory = Path(tmp)
         sizes = [int(s) for s in args.sizes.split(",")]
-        store = args.store
-        if store is None:
+        store = args.store or directory / "store"
+        if not store.exists():
             from loadtest.bench.run import build_bench_store
 
-            store = directory / "store"
             print("training and exporting the bench policy ...", flush=True)
             build_bench_store(store, max(12_000, int(max(sizes) * 1.2)), args.train_steps)
         script = directory / "bodies.lua"
