@@ -1,21 +1,26 @@
 """One pipelined round trip per batch of decision records into this producer's stream shards.
 
 Per shard of the batch: one EVAL of a fixed script that XADDs each record with its explicit entry id
-(contracts/streams.py explains the shards), in order. Per batch: one HSET of the decision index
-(request id → decision time, what the feedback route checks; the same value on a replay) and its
-EXPIREAT. The script is not there for atomicity (none is needed) but for the client's CPU: the
-writer shares the serving core, and a pipelined XADD per record cost it about 25 µs of redis-py
-work per record (building, packing and parsing one command and one reply each), where one EVAL
-carrying a shard's records costs about 4 µs per record (both measured on this machine with 200
-records of 3.6 KB a batch). The script touches one key, its shard, so it runs on any node of a
-cluster; EVAL (not EVALSHA) so a restarted Redis needs no reload: Redis caches the script by its
-digest either way.
+(contracts/streams.py explains the shards), in order. Per batch and index period: one EVAL that HSETs
+the decision index (request id → decision time, what the feedback route checks; the same value on a
+replay) and sets its EXPIREAT. The scripts are not there for atomicity (none is needed) but for the
+client's CPU: the writer shares the serving core. A pipelined XADD per record cost it about 25 µs of
+redis-py work per record (building, packing and parsing one command and one reply each); a script
+that takes each record as its own argument about 13 µs (redis-py packs every argument in Python,
+and above 6,000 bytes sends each one with its own `sendall`). So each script takes a whole batch in
+a few arguments: the records concatenated into one, their lengths and entry ids as one text each,
+and the script slices them apart on the Redis side, which runs on its own core.
+
+Each script touches one key, so it runs on any node of a cluster; EVAL (not EVALSHA) so a restarted
+Redis needs no reload: Redis caches the script by its digest either way.
 
 Replays stay idempotent per entry: Redis refuses an XADD whose id is not above the shard's last one
 ("equal or smaller than the target stream top item"); the script counts those refusals and goes on,
 and stops at any other error (e.g. OOM: nothing of the batch past it is written), which the caller
-treats as a failed batch: it spools the batch and replays it whole later. Shards are registered in
-`<stream>:shards` (SADD) with the first batch that writes to them, before any reader could need them.
+treats as a failed batch: it spools the batch and replays it whole later. A batch whose parts do not
+add up (lengths against the concatenated bytes) is refused whole before anything is written. Shards
+are registered in `<stream>:shards` (SADD) with the first batch that writes to them, before any
+reader could need them.
 """
 
 from __future__ import annotations
@@ -34,17 +39,43 @@ from service.log_entries import Pending
 # Redis' reply to an XADD whose explicit id is not above the stream's last one: already written.
 _ALREADY_WRITTEN = "equal or smaller than the target stream top item"
 
+# `lengths` (decimal, space-separated) cut `blob` into its parts; refuses the whole call unless they
+# add up exactly. Shared by both scripts.
+_SPLIT = """
+local function split(lengths, blob)
+  local parts, at = {}, 1
+  for n in string.gmatch(lengths, '%d+') do
+    local size = tonumber(n)
+    parts[#parts + 1] = string.sub(blob, at, at + size - 1)
+    at = at + size
+  end
+  if at ~= #blob + 1 then
+    return nil
+  end
+  return parts
+end
+"""
+
 # KEYS[1]: the shard. ARGV: the trim option ("" | "MAXLEN" | "MINID") and its threshold, the stream
-# field, then (entry id, record) pairs. Returns how many entries the shard already held.
-_APPEND = f"""
+# field, the entry ids (space-separated), the records' lengths, the records concatenated. Returns how
+# many entries the shard already held.
+_APPEND = f"""{_SPLIT}
+local records = split(ARGV[5], ARGV[6])
+local ids = {{}}
+for id in string.gmatch(ARGV[4], '%S+') do
+  ids[#ids + 1] = id
+end
+if records == nil or #records ~= #ids then
+  return redis.error_reply('ERR decision batch: entry ids, lengths and records do not match')
+end
 local xadd = {{'XADD', KEYS[1]}}
 if ARGV[1] ~= '' then
   xadd[3], xadd[4], xadd[5] = ARGV[1], '~', ARGV[2]
 end
 local at = #xadd + 1
 local refused = 0
-for i = 4, #ARGV, 2 do
-  xadd[at], xadd[at + 1], xadd[at + 2] = ARGV[i], ARGV[3], ARGV[i + 1]
+for i = 1, #ids do
+  xadd[at], xadd[at + 1], xadd[at + 2] = ids[i], ARGV[3], records[i]
   local reply = redis.pcall(unpack(xadd))
   if type(reply) == 'table' and reply.err then
     if not string.find(reply.err, '{_ALREADY_WRITTEN}', 1, true) then
@@ -54,6 +85,24 @@ for i = 4, #ARGV, 2 do
   end
 end
 return refused
+"""
+
+# KEYS[1]: an index hash. ARGV: its EXPIREAT, the request ids' lengths, the request ids concatenated,
+# the decision times (space-separated, as Python's repr wrote them).
+_INDEX = f"""{_SPLIT}
+local requests = split(ARGV[2], ARGV[3])
+local times = {{}}
+for t in string.gmatch(ARGV[4], '%S+') do
+  times[#times + 1] = t
+end
+if requests == nil or #requests ~= #times then
+  return redis.error_reply('ERR decision index: request ids and times do not match')
+end
+for i = 1, #requests do
+  redis.call('HSET', KEYS[1], requests[i], times[i])
+end
+redis.call('EXPIREAT', KEYS[1], ARGV[1])
+return #requests
 """
 
 
@@ -87,23 +136,28 @@ class ShardWriter:
 
     async def write(self, batch: list[Pending]) -> WriteResult:
         pipe = self._redis.pipeline(transaction=False)
-        by_shard: dict[str, list[bytes | str]] = {}
-        index: dict[int, dict[str, str]] = {}
+        by_shard: dict[str, list[Pending]] = {}
+        by_bucket: dict[int, list[Pending]] = {}
         for entry in batch:
-            by_shard.setdefault(entry.shard, []).extend((entry.entry_id, entry.data))
-            # repr: the float unrounded, as the feedback script reads it back
-            bucket = decision_index_bucket(entry.time, self._index_seconds)
-            index.setdefault(bucket, {})[entry.request_id] = repr(entry.time)
+            by_shard.setdefault(entry.shard, []).append(entry)
+            by_bucket.setdefault(decision_index_bucket(entry.time, self._index_seconds), []).append(entry)
         new = by_shard.keys() - self._registered
         if new:
             pipe.sadd(decision_shards_key(self._stream), *sorted(new))
         trim = self._trim_args()
-        for shard, pairs in by_shard.items():
-            pipe.eval(_APPEND, 1, shard, *trim, decision_record.STREAM_FIELD, *pairs)
-        for bucket, decided in index.items():
+        for shard, entries in by_shard.items():
+            ids = " ".join([entry.entry_id for entry in entries])
+            lengths = " ".join([str(len(entry.data)) for entry in entries])
+            records = b"".join([entry.data for entry in entries])
+            pipe.eval(_APPEND, 1, shard, *trim, decision_record.STREAM_FIELD, ids, lengths, records)
+        for bucket, entries in by_bucket.items():
+            requests = [entry.request_id.encode() for entry in entries]
+            # repr: the float unrounded, as the feedback script reads it back
+            times = " ".join([repr(entry.time) for entry in entries])
+            expire_at = (bucket + 2) * self._index_seconds
             key = decision_index_key(self._stream, bucket)
-            pipe.hset(key, mapping=decided)  # type: ignore[arg-type]
-            pipe.expireat(key, (bucket + 2) * self._index_seconds)
+            lengths = " ".join([str(len(request)) for request in requests])
+            pipe.eval(_INDEX, 1, key, expire_at, lengths, b"".join(requests), times)
         results = await pipe.execute(raise_on_error=False)
         deduplicated = 0
         for result in results:
