@@ -17,7 +17,14 @@ resolves them through the table's ids. Every float vector and matrix (states, ac
 all float32 in the serving graphs) is a float32 numpy array, stored as packed little-endian float32
 bytes (contracts/packed_floats.py); scalars (time, log_prob, novelty, timings) stay float64. The
 stored bytes are msgpack. Older records still decode into the same arrays: schema version 1 (JSON,
-ids as strings, floats as lists) and 2 (msgpack, floats as lists).
+ids as strings, floats as lists), 2 (msgpack, floats as lists) and 3 (a msgpack map, each float
+vector its own packed bytes).
+
+Schema 4, what the service writes, is a msgpack array (`PackedRecord`): the scalars in a fixed order,
+and every float vector of the record (states, actions, draws, served scores, stage observations and
+actions) in one packed float32 buffer with the vectors' lengths beside it. A serving worker builds it
+from the graph's outputs with one concatenation and checks it with one finiteness pass, instead of a
+struct per part and an array each; it decodes into the same `DecisionRecord`.
 """
 
 from __future__ import annotations
@@ -33,8 +40,9 @@ import numpy.typing as npt
 
 from contracts.packed_floats import DTYPE, Matrix, Vector, dec_hook, enc_hook, to_lists
 
-# 3: float vectors and matrices as packed float32 bytes; 2: msgpack with float lists; 1: JSON.
-SCHEMA_VERSION = 3
+# 4: a msgpack array, the float vectors in one packed buffer (PackedRecord); 3: a map, each float
+# vector and matrix its own packed float32 bytes; 2: msgpack with float lists; 1: JSON.
+SCHEMA_VERSION = 4
 STREAM_FIELD = b"d"  # the stream entry's single field; its value is the encoded record
 ROW_DTYPE = np.dtype("<u4")  # packed candidate rows: little-endian uint32, one per candidate
 
@@ -136,24 +144,219 @@ class DecisionRecord(msgspec.Struct):
     item_fusion: ItemFusionLog | None = None  # /v1/fusion with candidates: per-item weights
 
 
+class PackedRecord(msgspec.Struct, array_like=True):
+    """A decision record as schema 4 stores it: a msgpack array, its float vectors in one buffer.
+
+    `floats` holds, as packed float32 and in this order, user_features, context, served_scores, then
+    fusion state, mean, std, noise, raw_action and action, then every stage's observation, then every
+    stage's action; `lengths` gives each one's length (9 + 2 per stage). The rarer parts (ResAct, per-item fusion,
+    logged candidate matrices) keep their own packed fields."""
+
+    schema_version: int
+    request_id: str
+    time: float
+    user_id: str
+    policy: str
+    version: str
+    arm: Arm
+    kind: DecisionKind
+    k: int
+    log_prob: float
+    novelty: float
+    explored: bool
+    timings: tuple[float, float, float]  # decode_ms, compute_ms, total_ms
+    shadow_of: str | None
+    candidates: CandidateLog
+    stages: list[tuple[str, int, int]]  # name, keep, survivors
+    names: list[str]  # the fusion action's names
+    served_ids: list[str]
+    lengths: list[int]
+    floats: bytes
+    resact: ResActLog | None = None
+    item_fusion: ItemFusionLog | None = None
+
+
+_FIXED_VECTORS = 9  # the vectors before the stages' in `PackedRecord.floats`
+_SERVED, _ACTION = 2, 8  # positions of served_scores and fusion.action among them
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
-_decoder = msgspec.msgpack.Decoder(DecisionRecord, dec_hook=dec_hook)
+_decoder = msgspec.msgpack.Decoder(DecisionRecord, dec_hook=dec_hook)  # schema 2 and 3: a msgpack map
+_packed_decoder = msgspec.msgpack.Decoder(PackedRecord, dec_hook=dec_hook)
 _json_decoder = msgspec.json.Decoder(DecisionRecord, dec_hook=dec_hook)  # schema version 1 records
 
 
 def encode(record: DecisionRecord) -> bytes:
     """The stored bytes of a record; raises msgspec.ValidationError for a record `decode` would reject."""
     validate(record)
+    return _encoder.encode(pack(record))
+
+
+def encode_packed(record: PackedRecord) -> bytes:
+    """The stored bytes of a record built packed (the serving path); raises msgspec.ValidationError for one
+    `decode` would reject, naming the field as `encode` would."""
+    if not _packed_ok(record):
+        validate(unpack(record))  # names the field
+        _fail("floats", "the vectors do not match the record")  # not reached: _packed_ok is validate's rule
     return _encoder.encode(record)
 
 
 def decode(data: bytes) -> DecisionRecord:
     """Parse a stored record; raises msgspec.ValidationError (or DecodeError) unless it meets the contract."""
-    # A JSON object starts with '{' (0x7B); a msgpack record starts with a map header (0x8_/0xDE/0xDF).
-    record = _json_decoder.decode(data) if data[:1] == b"{" else _decoder.decode(data)
+    first = data[:1]
+    if first == b"{":  # schema 1: a JSON object
+        record = _json_decoder.decode(data)
+    elif first and (0x90 <= first[0] <= 0x9F or first[0] in (0xDC, 0xDD)):  # schema 4: a msgpack array
+        packed = _decode_packed(data)
+        if _packed_ok(packed):
+            return unpack(packed)
+        record = unpack(packed)  # validate names the field below
+    else:  # schemas 2 and 3: a msgpack map (0x8_, 0xDE, 0xDF)
+        record = _decoder.decode(data)
     validate(record)
     return record
+
+
+_POSITION = re.compile(r"`\$\[(\d+)\]")
+
+
+def _decode_packed(data: bytes) -> PackedRecord:
+    """msgspec's decode of the array form, its errors naming the field (`$.novelty`), not the position."""
+    try:
+        return _packed_decoder.decode(data)
+    except msgspec.ValidationError as error:
+        fields = PackedRecord.__struct_fields__
+
+        def named(match: re.Match[str]) -> str:
+            position = int(match.group(1))
+            return f"`$.{fields[position]}" if position < len(fields) else match.group(0)
+
+        raise msgspec.ValidationError(_POSITION.sub(named, str(error), count=1)) from None
+
+
+def pack(record: DecisionRecord) -> PackedRecord:
+    """A record in its stored schema-4 form (the vectors must be float32 arrays: `validate` first)."""
+    fusion, timings = record.fusion, record.timings
+    vectors = [
+        record.user_features,
+        record.context,
+        record.served_scores,
+        fusion.state,
+        fusion.mean,
+        fusion.std,
+        fusion.noise,
+        fusion.raw_action,
+        fusion.action,
+    ]
+    vectors += [stage.observation for stage in record.stages]
+    vectors += [stage.action for stage in record.stages]
+    return PackedRecord(
+        schema_version=record.schema_version,
+        request_id=record.request_id,
+        time=record.time,
+        user_id=record.user_id,
+        policy=record.policy,
+        version=record.version,
+        arm=record.arm,
+        kind=record.kind,
+        k=record.k,
+        log_prob=record.log_prob,
+        novelty=record.novelty,
+        explored=record.explored,
+        timings=(timings.decode_ms, timings.compute_ms, timings.total_ms),
+        shadow_of=record.shadow_of,
+        candidates=record.candidates,
+        stages=[(stage.name, stage.keep, stage.survivors) for stage in record.stages],
+        names=fusion.names,
+        served_ids=record.served_ids,
+        lengths=[len(vector) for vector in vectors],
+        floats=np.concatenate(vectors, dtype=DTYPE, casting="no").tobytes(),
+        resact=record.resact,
+        item_fusion=record.item_fusion,
+    )
+
+
+def unpack(packed: PackedRecord) -> DecisionRecord:
+    """The record a packed one holds, its vectors views of one read-only float32 buffer; raises
+    msgspec.ValidationError when `lengths` do not describe `floats` for its stages."""
+    lengths = packed.lengths
+    if len(lengths) != _FIXED_VECTORS + 2 * len(packed.stages):
+        _fail("lengths", f"must give {_FIXED_VECTORS} + 2 per stage vector lengths, got {len(lengths)}")
+    if len(packed.floats) % DTYPE.itemsize:
+        _fail("floats", f"packed float32 bytes must be a multiple of {DTYPE.itemsize} long")
+    values = np.frombuffer(packed.floats, dtype=DTYPE)
+    if min(lengths, default=0) < 0 or sum(lengths) != len(values):
+        _fail("lengths", f"must add up to the {len(values)} values of `floats`")
+    ends = np.cumsum(lengths).tolist()
+    v = [values[end - length : end] for end, length in zip(ends, lengths, strict=True)]
+    count = len(packed.stages)
+    stages = [
+        StageLog(name, keep, survivors, v[_FIXED_VECTORS + i], v[_FIXED_VECTORS + count + i])
+        for i, (name, keep, survivors) in enumerate(packed.stages)
+    ]
+    decode_ms, compute_ms, total_ms = packed.timings
+    return DecisionRecord(
+        schema_version=packed.schema_version,
+        request_id=packed.request_id,
+        time=packed.time,
+        user_id=packed.user_id,
+        policy=packed.policy,
+        version=packed.version,
+        arm=packed.arm,
+        k=packed.k,
+        user_features=v[0],
+        context=v[1],
+        candidates=packed.candidates,
+        stages=stages,
+        fusion=FusionLog(v[3], v[4], v[5], v[6], v[7], v[8], packed.names),
+        served_ids=packed.served_ids,
+        served_scores=v[_SERVED],
+        log_prob=packed.log_prob,
+        novelty=packed.novelty,
+        explored=packed.explored,
+        timings=Timings(decode_ms, compute_ms, total_ms),
+        shadow_of=packed.shadow_of,
+        kind=packed.kind,
+        resact=packed.resact,
+        item_fusion=packed.item_fusion,
+    )
+
+
+def _packed_ok(packed: PackedRecord) -> bool:
+    """`validate(unpack(packed))` would pass: the same rule, checked on the packed form without building
+    the record (one finiteness pass over `floats`); False for anything it would refuse."""
+    lengths, floats = packed.lengths, packed.floats
+    if (
+        not 1 <= packed.schema_version <= SCHEMA_VERSION
+        or len(lengths) != _FIXED_VECTORS + 2 * len(packed.stages)
+        or len(floats) % DTYPE.itemsize
+        or min(lengths) < 0
+        or sum(lengths) * DTYPE.itemsize != len(floats)
+        or packed.k < 0
+        or lengths[_SERVED] != len(packed.served_ids)
+        or lengths[_ACTION] != len(packed.names)
+    ):
+        return False
+    scalars = (packed.time, packed.log_prob, packed.novelty, *packed.timings)
+    if not math.isfinite(sum(scalars)) and not all(math.isfinite(value) for value in scalars):
+        return False
+    if not np.isfinite(np.frombuffer(floats, dtype=DTYPE)).all():
+        return False
+    candidates, resact, item = packed.candidates, packed.resact, packed.item_fusion
+    if resact is not None or item is not None or candidates.features is not None or candidates.predictions is not None:
+        return _valid(unpack(packed))  # the rarer parts: the record's own rule
+    try:
+        _candidates(candidates)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def _valid(record: DecisionRecord) -> bool:
+    try:
+        validate(record)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 def validate(record: DecisionRecord) -> None:

@@ -67,7 +67,8 @@ def _vector(value: Any) -> _Vector:
         if len(value) % DTYPE.itemsize:
             raise ValueError(f"packed float32 bytes must be a multiple of {DTYPE.itemsize} long")
         return np.frombuffer(value, dtype=DTYPE)
-    return np.array(msgspec.convert(value, list[float]), dtype=DTYPE)
+    with np.errstate(over="ignore"):  # a float beyond float32's range becomes inf, which `validate` refuses
+        return np.array(msgspec.convert(value, list[float]), dtype=DTYPE)
 
 
 def _matrix(value: Any) -> _Matrix:
@@ -81,4 +82,5 @@ def _matrix(value: Any) -> _Matrix:
     if len({len(row) for row in rows_of_floats}) > 1:
         raise ValueError("every row of a matrix must have the same length")
     columns = len(rows_of_floats[0]) if rows_of_floats else 0
-    return np.array(rows_of_floats, dtype=DTYPE).reshape(len(rows_of_floats), columns)
+    with np.errstate(over="ignore"):  # as in _vector
+        return np.array(rows_of_floats, dtype=DTYPE).reshape(len(rows_of_floats), columns)

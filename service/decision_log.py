@@ -46,7 +46,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contracts import decision_record
-from contracts.decision_record import DecisionRecord
+from contracts.decision_record import PackedRecord
 from contracts.streams import decision_shard, producer_name
 from service.log_entries import Pending, decode_spooled, encode_spooled
 from service.metrics import Metrics
@@ -147,9 +147,9 @@ class DecisionLog:
 
     # --- the request side (any thread) ---
 
-    def append(self, record: DecisionRecord) -> None:
+    def append(self, record: PackedRecord) -> None:
         """Hand one record over without waiting. Safe from any thread: requests are served in a threadpool."""
-        data = decision_record.encode(record)  # in the caller's thread, off the event loop
+        data = decision_record.encode_packed(record)  # in the caller's thread, off the event loop
         shard = self._shards.get(record.policy) or self._shards.setdefault(
             record.policy, decision_shard(self._stream, record.policy, self.producer)
         )

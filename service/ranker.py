@@ -29,7 +29,7 @@ from service.item_catalog import ItemCatalog
 from service.limits import RequestLimits
 from service.metrics import Metrics
 from service.problems import invalid_field, not_ready, unknown_policy
-from service.records import Scored, decision_record
+from service.records import Scored, packed_record
 from service.registry import Registry, Serving
 from service.schema import (
     Candidates,
@@ -232,7 +232,7 @@ class Ranker:
         """Log the decision and, with a shadow version routed, the shadow's scoring of the same inputs."""
         if not self._log_decisions:
             return
-        self._log.append(decision_record(scored, self._log_candidate_features))
+        self._log_record(scored)
         shadow = serving.shadow
         if shadow is None:
             return
@@ -260,7 +260,10 @@ class Ranker:
             item_fusion=None,
             shadow_of=scored.request_id,
         )
-        self._log.append(decision_record(shadow_scored, self._log_candidate_features))
+        self._log_record(shadow_scored)
+
+    def _log_record(self, scored: Scored) -> None:
+        self._log.append(packed_record(scored, self._log_candidate_features, time.time()))
 
     def _shadow_scoring(
         self, shadow: LoadedBundle, scored: Scored

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,20 +13,19 @@ from contracts.decision_record import (
     Arm,
     CandidateLog,
     DecisionKind,
-    DecisionRecord,
-    FusionLog,
     ItemFusionLog,
+    PackedRecord,
     ResActLog,
-    StageLog,
     Timings,
     pack_rows,
 )
+from contracts.packed_floats import DTYPE
 from service.bundle import LoadedBundle
 from service.cascade import F32, CascadeInputs, CascadeOutputs, FusionOutputs, UserState
 from service.fusion_strategy import Draws
 
 _NO_SCORES = np.zeros(0, dtype=np.float32)
-_NO_SCORES.flags.writeable = False  # shared by every fusion record
+_NO_SCORES.flags.writeable = False  # the served scores of every fusion record
 
 
 @dataclass(frozen=True)
@@ -56,20 +54,29 @@ class Scored:
     shadow_of: str | None = None
 
 
-def decision_record(scored: Scored, log_candidate_features: bool) -> DecisionRecord:
-    """The record of a scoring; candidate matrices are referenced by digest unless asked to be logged."""
+# The sha256 of no bytes: the digest of a request whose candidate matrices all came from the item table.
+_EMPTY_DIGEST = hashlib.sha256().hexdigest()
+
+
+def packed_record(scored: Scored, log_candidate_features: bool, decided: float) -> PackedRecord:
+    """The record of a scoring in its stored form: every float vector copied once into one float32 buffer
+    (contracts/decision_record.py, PackedRecord); candidate matrices are referenced by digest unless asked
+    to be logged. `decided`: when it was answered (epoch seconds)."""
     manifest = scored.bundle.manifest
     inputs, outputs = scored.inputs, scored.outputs
     # A rank carries the whole request and the cascade's outputs; a fusion call the user state and weights.
     request = inputs if isinstance(inputs, CascadeInputs) else None
     ranking = outputs if isinstance(outputs, CascadeOutputs) else None
-    digest = hashlib.sha256()
-    for matrix in scored.inline_matrices:
-        digest.update(matrix.tobytes())
+    digest = _EMPTY_DIGEST
+    if scored.inline_matrices:
+        hashed = hashlib.sha256()
+        for matrix in scored.inline_matrices:
+            hashed.update(matrix.tobytes())
+        digest = hashed.hexdigest()
     logged_matrices = log_candidate_features and request is not None and ranking is not None
     rows = scored.table_rows
     candidates = CandidateLog(
-        digest=digest.hexdigest(),
+        digest=digest,
         # Rows of the item table are 4 bytes a candidate; its ids (often 8 to 40 characters) are in the table.
         ids=scored.candidate_ids if rows is None else [],
         rows=pack_rows(rows, table_rows=True) if rows is not None else None,  # rows_of: the table's row numbers
@@ -77,47 +84,56 @@ def decision_record(scored: Scored, log_candidate_features: bool) -> DecisionRec
         features=request.item_features if logged_matrices and request is not None else None,
         predictions=request.mtl_predictions if logged_matrices and request is not None else None,
     )
-    # A fusion call runs no stage, so it has no stage to record.
-    stages = []
-    if ranking is not None:
-        # The graph's float32 rows as they are (views, packed as bytes when encoded): no Python floats.
+    user, context = inputs.user, inputs.context  # [1, U], [1, C]
+    # PackedRecord.floats in its documented order: the float32 arrays the graph took and gave, as they are
+    # (the bundle loader checked the graph's output types against the contract).
+    parts = [user, context, _NO_SCORES, user, context]  # the fusion actor's state: user ⊕ context
+    parts += (outputs.fusion_mean, outputs.fusion_std, scored.draws.noise, outputs.fusion_raw_action)
+    parts.append(outputs.fusion_action)
+    stages: list[tuple[str, int, int]] = []
+    if ranking is not None:  # a fusion call runs no stage, so it has no stage to record
+        observations, actions = ranking.stage_observations, ranking.stage_actions  # [S, D], [S, D']
         survivors = ranking.stage_survivors.tolist()
-        observations, actions = ranking.stage_observations, ranking.stage_actions
-        stages = [
-            StageLog(stage.name, stage.keep, survivors[i], observations[i], actions[i])
-            for i, stage in enumerate(manifest.stages)
-        ]
-    user, context = inputs.user[0], inputs.context[0]
-    return DecisionRecord(
+        stages = [(stage.name, stage.keep, n) for stage, n in zip(manifest.stages, survivors, strict=True)]
+        parts[2] = ranking.top_scores
+        parts += (observations, actions)
+    u, c = user.shape[1], context.shape[1]
+    lengths = [u, c, len(parts[2]), u + c, *[part.shape[1] for part in parts[5:10]]]
+    if stages:
+        lengths += [observations.shape[1]] * len(stages) + [actions.shape[1]] * len(stages)
+    timings = scored.timings
+    return PackedRecord(
         schema_version=SCHEMA_VERSION,
         request_id=scored.request_id,
-        time=time.time(),
+        time=decided,
         user_id=scored.user_id,
         policy=manifest.policy,
         version=manifest.version,
         arm=scored.arm,
+        kind=scored.kind,
         k=request.k if request is not None and ranking is not None else 0,
-        user_features=user,
-        context=context,
-        candidates=candidates,
-        stages=stages,
-        fusion=FusionLog(
-            state=np.concatenate((user, context)),
-            mean=outputs.fusion_mean[0],
-            std=outputs.fusion_std[0],
-            noise=scored.draws.noise[0],
-            raw_action=outputs.fusion_raw_action[0],
-            action=outputs.fusion_action[0],
-            names=manifest.fusion.names,
-        ),
-        served_ids=scored.served_ids,
-        served_scores=ranking.top_scores if ranking is not None else _NO_SCORES,
         log_prob=float(outputs.log_prob[0]),  # 0 for ResAct: its strategy serves a deterministic action
         novelty=float(outputs.novelty[0]),
         explored=scored.draws.explored,
-        timings=scored.timings,
+        timings=(timings.decode_ms, timings.compute_ms, timings.total_ms),
         shadow_of=scored.shadow_of,
-        kind=scored.kind,
+        candidates=candidates,
+        stages=stages,
+        names=manifest.fusion.names,
+        served_ids=scored.served_ids,
+        lengths=lengths,
+        floats=_packed(parts),
         resact=scored.resact,
         item_fusion=scored.item_fusion,
     )
+
+
+def _packed(arrays: list[F32]) -> bytes:
+    """The arrays' float32 values, one after the other: one `bytes.join` over their buffers, a fraction of
+    what `np.concatenate` + `tobytes` costs for a dozen small arrays (numpy's dispatch per call and per
+    array dominates at these sizes). A part of another item size cannot pass unnoticed: the record's
+    lengths would not add up to the bytes, and the encoder refuses that."""
+    try:
+        return b"".join(arrays)  # type: ignore[arg-type]  # numpy arrays are buffers
+    except TypeError:  # a part that is not C-contiguous (bytes.join takes only contiguous buffers)
+        return np.concatenate([array.reshape(-1) for array in arrays], dtype=DTYPE, casting="no").tobytes()

@@ -101,7 +101,7 @@ def test_a_schema_2_record_archives_into_the_same_float_columns_and_reads_back_a
     (request_id,) = _rank(client, make_request, 1)
     ((_, fields),) = wait_for_stream(redis_client, settings.decision_stream, 1)
     packed = decision_record.decode(fields[decision_record.STREAM_FIELD])
-    assert packed.schema_version == decision_record.SCHEMA_VERSION == 3
+    assert packed.schema_version == decision_record.SCHEMA_VERSION == 4
     old = {**msgspec.to_builtins(packed, builtin_types=(bytes,), enc_hook=to_lists), "schema_version": 2}
     old["request_id"] = "written-by-schema-2"
     redis_client.xadd(settings.decision_stream, {decision_record.STREAM_FIELD: msgspec.msgpack.encode(old)})
@@ -117,7 +117,7 @@ def test_a_schema_2_record_archives_into_the_same_float_columns_and_reads_back_a
     read_old = rows["written-by-schema-2"]
     assert read_old.schema_version == 2 and read_old.fusion.state.dtype == np.float32
     assert decision_record.encode(rows[request_id]) == fields[decision_record.STREAM_FIELD]  # byte for byte
-    same = msgspec.structs.replace(read_old, schema_version=3, request_id=request_id)
+    same = msgspec.structs.replace(read_old, schema_version=decision_record.SCHEMA_VERSION, request_id=request_id)
     assert decision_record.as_builtins(same) == decision_record.as_builtins(packed)
 
 
@@ -135,7 +135,12 @@ def test_a_poison_entry_is_dead_lettered_with_its_reason_and_the_reader_goes_on(
     # an entry without the record field; then two good ones.
     stored = stream_entries(redis_client, settings.decision_stream)[0][1][decision_record.STREAM_FIELD]
     codec: Any = msgspec.json if stored[:1] == b"{" else msgspec.msgpack
-    document = codec.decode(stored) | {"request_id": "poisoned", "novelty": None}
+    document = codec.decode(stored)
+    if isinstance(document, list):  # schema 4: a msgpack array in PackedRecord's field order
+        fields = decision_record.PackedRecord.__struct_fields__
+        document[fields.index("request_id")], document[fields.index("novelty")] = "poisoned", None
+    else:
+        document |= {"request_id": "poisoned", "novelty": None}
     poisoned = codec.encode(document)
     redis_client.xadd(settings.decision_stream, {decision_record.STREAM_FIELD: poisoned})
     redis_client.xadd(settings.decision_stream, {b"unexpected": b"\xff"})

@@ -206,11 +206,10 @@ garbage = st.recursive(
 def test_whatever_a_reader_accepts_the_encoder_could_have_written(record: DecisionRecord, data: st.DataObject) -> None:
     """Replace any one field, at any depth, by anything: a reader either rejects the bytes, or reads a record
     the encoder writes back byte for byte."""
-    # The stored form of either schema: packed float32 bytes and tensors (3), or float lists (2).
-    if data.draw(st.booleans()):
-        builtins = msgspec.msgpack.decode(decision_record.encode(record))
-    else:
-        builtins = msgspec.msgpack.decode(_schema_2(record))
+    # The stored form of each msgpack schema: one float buffer (4), packed bytes and tensors per array (3),
+    # or float lists (2).
+    writer = data.draw(st.sampled_from([decision_record.encode, _schema_3, _schema_2]))
+    builtins = msgspec.msgpack.decode(writer(record))
     paths: list[tuple[Any, ...]] = []
 
     def walk(value: Any, path: tuple[Any, ...]) -> None:
@@ -282,8 +281,48 @@ def test_the_encoder_names_the_first_bad_array_and_value(change: Any, field: str
     assert message in str(refused.value)
 
 
+def _schema_3(record: DecisionRecord) -> bytes:
+    """A record as schema 3 stored it: a msgpack map, each float vector and matrix its own packed bytes."""
+    return msgspec.msgpack.encode(msgspec.structs.replace(record, schema_version=3), enc_hook=enc_hook)
+
+
+@settings(max_examples=200, deadline=None)
+@given(records())
+def test_a_schema_3_record_reads_into_the_same_record(record: DecisionRecord) -> None:
+    read = decision_record.decode(_schema_3(record))
+    assert read.schema_version == 3
+    assert _builtins(msgspec.structs.replace(read, schema_version=record.schema_version)) == _builtins(record)
+
+
+@settings(max_examples=300, deadline=None)
+@given(records(), st.data())
+def test_the_packed_encoder_refuses_exactly_what_the_record_rule_does(
+    record: DecisionRecord, data: st.DataObject
+) -> None:
+    """The serving path encodes a PackedRecord without building the record: its check must be `validate`'s
+    rule, field names included, on valid records and on records with a non-finite float anywhere."""
+    builtins = _builtins(record)
+    paths = _float_paths(builtins)
+    if paths and data.draw(st.booleans()):
+        path = data.draw(st.sampled_from(paths))
+        _set(builtins, path, data.draw(non_finite))
+        record = msgspec.convert(builtins, DecisionRecord, dec_hook=dec_hook)
+    try:
+        decision_record.validate(record)
+    except msgspec.ValidationError as refused:
+        with pytest.raises(msgspec.ValidationError) as packed_refused:
+            decision_record.encode_packed(decision_record.pack(record))
+        assert str(packed_refused.value) == str(refused)
+        return
+    stored = decision_record.encode_packed(decision_record.pack(record))
+    assert stored == decision_record.encode(record)
+    assert _builtins(decision_record.decode(stored)) == _builtins(record)
+
+
 def test_packed_floats_of_a_wrong_length_are_refused_at_their_field() -> None:
-    stored = msgspec.msgpack.decode(decision_record.encode(_minimal(CandidateLog(digest="0" * 64, ids=["a"]))))
+    """Schema 3: each vector its own bytes; schema 4: the lengths must describe the one buffer."""
+    record = _minimal(CandidateLog(digest="0" * 64, ids=["a"]))
+    stored = msgspec.msgpack.decode(_schema_3(record))
     stored["fusion"]["mean"] = b"\x00" * 6
     with pytest.raises(msgspec.ValidationError, match=re.escape("$.fusion.mean")):
         decision_record.decode(msgspec.msgpack.encode(stored))
@@ -293,6 +332,19 @@ def test_packed_floats_of_a_wrong_length_are_refused_at_their_field() -> None:
                         "action": b""}  # fmt: skip
     with pytest.raises(msgspec.ValidationError, match=re.escape("$.resact.latents")):
         decision_record.decode(msgspec.msgpack.encode(stored))
+
+    packed = decision_record.pack(record)
+    for broken, field in (
+        (msgspec.structs.replace(packed, floats=packed.floats[:-2]), "floats"),
+        (msgspec.structs.replace(packed, floats=packed.floats[:-4]), "lengths"),
+        (msgspec.structs.replace(packed, lengths=[*packed.lengths, 0]), "lengths"),
+        (msgspec.structs.replace(packed, lengths=[-1, *packed.lengths[1:]]), "lengths"),
+    ):
+        stored_packed = msgspec.msgpack.encode(broken)
+        with pytest.raises(msgspec.ValidationError, match=re.escape(f"$.{field}")):
+            decision_record.decode(stored_packed)
+        with pytest.raises(msgspec.ValidationError, match=re.escape(f"$.{field}")):
+            decision_record.encode_packed(broken)
 
 
 def _fusion(record: DecisionRecord, **fields: Any) -> DecisionRecord:
