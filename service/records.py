@@ -112,8 +112,8 @@ def packed_record(scored: Scored, log_candidate_features: bool, decided: float) 
         arm=scored.arm,
         kind=scored.kind,
         k=request.k if request is not None and ranking is not None else 0,
-        log_prob=float(outputs.log_prob[0]),  # 0 for ResAct: its strategy serves a deterministic action
-        novelty=float(outputs.novelty[0]),
+        log_prob=outputs.log_prob.item(),  # 0 for ResAct: its strategy serves a deterministic action
+        novelty=outputs.novelty.item(),
         explored=scored.draws.explored,
         timings=(timings.decode_ms, timings.compute_ms, timings.total_ms),
         shadow_of=scored.shadow_of,
