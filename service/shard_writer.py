@@ -57,10 +57,23 @@ end
 """
 
 # KEYS[1]: the shard. ARGV: the trim option ("" | "MAXLEN" | "MINID") and its threshold, the stream
-# field, the entry ids (space-separated), the records' lengths, the records concatenated. Returns how
-# many entries the shard already held.
+# field, the entry ids (space-separated), then (lengths, records concatenated) pairs, in order. Returns
+# how many entries the shard already held.
 _APPEND = f"""{_SPLIT}
-local records = split(ARGV[5], ARGV[6])
+local records = {{}}
+if (#ARGV - 4) % 2 ~= 0 then
+  records = nil
+end
+for a = 5, records and #ARGV or 0, 2 do
+  local parts = split(ARGV[a], ARGV[a + 1])
+  if parts == nil then
+    records = nil
+    break
+  end
+  for _, record in ipairs(parts) do
+    records[#records + 1] = record
+  end
+end
 local ids = {{}}
 for id in string.gmatch(ARGV[4], '%S+') do
   ids[#ids + 1] = id
@@ -106,6 +119,28 @@ return #requests
 """
 
 
+# Records are concatenated into arguments of about this many bytes: one argument for a whole batch of
+# 20 KB records (N = 5,000) cost the client twice what one per record did (loadtest/bench/writer_cost.py),
+# copying megabytes once more; below it, small records share an argument and its packing.
+_BLOB_BYTES = 64 * 1024
+
+
+def _blobs(entries: list[Pending]) -> list[bytes | str]:
+    """(lengths, concatenated records) argument pairs, each of about `_BLOB_BYTES` or one record."""
+    arguments: list[bytes | str] = []
+    chunk: list[bytes] = []
+    size = 0
+    for entry in entries:
+        if chunk and size + len(entry.data) > _BLOB_BYTES:
+            arguments += (" ".join([str(len(data)) for data in chunk]), b"".join(chunk))
+            chunk, size = [], 0
+        chunk.append(entry.data)
+        size += len(entry.data)
+    if chunk:
+        arguments += (" ".join([str(len(data)) for data in chunk]), b"".join(chunk))
+    return arguments
+
+
 @dataclass(frozen=True)
 class StreamTrim:
     """Trim each shard at each append: keep about `threshold` entries (MAXLEN ~), or entries younger
@@ -147,9 +182,7 @@ class ShardWriter:
         trim = self._trim_args()
         for shard, entries in by_shard.items():
             ids = " ".join([entry.entry_id for entry in entries])
-            lengths = " ".join([str(len(entry.data)) for entry in entries])
-            records = b"".join([entry.data for entry in entries])
-            pipe.eval(_APPEND, 1, shard, *trim, decision_record.STREAM_FIELD, ids, lengths, records)
+            pipe.eval(_APPEND, 1, shard, *trim, decision_record.STREAM_FIELD, ids, *_blobs(entries))
         for bucket, entries in by_bucket.items():
             requests = [entry.request_id.encode() for entry in entries]
             # repr: the float unrounded, as the feedback script reads it back

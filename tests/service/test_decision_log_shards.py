@@ -22,6 +22,7 @@ from contracts import decision_record
 from contracts.decision_record import CandidateLog, DecisionRecord, FusionLog, Timings
 from contracts.streams import decision_shard, decision_shards_key, parse_decision_shard
 from pipelines.server import cascade_serve_command, free_port, start, stop, wait_ready
+from service import shard_writer
 from service.app import create_app
 from service.log_entries import Pending, encode_spooled
 from service.settings import Settings
@@ -99,6 +100,38 @@ def test_a_replayed_batch_is_refused_entry_by_entry(redis_url: str, settings: Se
         return first.deduplicated, again.deduplicated, length
 
     assert asyncio.run(scenario()) == (0, 3, 5)
+
+
+def test_a_batch_larger_than_one_argument_is_written_whole_in_order(settings: Settings, redis_url: str) -> None:
+    """Records of a batch are concatenated into arguments of about 64 KB; a batch spanning several (and a
+    record larger than one) arrives record for record, in order, each byte intact."""
+    shard = decision_shard(settings.decision_stream, "demo", "blob-test")
+    now = int(time.time() * 1000)
+    sizes = [30_000, 30_000, 30_000, 100_000, 10, 50_000]
+    batch = [
+        Pending(i + 1, shard, f"{now}-{i}", f"b{i}", time.time(), bytes([i]) * size) for i, size in enumerate(sizes)
+    ]
+
+    async def scenario() -> tuple[list[bytes], tuple[Any, int]]:
+        client = AsyncRedis.from_url(redis_url)
+        await ShardWriter(client, settings.decision_stream, 60, None).write(batch)
+        entries: Any = await client.xrange(shard)
+        # A call whose lengths do not add up to its records is refused before anything is written.
+        refused: Any = None
+        try:
+            await client.eval(
+                shard_writer._APPEND, 1, shard, "", "", decision_record.STREAM_FIELD, f"{now + 1}-0", "5", b"1234"
+            )
+        except redis.ResponseError as error:
+            refused = error
+        length = await client.xlen(shard)
+        await client.aclose()
+        return [fields[decision_record.STREAM_FIELD] for _, fields in entries], (refused, length)
+
+    stored, (refused, length) = asyncio.run(scenario())
+    assert stored == [entry.data for entry in batch]
+    assert isinstance(refused, redis.ResponseError) and "do not match" in str(refused)
+    assert length == len(batch)
 
 
 @pytest.mark.parametrize(
