@@ -88,15 +88,20 @@ soak: $(STAMP) $(STORE)/demo/ACTIVE
 bench: $(STAMP) peers
 	$(BIN)/cascade bench --peers
 
-# The cost of decision logging: logging-on and logging-off servers pinned to core 0 and loaded at the same time,
-# Redis and two wrk on core 1; the verdict is the CPU per request (loadtest/bench/pinned.py). An A/A run first
-# shows the harness's own bias. `make bench-logging LOGGING_MODE=` runs the older alternating (ABBA) rounds.
-LOGGING_MODE ?= --simultaneous
+# The cost of decision logging: logging-on and logging-off servers pinned to core 0, Redis and wrk on core 1
+# (loadtest/bench/pinned.py). An A/A run first shows the harness's own bias; then both servers loaded at the
+# same time (the verdict is the CPU per request); then alternating (ABBA) rounds, one server at a time. The
+# three share one bench store, trained into $(BENCH_STORE) on first use (the served cost does not depend
+# on how well the policy learned, so 200 training steps).
+BENCH_STORE ?= .bench-store
+LOGGING_ROUNDS = --store $(BENCH_STORE) --train-steps 200 --sizes 100,1000,5000 --rounds 6 --seconds 10
 bench-logging: $(STAMP)
-	$(BIN)/python -m loadtest.bench.pinned --sizes 100,1000,5000 --rounds 6 --seconds 10 $(LOGGING_MODE) --aa \
+	$(BIN)/python -m loadtest.bench.pinned $(LOGGING_ROUNDS) --simultaneous --aa \
 		--results loadtest/bench/logging_pinned_aa.json --markdown BENCHMARKS.md
-	$(BIN)/python -m loadtest.bench.pinned --sizes 100,1000,5000 --rounds 6 --seconds 10 $(LOGGING_MODE) \
-		--markdown BENCHMARKS.md
+	$(BIN)/python -m loadtest.bench.pinned $(LOGGING_ROUNDS) --simultaneous \
+		--results loadtest/bench/logging_pinned_simultaneous.json --markdown BENCHMARKS.md
+	$(BIN)/python -m loadtest.bench.pinned $(LOGGING_ROUNDS) \
+		--results loadtest/bench/logging_pinned.json --markdown BENCHMARKS.md
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) $(STORE) .redis .pytest_cache .mypy_cache .ruff_cache loadtest/results
+	rm -rf $(VENV) $(LOCK_VENV) $(STORE) $(BENCH_STORE) .redis .pytest_cache .mypy_cache .ruff_cache loadtest/results

@@ -149,8 +149,8 @@ class PackedRecord(msgspec.Struct, array_like=True):
 
     `floats` holds, as packed float32 and in this order, user_features, context, served_scores, then
     fusion state, mean, std, noise, raw_action and action, then every stage's observation, then every
-    stage's action; `lengths` gives each one's length (9 + 2 per stage). The rarer parts (ResAct, per-item fusion,
-    logged candidate matrices) keep their own packed fields."""
+    stage's action; `lengths` gives each one's length (9 + 2 per stage). The rarer parts (ResAct,
+    per-item fusion, logged candidate matrices) keep their own packed fields."""
 
     schema_version: int
     request_id: str
