@@ -236,19 +236,7 @@ def _decode_packed(data: bytes) -> PackedRecord:
 def pack(record: DecisionRecord) -> PackedRecord:
     """A record in its stored schema-4 form (the vectors must be float32 arrays: `validate` first)."""
     fusion, timings = record.fusion, record.timings
-    vectors = [
-        record.user_features,
-        record.context,
-        record.served_scores,
-        fusion.state,
-        fusion.mean,
-        fusion.std,
-        fusion.noise,
-        fusion.raw_action,
-        fusion.action,
-    ]
-    vectors += [stage.observation for stage in record.stages]
-    vectors += [stage.action for stage in record.stages]
+    vectors = _vectors(record)
     return PackedRecord(
         schema_version=record.schema_version,
         request_id=record.request_id,
@@ -396,9 +384,9 @@ def _scalars(record: DecisionRecord) -> Iterator[tuple[str, float]]:
         yield f"timings.{name}", getattr(record.timings, name)
 
 
-def _arrays(record: DecisionRecord) -> tuple[list[Any], list[Any]]:
-    """The vectors and the matrices of a record, without their names (the common case: all is well)."""
-    fusion, candidates = record.fusion, record.candidates
+def _vectors(record: DecisionRecord) -> list[Any]:
+    """The record's float vectors in `PackedRecord.floats` order (ResAct's own vectors apart)."""
+    fusion = record.fusion
     vectors: list[Any] = [
         record.user_features,
         record.context,
@@ -410,8 +398,13 @@ def _arrays(record: DecisionRecord) -> tuple[list[Any], list[Any]]:
         fusion.raw_action,
         fusion.action,
     ]
-    for stage in record.stages:
-        vectors += (stage.observation, stage.action)
+    return vectors + [stage.observation for stage in record.stages] + [stage.action for stage in record.stages]
+
+
+def _arrays(record: DecisionRecord) -> tuple[list[Any], list[Any]]:
+    """The vectors and the matrices of a record, without their names (the common case: all is well)."""
+    candidates = record.candidates
+    vectors: list[Any] = _vectors(record)
     matrices: list[Any] = [m for m in (candidates.features, candidates.predictions) if m is not None]
     if (resact := record.resact) is not None:
         vectors += (resact.q, resact.action)

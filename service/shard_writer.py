@@ -40,7 +40,7 @@ from service.log_entries import Pending
 _ALREADY_WRITTEN = "equal or smaller than the target stream top item"
 
 # `lengths` (decimal, space-separated) cut `blob` into its parts; refuses the whole call unless they
-# add up exactly. Shared by both scripts.
+# add up exactly. `words`: a space-separated text's words. Shared by both scripts.
 _SPLIT = """
 local function split(lengths, blob)
   local parts, at = {}, 1
@@ -53,6 +53,14 @@ local function split(lengths, blob)
     return nil
   end
   return parts
+end
+
+local function words(text)
+  local found = {}
+  for word in string.gmatch(text, '%S+') do
+    found[#found + 1] = word
+  end
+  return found
 end
 """
 
@@ -74,10 +82,7 @@ for a = 5, records and #ARGV or 0, 2 do
     records[#records + 1] = record
   end
 end
-local ids = {{}}
-for id in string.gmatch(ARGV[4], '%S+') do
-  ids[#ids + 1] = id
-end
+local ids = words(ARGV[4])
 if records == nil or #records ~= #ids then
   return redis.error_reply('ERR decision batch: entry ids, lengths and records do not match')
 end
@@ -104,10 +109,7 @@ return refused
 # the decision times (space-separated, as Python's repr wrote them).
 _INDEX = f"""{_SPLIT}
 local requests = split(ARGV[2], ARGV[3])
-local times = {{}}
-for t in string.gmatch(ARGV[4], '%S+') do
-  times[#times + 1] = t
-end
+local times = words(ARGV[4])
 if requests == nil or #requests ~= #times then
   return redis.error_reply('ERR decision index: request ids and times do not match')
 end
