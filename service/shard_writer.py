@@ -8,8 +8,9 @@ client's CPU: the writer shares the serving core. A pipelined XADD per record co
 redis-py work per record (building, packing and parsing one command and one reply each); a script
 that takes each record as its own argument about 13 µs (redis-py packs every argument in Python,
 and above 6,000 bytes sends each one with its own `sendall`). So each script takes a whole batch in
-a few arguments: the records concatenated into one, their lengths and entry ids as one text each,
-and the script slices them apart on the Redis side, which runs on its own core.
+a few arguments: the records concatenated into arguments of about 64 KB, each with its records'
+lengths as text, and the entry ids as one text; the script slices them apart on the Redis side,
+which runs on its own core.
 
 Each script touches one key, so it runs on any node of a cluster; EVAL (not EVALSHA) so a restarted
 Redis needs no reload: Redis caches the script by its digest either way.
@@ -127,6 +128,11 @@ return #requests
 _BLOB_BYTES = 64 * 1024
 
 
+def _joined(parts: list[bytes]) -> tuple[str, bytes]:
+    """The (lengths, concatenation) argument pair the scripts' `split` cuts back into `parts`."""
+    return " ".join([str(len(part)) for part in parts]), b"".join(parts)
+
+
 def _blobs(entries: list[Pending]) -> list[bytes | str]:
     """(lengths, concatenated records) argument pairs, each of about `_BLOB_BYTES` or one record."""
     arguments: list[bytes | str] = []
@@ -134,12 +140,12 @@ def _blobs(entries: list[Pending]) -> list[bytes | str]:
     size = 0
     for entry in entries:
         if chunk and size + len(entry.data) > _BLOB_BYTES:
-            arguments += (" ".join([str(len(data)) for data in chunk]), b"".join(chunk))
+            arguments += _joined(chunk)
             chunk, size = [], 0
         chunk.append(entry.data)
         size += len(entry.data)
     if chunk:
-        arguments += (" ".join([str(len(data)) for data in chunk]), b"".join(chunk))
+        arguments += _joined(chunk)
     return arguments
 
 
@@ -186,13 +192,12 @@ class ShardWriter:
             ids = " ".join([entry.entry_id for entry in entries])
             pipe.eval(_APPEND, 1, shard, *trim, decision_record.STREAM_FIELD, ids, *_blobs(entries))
         for bucket, entries in by_bucket.items():
-            requests = [entry.request_id.encode() for entry in entries]
+            lengths, requests = _joined([entry.request_id.encode() for entry in entries])
             # repr: the float unrounded, as the feedback script reads it back
             times = " ".join([repr(entry.time) for entry in entries])
             expire_at = (bucket + 2) * self._index_seconds
             key = decision_index_key(self._stream, bucket)
-            lengths = " ".join([str(len(request)) for request in requests])
-            pipe.eval(_INDEX, 1, key, expire_at, lengths, b"".join(requests), times)
+            pipe.eval(_INDEX, 1, key, expire_at, lengths, requests, times)
         results = await pipe.execute(raise_on_error=False)
         deduplicated = 0
         for result in results:
