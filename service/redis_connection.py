@@ -12,6 +12,9 @@ from typing import cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 CLUSTER_SCHEME = "redis+cluster://"
 
@@ -23,4 +26,9 @@ def connect(url: str, cluster: bool = False) -> Redis:
         url, cluster = "redis://" + url.removeprefix(CLUSTER_SCHEME), True
     if cluster:
         return cast(Redis, RedisCluster.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0))
-    return Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    # A client made from a URL retries nothing by default: every connection that a Redis restart closed while
+    # it sat idle in the pool failed its next command. Resend once on a fresh connection; the service's writes
+    # carry their own ids (stream entry ids, feedback event ids), so a resent write is refused as a duplicate;
+    # a resent routing change bumps the revision twice, which only moves it forward. Timeouts are not resent.
+    retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    return Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, retry=retry)
