@@ -8,6 +8,8 @@ group (archive/trim.py). So an entry leaves Redis only after it is durably in th
 other group has read it; a crash before the acknowledgement re-delivers it (a duplicate row that
 readers drop), never loses it. Entries that do not decode, or whose record Parquet cannot hold, go to
 the stream's dead-letter stream with the reason and are acknowledged, so they never block a reader.
+Every `retire_every_seconds`, shards trimmed empty, with nothing pending and no entry newer than
+`retire_idle_seconds` (those of stopped workers) are deleted (archive/retire.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import msgspec
 import pyarrow as pa
+import redis
 
 from archive.parquet_files import write_atomically
 from archive.schema import record_row, record_schema
@@ -37,12 +40,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Source:
     """One kind of record: its dataset, its contract struct and decoder, and the streams (shards) holding
-    it now (called at every pass, so shards that appear later are read too)."""
+    it now (called at every pass, so shards that appear later are read too). `retire`, given an idle time
+    in seconds, deletes the streams that are done and idle that long and returns their names."""
 
     dataset: Dataset
     record_type: type[msgspec.Struct]
     decode: Callable[[dict[bytes, bytes]], msgspec.Struct]
     streams: Callable[[], list[str]]
+    retire: Callable[[float], list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class ArchiveConfig:
     row_group_rows: int = 128 * 1024
     claim_idle_ms: int = 300_000  # entries another consumer left pending this long are taken over
     trim: bool = True
+    # Shards with no entry newer than this, trimmed empty, are deleted (None: never). Longer than a dead
+    # worker's spool takes to be replayed (as soon as Redis answers): a replay after it is appended again.
+    retire_idle_seconds: float | None = 3600.0
+    retire_every_seconds: float = 60.0  # how often `run` looks for such shards
 
 
 @dataclass
@@ -67,6 +76,7 @@ class ArchiveCounters:
     files: int = 0
     trimmed: int = 0
     flushes: int = 0
+    retired: int = 0  # shards deleted as done and idle
 
 
 @dataclass
@@ -102,7 +112,20 @@ class Archiver:
         for source in self._sources:
             for stream in source.streams():
                 consumer = self._consumer(stream, source)
-                good, poison = consumer.read(self._config.read_batch)
+                if consumer is None:
+                    continue  # no such stream, yet or any more
+                try:
+                    good, poison = consumer.read(self._config.read_batch)
+                except redis.ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    # Retired by another archiver of the group (nothing of it was pending), perhaps written
+                    # to again since: a fresh group reads what the recreated shard holds.
+                    del self._consumers[stream]
+                    consumer = self._consumer(stream, source)
+                    if consumer is None:
+                        continue
+                    good, poison = consumer.read(self._config.read_batch)
                 if good or poison:
                     self._touched.add(consumer)
                 self._dead_letter(consumer, poison)
@@ -153,22 +176,40 @@ class Archiver:
             if self.flush_due():
                 self.flush()
         self.flush()
+        self.retire()
         return sum(self.counters.archived.values()) - before
+
+    def retire(self) -> list[str]:
+        """Delete the shards that are done and idle (archive/retire.py); returns their names."""
+        idle = self._config.retire_idle_seconds
+        if idle is None or not self._config.trim:  # deleting a shard removes what it holds, as trimming does
+            return []
+        gone = [name for source in self._sources if source.retire is not None for name in source.retire(idle)]
+        for stream in gone:
+            consumer = self._consumers.pop(stream, None)
+            if consumer is not None:
+                self._touched.discard(consumer)
+        self.counters.retired += len(gone)
+        return gone
 
     def run(self, stop: threading.Event, max_seconds: float | None = None, poll_seconds: float = 0.2) -> None:
         """Archive until `stop` is set (or `max_seconds` pass), then write what is buffered."""
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        retired_at = time.monotonic()
         try:
             while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
                 read = self.poll()
                 if self.flush_due():
                     self.flush()
+                if time.monotonic() - retired_at >= self._config.retire_every_seconds:
+                    self.retire()
+                    retired_at = time.monotonic()
                 if not read:
                     stop.wait(poll_seconds)
         finally:
             self.flush()
 
-    def _consumer(self, stream: str, source: Source) -> StreamConsumer[Any]:
+    def _consumer(self, stream: str, source: Source) -> StreamConsumer[Any] | None:
         consumer = self._consumers.get(stream)
         if consumer is None:
             consumer = StreamConsumer(
@@ -179,7 +220,8 @@ class Archiver:
                 source.decode,
                 self._config.claim_idle_ms,
             )
-            consumer.ensure_group()
+            if not consumer.ensure_group():
+                return None
             self._consumers[stream] = consumer
         return consumer
 

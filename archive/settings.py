@@ -67,6 +67,14 @@ class ArchiveSettings(BaseSettings):
     trim: bool = True
     """Trim every stream behind its slowest consumer group after each flush (XTRIM MINID)."""
 
+    retire_idle_seconds: float | None = Field(default=3600.0, gt=0)
+    """Delete decision shards trimmed empty, with nothing pending, and no entry newer than this (those of
+    stopped workers); unset it (`CASCADE_ARCHIVE_RETIRE_IDLE_SECONDS=`) to keep them. Keep it above the time
+    a dead worker's spool takes to be replayed."""
+
+    retire_every_seconds: float = Field(default=60.0, gt=0)
+    """How often the archiver looks for such shards."""
+
     @model_validator(mode="after")
     def _claim_after_flush(self) -> ArchiveSettings:
         if self.claim_idle_ms < 2 * 1000 * self.flush_seconds:

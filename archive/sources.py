@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from archive.archiver import Source
+from archive.retire import retire_idle_shards
 from archive.stream_consumer import Client
 from contracts import decision_record, feedback_record
 from contracts.decision_record import DecisionRecord
@@ -39,6 +40,12 @@ def decision_streams(client: Client, base: str) -> Callable[[], list[str]]:
 def service_sources(client: Client, decision_stream: str, feedback_stream: str) -> list[Source]:
     """Decisions and feedback as the service writes them."""
     return [
-        Source("decisions", DecisionRecord, decode_decision, decision_streams(client, decision_stream)),
+        Source(
+            "decisions",
+            DecisionRecord,
+            decode_decision,
+            decision_streams(client, decision_stream),
+            lambda idle_seconds: retire_idle_shards(client, decision_stream, idle_seconds),
+        ),
         Source("feedback", FeedbackRecord, decode_feedback, lambda: [feedback_stream]),  # one stream, no shards
     ]

@@ -27,6 +27,8 @@ from contracts.lake import (
 
 T = TypeVar("T")
 Client = redis.Redis | redis.cluster.RedisCluster
+# Redis' reply to XGROUP CREATE without MKSTREAM on a key that does not exist.
+_NO_SUCH_KEY = "requires the key to exist"
 DEAD_LETTER_MAXLEN = 100_000  # a dead-letter stream is for inspection; past this its oldest entries go
 
 
@@ -66,13 +68,19 @@ class StreamConsumer(Generic[T]):
         self._claim_idle_ms = claim_idle_ms
         self._history: str | None = "0"  # cursor over this consumer's own pending entries, until read
 
-    def ensure_group(self) -> None:
-        """Create the group at the stream's start (and the stream), unless it exists."""
+    def ensure_group(self) -> bool:
+        """Create the group at the stream's start unless it exists; False if there is no stream (yet, or any
+        more: a retired shard, archive/retire.py). Never creates the stream: an empty stream made here for a
+        shard another archiver just deleted would stay in Redis, registered nowhere."""
         try:
-            self._client.xgroup_create(self.stream, self._group, id="0", mkstream=True)
+            self._client.xgroup_create(self.stream, self._group, id="0")
         except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+            if "BUSYGROUP" in str(exc):
+                return True
+            if _NO_SUCH_KEY in str(exc):
+                return False
+            raise
+        return True
 
     def read(self, count: int) -> tuple[list[Entry[T]], list[Poison]]:
         """Up to `count` entries: own pending ones first, then abandoned ones, then new ones."""

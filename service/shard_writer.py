@@ -19,9 +19,14 @@ Replays stay idempotent per entry: Redis refuses an XADD whose id is not above t
 ("equal or smaller than the target stream top item"); the script counts those refusals and goes on,
 and stops at any other error (e.g. OOM: nothing of the batch past it is written), which the caller
 treats as a failed batch: it spools the batch and replays it whole later. A batch whose parts do not
-add up (lengths against the concatenated bytes) is refused whole before anything is written. Shards
-are registered in `<stream>:shards` (SADD) with the first batch that writes to them, before any
-reader could need them.
+add up (lengths against the concatenated bytes) is refused whole before anything is written.
+
+Every batch registers its shards in `<stream>:shards` (SADD), after its appends in the same pipeline.
+Every batch, not only the first: the archiver deletes a shard idle for long enough (archive/retire.py),
+and a later write (a replayed spool, or the worker serving the policy again) recreates it, so it must be
+registered again. After the appends: a reader that unregisters a shard it just deleted then checks that
+no append recreated it meanwhile, and that check is sound only if an append is never registered before
+it happens.
 """
 
 from __future__ import annotations
@@ -171,7 +176,6 @@ class ShardWriter:
         self._stream = stream
         self._index_seconds = index_seconds
         self._trim = trim
-        self._registered: set[str] = set()
 
     async def ping(self) -> None:
         """Raise RedisError/OSError when Redis does not answer."""
@@ -184,9 +188,6 @@ class ShardWriter:
         for entry in batch:
             by_shard.setdefault(entry.shard, []).append(entry)
             by_bucket.setdefault(decision_index_bucket(entry.time, self._index_seconds), []).append(entry)
-        new = by_shard.keys() - self._registered
-        if new:
-            pipe.sadd(decision_shards_key(self._stream), *sorted(new))
         trim = self._trim_args()
         for shard, entries in by_shard.items():
             ids = " ".join([entry.entry_id for entry in entries])
@@ -198,15 +199,12 @@ class ShardWriter:
             expire_at = (bucket + 2) * self._index_seconds
             key = decision_index_key(self._stream, bucket)
             pipe.eval(_INDEX, 1, key, expire_at, lengths, requests, times)
+        pipe.sadd(decision_shards_key(self._stream), *by_shard)  # after the appends: see the module text
         results = await pipe.execute(raise_on_error=False)
-        deduplicated = 0
         for result in results:
             if isinstance(result, ResponseError):
                 raise result  # e.g. OOM: not (all) written; the caller spools and replays the batch
-        for result in results[bool(new) : bool(new) + len(by_shard)]:
-            deduplicated += int(result)
-        self._registered |= new
-        return WriteResult(deduplicated)
+        return WriteResult(sum(int(result) for result in results[: len(by_shard)]))
 
     def _trim_args(self) -> tuple[str, str]:
         if self._trim is None:
