@@ -12,10 +12,11 @@ by policy:
 `<stream>` is the configured decision stream name (`CASCADE_DECISION_STREAM`, default
 `cascade:decisions`). How a reader finds every shard: the Redis set `<stream>:shards`
 (`decision_shards_key`) holds every shard name a producer wrote to and no reader retired (SADD with
-every batch, after its appends); `SMEMBERS` it, `parse_decision_shard` each name for its policy and producer, and read each
-shard as an ordinary stream (XREADGROUP per shard; a record's order is its entry id within a shard,
-its `time` across shards). A reader may delete a shard that every group has read and nobody wrote to for a while (archive/retire.py:
-the shards of stopped workers) and unregister it; a later append recreates it and registers it again.
+every batch, after its appends); `SMEMBERS` it, `parse_decision_shard` each name for its policy and
+producer, and read each shard as an ordinary stream (XREADGROUP per shard; a record's order is its
+entry id within a shard, its `time` across shards). A reader may delete a shard that every group has
+read and nobody wrote to for a while (archive/retire.py: the shards of stopped workers) and unregister
+it; a later append recreates it and registers it again.
 """
 
 from __future__ import annotations
