@@ -11,11 +11,11 @@ on: overflow comes from magnitude, and the fusion actor and RND see the user sta
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import fields
 
 import numpy as np
 
 from contracts.decision_record import ItemFusionLog, ResActLog
+from contracts.manifest import CASCADE_OUTPUTS, FUSION_OUTPUTS
 from service.cascade import F32, CascadeOutputs, FusionOutputs
 from service.problems import ProblemError, invalid_field
 
@@ -25,14 +25,30 @@ _USER_STATE_OUTPUTS = frozenset(
 )
 
 
+# The float outputs of each graph, in contract order: float32, as the bundle loader verified.
+_FLOAT_OUTPUTS: dict[type, tuple[str, ...]] = {
+    kind: tuple(name for name, (dtype, _) in contract.items() if dtype == "float32")
+    for kind, contract in ((CascadeOutputs, CASCADE_OUTPUTS), (FusionOutputs, FUSION_OUTPUTS))
+}
+
+
+def _all_finite(arrays: list[F32]) -> bool:
+    """One finiteness pass over float32 arrays: their buffers joined, a handful of numpy calls in all where
+    a pass per array costs two each (every request runs this; at N = 100, 8.6 against 1.7 µs in process)."""
+    try:
+        joined = b"".join(arrays)  # type: ignore[arg-type]  # numpy arrays are buffers
+    except TypeError:  # a part that is not C-contiguous
+        return bool(np.isfinite(np.concatenate(arrays, axis=None)).all())
+    return bool(np.isfinite(np.frombuffer(joined, dtype=np.float32)).all())
+
+
 def non_finite_output(
     outputs: CascadeOutputs | FusionOutputs, resact: ResActLog | None = None, item: ItemFusionLog | None = None
 ) -> str | None:
     """The name of the first output (of a graph outputs dataclass, a ResAct or per-item log) that is not finite."""
-    for spec in fields(outputs):
-        value = getattr(outputs, spec.name)
-        if value.dtype.kind == "f" and not np.isfinite(value).all():
-            return spec.name
+    names = _FLOAT_OUTPUTS[type(outputs)]
+    if not _all_finite([getattr(outputs, name) for name in names]):
+        return next(name for name in names if not np.isfinite(getattr(outputs, name)).all())
     logged: Iterable[tuple[str, object]] = []
     if resact is not None:
         logged = [*logged, ("resact_candidates", resact.candidates), ("resact_q", resact.q), ("action", resact.action)]

@@ -12,12 +12,43 @@ import redis
 from fastapi.testclient import TestClient
 
 from contracts import decision_record
-from service.finite_outputs import refusal
+from service.cascade import CascadeOutputs, FusionOutputs
+from service.finite_outputs import non_finite_output, refusal
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream
 
 # float32's largest value is about 3.4e38: 3e38 passes the finite check and overflows in the first layer.
 HUGE = 3e38
+
+
+def _outputs(kind: type[CascadeOutputs] | type[FusionOutputs]) -> dict[str, np.ndarray]:
+    shapes = {"top_indices": (5,), "top_scores": (5,), "stage_observations": (3, 7), "stage_actions": (3, 4)}
+    shapes |= {"stage_survivors": (3,), "log_prob": (1,), "novelty": (1,)}
+    rng = np.random.default_rng(0)
+    values = {}
+    for name in kind.__dataclass_fields__:
+        shape = shapes.get(name, (1, 10))
+        integer = name in ("top_indices", "stage_survivors")
+        values[name] = np.arange(shape[0]) if integer else rng.standard_normal(shape).astype(np.float32)
+    return values
+
+
+@pytest.mark.parametrize("kind", [CascadeOutputs, FusionOutputs])
+def test_the_first_non_finite_output_is_named_whichever_it_is(kind: type[CascadeOutputs] | type[FusionOutputs]) -> None:
+    values = _outputs(kind)
+    assert non_finite_output(kind(**values)) is None
+    floats = [name for name, value in values.items() if value.dtype == np.float32]
+    for name in floats:
+        for bad in (np.nan, np.inf, -np.inf):
+            broken = {**values, name: values[name].copy()}
+            broken[name].flat[-1] = bad
+            assert non_finite_output(kind(**broken)) == name
+    if kind is CascadeOutputs:  # a part that is not C-contiguous takes the other path, to the same answer
+        transposed = {**values, "stage_observations": values["stage_observations"].T.copy().T}
+        assert not transposed["stage_observations"].flags.c_contiguous
+        assert non_finite_output(kind(**transposed)) is None
+        transposed["stage_observations"][0, 0] = np.nan
+        assert non_finite_output(kind(**transposed)) == "stage_observations"
 
 
 @pytest.mark.parametrize("codec", ["json", "msgpack"])
