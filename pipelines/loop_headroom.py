@@ -1,5 +1,5 @@
 """How much the loop could lift at all: the demo policy's fusion actor against what the same simulator allows
-(`python -m pipelines.loop_headroom --seed 0`).
+(`python -m pipelines.loop_headroom --seed 0 --world v2`).
 
 All values are `pipelines.loop.simulated_value` (the loop's truth: 1,000 fixed requests of the loop's size,
 stage actors at their mean), for the served mean and the exploring Gaussian:
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -24,12 +25,13 @@ from models.algorithms.demo_policy import train_demo_policy
 from models.env.rollout import expected_reward, request_batch, served_items
 from models.nets.cascade import CascadePolicy
 from models.sim.simulator import Simulator
-from pipelines.loop import LoopConfig, simulated_value
+from pipelines.loop import LoopConfig, simulated_value, v2_loop_config
 
 
 @dataclass(frozen=True)
 class HeadroomConfig:
     seed: int = 0
+    world: Literal["v1", "v2"] = "v1"  # the loop's world: `cascade loop --world`
     truth_steps: int = 600  # REINFORCE updates on the expected reward
     batch: int = 256
     actor_lr: float = 1e-3
@@ -91,7 +93,7 @@ def cem_constant_value(policy: CascadePolicy, sim: Simulator, loop: LoopConfig, 
 
 
 def headroom(config: HeadroomConfig) -> dict[str, dict[str, float]]:
-    loop = replace(LoopConfig(), seed=config.seed)
+    loop = v2_loop_config(config.seed) if config.world == "v2" else replace(LoopConfig(), seed=config.seed)
     demo = train_demo_policy(replace(loop.demo, seed=config.seed, exploration_probability=loop.exploration_probability))
     policy, sim = demo.policy, demo.simulator
     trained = train_fusion_on_truth(policy, sim, loop, config)
@@ -105,9 +107,10 @@ def headroom(config: HeadroomConfig) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--world", choices=("v1", "v2"), default="v1")
     parser.add_argument("--truth-steps", type=int, default=HeadroomConfig.truth_steps)
     args = parser.parse_args()
-    values = headroom(HeadroomConfig(seed=args.seed, truth_steps=args.truth_steps))
+    values = headroom(HeadroomConfig(seed=args.seed, world=args.world, truth_steps=args.truth_steps))
     base = values["demo"]
     print(f"| seed {args.seed} | served mean | exploring Gaussian |")
     print("|---|---|---|")
