@@ -19,15 +19,19 @@ from archive.retire import retire_idle_shards
 from contracts import decision_record
 from contracts.streams import decision_shard, decision_shards_key
 from service.settings import Settings
+from tests.archive.test_archiver import _rank
 from tests.redis_streams import decision_shards, the_shard, wait_for_stream
 
 HOUR_MS = 3_600_000
 
 
-def _rank(client: TestClient, make_request: Callable[..., dict[str, Any]], n: int) -> None:
-    for _ in range(n):
-        answer = client.post("/v1/rank", json=make_request(n_candidates=20, k=3))
-        assert answer.status_code == 200, answer.text
+def _served_record(
+    client: TestClient, make_request: Callable[..., dict[str, Any]], redis_client: redis.Redis, base: str
+) -> bytes:
+    """The stored bytes of one record the service logs for a request ranked now."""
+    _rank(client, make_request, 1)
+    ((_, fields),) = wait_for_stream(redis_client, base, 1)
+    return bytes(fields[decision_record.STREAM_FIELD])
 
 
 def _stopped_workers_shard(redis_client: redis.Redis, base: str, record: bytes, producer: str, age_ms: int) -> str:
@@ -50,10 +54,8 @@ def test_a_stopped_workers_shard_is_deleted_once_archived_and_idle_and_the_servi
     lake: Path,
 ) -> None:
     base = settings.decision_stream
-    _rank(client, make_request, 1)
-    ((_, fields),) = wait_for_stream(redis_client, base, 1)
+    record = _served_record(client, make_request, redis_client, base)
     serving = the_shard(redis_client, base)
-    record = fields[decision_record.STREAM_FIELD]
     stopped = _stopped_workers_shard(redis_client, base, record, "host-9-dead", 2 * HOUR_MS)
     recent = _stopped_workers_shard(redis_client, base, record, "host-8-quiet", 60_000)
 
@@ -78,9 +80,7 @@ def test_a_shard_is_kept_while_a_group_holds_one_of_its_entries_or_it_holds_unar
     make_archiver: Callable[..., Archiver],
 ) -> None:
     base = settings.decision_stream
-    _rank(client, make_request, 1)
-    ((_, fields),) = wait_for_stream(redis_client, base, 1)
-    record = fields[decision_record.STREAM_FIELD]
+    record = _served_record(client, make_request, redis_client, base)
     read_by_trainer = _stopped_workers_shard(redis_client, base, record, "host-7-dead", 2 * HOUR_MS)
     redis_client.xgroup_create(read_by_trainer, "trainer", id="0")
     redis_client.xreadgroup("trainer", "t", {read_by_trainer: ">"}, count=1)  # one entry pending there
@@ -144,9 +144,7 @@ def test_a_shard_recreated_while_it_is_unregistered_stays_registered(
     make_request: Callable[..., dict[str, Any]],
 ) -> None:
     base = settings.decision_stream
-    _rank(client, make_request, 1)
-    ((_, fields),) = wait_for_stream(redis_client, base, 1)
-    record = bytes(fields[decision_record.STREAM_FIELD])
+    record = _served_record(client, make_request, redis_client, base)
     shard = _stopped_workers_shard(redis_client, base, record, "host-5-dead", 2 * HOUR_MS)
     redis_client.xtrim(shard, maxlen=0)  # as if archived
 
