@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -24,6 +25,8 @@ import torch
 from models.algorithms.demo_policy import train_demo_policy
 from models.env.rollout import expected_reward, request_batch, served_items
 from models.nets.cascade import CascadePolicy
+from models.reports.sections import update_section
+from models.reports.stats import Paired, format_seeds, parse_seeds
 from models.sim.simulator import Simulator
 from pipelines.loop import LoopConfig, simulated_value, v2_loop_config
 
@@ -104,24 +107,62 @@ def headroom(config: HeadroomConfig) -> dict[str, dict[str, float]]:
     }
 
 
+def render(world: str, seeds: tuple[int, ...], values: dict[int, dict[str, dict[str, float]]], command: str) -> str:
+    """The RESULTS.md section: per seed the three values, then the paired gains over the demo with intervals
+    (the text is made from these numbers)."""
+    lines = [
+        "## How much the loop could lift: the demo against what its world allows",
+        "",
+        f"`{command}` (pipelines/loop_headroom.py), world {world}, seeds {format_seeds(seeds)}: the loop's truth "
+        "(`pipelines.loop.simulated_value`: the expected reward per request on 1,000 fixed requests of the "
+        "loop's size, stage actors at their mean) for the demo the loop starts from, the same fusion actor "
+        "trained further on the simulator's expected reward (no sampling noise: an upper reference for a "
+        "trainer that sees only feedback), and the best constant fusion action (CEM on the truth).",
+        "",
+        "| seed | demo, served mean | trained on the truth | best constant | demo, exploring "
+        "| trained on the truth, exploring |",
+        "|---|---|---|---|---|---|",
+    ]
+    for seed in seeds:
+        v = values[seed]
+        demo, truth, cem = v["demo"], v["fusion trained on the truth"], v["CEM constant action"]
+        lines.append(
+            f"| {seed} | {demo['mean']:.3f} | {truth['mean']:.3f} ({100 * (truth['mean'] / demo['mean'] - 1):+.2f}%) "
+            f"| {cem['mean']:.3f} ({100 * (cem['mean'] / demo['mean'] - 1):+.2f}%) | {demo['gaussian']:.3f} "
+            f"| {truth['gaussian']:.3f} ({100 * (truth['gaussian'] / demo['gaussian'] - 1):+.2f}%) |"
+        )
+    demo_mean = np.array([values[s]["demo"]["mean"] for s in seeds])
+    lines.append("")
+    for name, label in (
+        ("fusion trained on the truth", "trained on the truth"),
+        ("CEM constant action", "best constant"),
+    ):
+        paired = Paired(np.array([values[s][name]["mean"] for s in seeds]), demo_mean)
+        lo, hi = paired.interval
+        lines.append(
+            f"- {label} − demo (served mean): {paired.mean:+.3f} ({100 * paired.relative:+.2f}%; 95 % CI "
+            f"[{lo:+.3f}, {hi:+.3f}], {paired.wins}/{paired.n} seeds higher)."
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="e.g. 0-3 (the loop's seeds)")
     parser.add_argument("--world", choices=("v1", "v2"), default="v1")
     parser.add_argument("--truth-steps", type=int, default=HeadroomConfig.truth_steps)
+    parser.add_argument("--results", type=Path, default=None, help="also write the section into this RESULTS.md")
     args = parser.parse_args()
-    values = headroom(HeadroomConfig(seed=args.seed, world=args.world, truth_steps=args.truth_steps))
-    base = values["demo"]
-    print(f"| seed {args.seed} | served mean | exploring Gaussian |")
-    print("|---|---|---|")
-    for name, value in values.items():
-        cells = []
-        for kind in ("mean", "gaussian"):
-            if kind in value:
-                cells.append(f"{value[kind]:.2f} ({100 * (value[kind] / base[kind] - 1):+.2f}%)")
-            else:
-                cells.append("–")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    seeds = parse_seeds(args.seeds)
+    values = {}
+    for seed in seeds:
+        values[seed] = headroom(HeadroomConfig(seed=seed, world=args.world, truth_steps=args.truth_steps))
+        print(f"seed {seed}: " + ", ".join(f"{name} {v['mean']:.3f}" for name, v in values[seed].items()), flush=True)
+    command = f"python -m pipelines.loop_headroom --seeds {format_seeds(seeds)} --world {args.world}"
+    section = render(args.world, seeds, values, command)
+    print(section)
+    if args.results is not None:
+        update_section(args.results, "loop:headroom", section)
 
 
 if __name__ == "__main__":
