@@ -27,7 +27,7 @@ def build_archiver(settings: ArchiveSettings) -> Archiver:
         row_group_rows=settings.row_group_rows,
         claim_idle_ms=settings.claim_idle_ms,
         trim=settings.trim,
-        retire_idle_seconds=settings.retire_idle_seconds,
+        retire_idle_seconds=settings.retire_idle_seconds or None,  # 0: never
         retire_every_seconds=settings.retire_every_seconds,
     )
     return Archiver(client, service_sources(client, settings.decision_stream, settings.feedback_stream), config)

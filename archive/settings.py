@@ -67,10 +67,9 @@ class ArchiveSettings(BaseSettings):
     trim: bool = True
     """Trim every stream behind its slowest consumer group after each flush (XTRIM MINID)."""
 
-    retire_idle_seconds: float | None = Field(default=3600.0, gt=0)
-    """Delete decision shards trimmed empty, with nothing pending, and no entry newer than this (those of
-    stopped workers); unset it (`CASCADE_ARCHIVE_RETIRE_IDLE_SECONDS=`) to keep them. Keep it above the time
-    a dead worker's spool takes to be replayed."""
+    retire_idle_seconds: float = Field(default=3600.0, ge=0)
+    """Delete decision shards every group has read, with nothing pending, and no entry newer than this (those
+    of stopped workers); 0 keeps them. Keep it above the time a dead worker's spool takes to be replayed."""
 
     retire_every_seconds: float = Field(default=60.0, gt=0)
     """How often the archiver looks for such shards."""

@@ -15,7 +15,9 @@ import redis
 from fastapi.testclient import TestClient
 
 from archive.archiver import Archiver
+from archive.main import build_archiver
 from archive.retire import retire_idle_shards
+from archive.settings import ArchiveSettings
 from contracts import decision_record
 from contracts.streams import decision_shard, decision_shards_key
 from service.settings import Settings
@@ -151,3 +153,22 @@ def test_a_shard_recreated_while_it_is_unregistered_stays_registered(
     racing = _ProducerBetweenDeleteAndUnregister(settings.redis_url or "", record)
     assert retire_idle_shards(racing, base, 3600.0) == [shard]
     assert redis_client.xlen(shard) == 1 and shard in decision_shards(redis_client, base)
+
+
+def test_an_idle_time_of_zero_keeps_every_shard(
+    client: TestClient,
+    settings: Settings,
+    redis_client: redis.Redis,
+    make_request: Callable[..., dict[str, Any]],
+    lake: Path,
+) -> None:
+    base = settings.decision_stream
+    record = _served_record(client, make_request, redis_client, base)
+    shard = _stopped_workers_shard(redis_client, base, record, "host-4-dead", 2 * HOUR_MS)
+    redis_client.xtrim(shard, maxlen=0)  # as if archived
+    archive_settings = ArchiveSettings(
+        lake=lake, redis_url=settings.redis_url, decision_stream=base, retire_idle_seconds=0
+    )
+
+    assert build_archiver(archive_settings).retire() == []
+    assert redis_client.exists(shard) and shard in decision_shards(redis_client, base)
