@@ -67,6 +67,7 @@ class ArchiveConfig:
     # worker's spool takes to be replayed (as soon as Redis answers): a replay after it is appended again.
     retire_idle_seconds: float | None = 3600.0
     retire_every_seconds: float = 60.0  # how often `run` looks for such shards
+    retry_seconds: float = 1.0  # `run`'s pause after Redis did not answer, before it tries again
 
 
 @dataclass
@@ -77,6 +78,7 @@ class ArchiveCounters:
     trimmed: int = 0
     flushes: int = 0
     retired: int = 0  # shards deleted as done and idle
+    redis_errors: int = 0  # passes of `run` that Redis did not answer (it waits and tries again)
 
 
 @dataclass
@@ -104,6 +106,9 @@ class Archiver:
         # Streams read from since the last flush: each is trimmed at the flush, also one that only held
         # entries that were dead-lettered (nothing of it was written, but it must not keep them).
         self._touched: set[StreamConsumer[Any]] = set()
+        # Entries written to the lake whose acknowledgement Redis has not taken yet (it was away): sent again
+        # first at the next flush, so they are not delivered and archived a second time.
+        self._unacked: dict[StreamConsumer[Any], list[str]] = defaultdict(list)
         self.counters = ArchiveCounters()
 
     def poll(self) -> int:
@@ -136,7 +141,7 @@ class Archiver:
 
     def flush_due(self) -> bool:
         if not self._buffered_bytes:
-            return bool(self._touched)  # only dead letters since the last flush: trim them away
+            return bool(self._touched or self._unacked)  # dead letters to trim away, acknowledgements to resend
         waited = time.monotonic() - self._oldest
         return self._buffered_bytes >= self._config.flush_bytes or waited >= self._config.flush_seconds
 
@@ -160,7 +165,8 @@ class Archiver:
             for consumer, entry_id in entries:
                 done[consumer].append(entry_id)
         for consumer, entry_ids in done.items():  # only now: every row above is durably in the lake
-            consumer.ack(entry_ids)
+            self._unacked[consumer] += entry_ids
+        self._acknowledge()
         if self._config.trim:
             for consumer in touched | set(done):
                 self.counters.trimmed += trim_behind_groups(self._client, consumer.stream)
@@ -193,21 +199,53 @@ class Archiver:
         return gone
 
     def run(self, stop: threading.Event, max_seconds: float | None = None, poll_seconds: float = 0.2) -> None:
-        """Archive until `stop` is set (or `max_seconds` pass), then write what is buffered."""
+        """Archive until `stop` is set (or `max_seconds` pass), then write what is buffered. Redis going away
+        is waited out, and the archiver goes on where it was once Redis answers: what was buffered stays
+        buffered, what was written and not acknowledged is acknowledged then. Entries of a flush that Redis
+        interrupted before its files were written stay pending in Redis and are claimed again after
+        `claim_idle_ms`. Nothing else is caught."""
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
         retired_at = time.monotonic()
+        away = False
         try:
             while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-                read = self.poll()
-                if self.flush_due():
-                    self.flush()
-                if time.monotonic() - retired_at >= self._config.retire_every_seconds:
-                    self.retire()
-                    retired_at = time.monotonic()
+                try:
+                    read = self.poll()
+                    if self.flush_due():
+                        self.flush()
+                    if time.monotonic() - retired_at >= self._config.retire_every_seconds:
+                        self.retire()
+                        retired_at = time.monotonic()
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    self.counters.redis_errors += 1
+                    if not away:
+                        log.warning(
+                            "archive: Redis unavailable, trying again every %.1f s: %s", self._config.retry_seconds, exc
+                        )
+                    away = True
+                    stop.wait(self._config.retry_seconds)
+                    continue
+                if away:
+                    log.info("archive: Redis is back")
+                    away = False
                 if not read:
                     stop.wait(poll_seconds)
         finally:
-            self.flush()
+            try:
+                self.flush()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # What is unacknowledged stays pending in Redis: this consumer reads it again when it restarts.
+                log.warning(
+                    "archive: Redis unavailable at the last flush, %d entries not acknowledged: %s",
+                    sum(map(len, self._unacked.values())),
+                    exc,
+                )
+
+    def _acknowledge(self) -> None:
+        """Acknowledge what is in the lake; on a Redis error what was not taken stays for the next flush."""
+        for consumer in list(self._unacked):
+            consumer.ack(self._unacked[consumer])
+            del self._unacked[consumer]
 
     def _consumer(self, stream: str, source: Source) -> StreamConsumer[Any] | None:
         consumer = self._consumers.get(stream)

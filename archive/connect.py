@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import redis
 import redis.cluster
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from archive.stream_consumer import Client
 
@@ -24,4 +26,7 @@ def connect(url: str, cluster: bool = False) -> Client:
         return redis.cluster.RedisCluster.from_url("redis://" + url.removeprefix(CLUSTER_SCHEME))
     if cluster:
         return redis.cluster.RedisCluster.from_url(url)
-    return redis.Redis.from_url(url)
+    # As the service's client (service/redis_connection.py): a connection a Redis restart closed while idle
+    # in the pool is replaced and the command sent once more (the archiver's writes are acknowledgements,
+    # trims and dead letters: the same again changes nothing, or adds a copy of a dead letter).
+    return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))

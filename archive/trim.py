@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
+
 from archive.stream_consumer import Client
 
 EntryId = tuple[int, int]
@@ -28,8 +30,14 @@ def format_id(entry: EntryId) -> str:
 
 
 def first_needed(client: Client, stream: str) -> EntryId | None:
-    """The oldest entry id some group of the stream still needs; None if the stream has no group."""
-    groups: Any = client.xinfo_groups(stream)
+    """The oldest entry id some group of the stream still needs; None if the stream has no group (or is
+    gone: a Redis restarted without its data, a retired shard)."""
+    try:
+        groups: Any = client.xinfo_groups(stream)
+    except redis.ResponseError as exc:
+        if "no such key" in str(exc):
+            return None
+        raise
     bound: EntryId | None = None
     for group in groups:
         info = {(k.decode() if isinstance(k, bytes) else k): v for k, v in group.items()}

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.embedded_redis import EmbeddedRedis
 from service.settings import Settings
+from tests.redis_servers import RestartableRedis
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +92,13 @@ def make_request() -> Callable[..., dict[str, Any]]:
         return rank_request(sim, rng, n_candidates=n_candidates, k=k)
 
     return build
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
+    """A redis-server of the test's own, which the test may stop and start again."""
+    server = RestartableRedis(tmp_path / "redis")
+    server.directory.mkdir()
+    server.start()
+    yield server
+    server.stop()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from service.settings import Settings
-from tests.service.test_decision_log_durability import RestartableRedis
 from tests.versions import TOKEN, add_version, private_store
 
 
@@ -19,13 +17,3 @@ def admin_settings(settings: Settings, store: Path, tmp_path: Path) -> Settings:
     for version in ("v2", "v3"):
         add_version(own, version)
     return settings.model_copy(update={"store": own, "admin_token": TOKEN, "routing_poll_seconds": 0.05})
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
-    """A redis-server of the test's own, which the test may stop and start again."""
-    server = RestartableRedis(tmp_path / "redis")
-    server.directory.mkdir()
-    server.start()
-    yield server
-    server.stop()

@@ -28,8 +28,8 @@ from service.log_entries import Pending, encode_spooled
 from service.settings import Settings
 from service.shard_writer import ShardWriter
 from service.spool import Ledger, Spool
+from tests.redis_servers import RestartableRedis
 from tests.redis_streams import decision_shards, stream_entries, wait_for_stream
-from tests.service.test_decision_log_durability import RestartableRedis
 
 
 def _ids(entries: list[Any]) -> list[str]:

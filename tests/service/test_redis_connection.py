@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from service.redis_connection import connect
-from tests.service.test_decision_log_durability import RestartableRedis
+from tests.redis_servers import RestartableRedis
 
 
 def test_pooled_connections_that_a_restart_closed_are_reconnected_not_raised(own_redis: RestartableRedis) -> None:
