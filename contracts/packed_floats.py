@@ -84,3 +84,14 @@ def _matrix(value: Any) -> _Matrix:
     columns = len(rows_of_floats[0]) if rows_of_floats else 0
     with np.errstate(over="ignore"):  # as in _vector
         return np.array(rows_of_floats, dtype=DTYPE).reshape(len(rows_of_floats), columns)
+
+
+def joined(arrays: list[np.ndarray]) -> bytes:
+    """The arrays' float32 values, one after the other: one `bytes.join` over their buffers, a fraction of
+    what `np.concatenate` + `tobytes` costs for a dozen small arrays (numpy's dispatch per call and per
+    array dominates at these sizes). The join does not look at item sizes: callers pass float32 arrays,
+    and a record's lengths that do not add up to its bytes are refused by its encoder."""
+    try:
+        return b"".join(arrays)  # type: ignore[arg-type]  # numpy arrays are buffers
+    except TypeError:  # a part that is not C-contiguous (bytes.join takes only contiguous buffers)
+        return np.concatenate([array.reshape(-1) for array in arrays], dtype=DTYPE, casting="no").tobytes()

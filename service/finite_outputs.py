@@ -16,6 +16,7 @@ import numpy as np
 
 from contracts.decision_record import ItemFusionLog, ResActLog
 from contracts.manifest import CASCADE_OUTPUTS, FUSION_OUTPUTS
+from contracts.packed_floats import DTYPE, joined
 from service.cascade import F32, CascadeOutputs, FusionOutputs
 from service.problems import ProblemError, invalid_field
 
@@ -35,11 +36,7 @@ _FLOAT_OUTPUTS: dict[type, tuple[str, ...]] = {
 def _all_finite(arrays: list[F32]) -> bool:
     """One finiteness pass over float32 arrays: their buffers joined, a handful of numpy calls in all where
     a pass per array costs two each (every request runs this; at N = 100, 8.6 against 1.7 µs in process)."""
-    try:
-        joined = b"".join(arrays)  # type: ignore[arg-type]  # numpy arrays are buffers
-    except TypeError:  # a part that is not C-contiguous
-        return bool(np.isfinite(np.concatenate(arrays, axis=None)).all())
-    return bool(np.isfinite(np.frombuffer(joined, dtype=np.float32)).all())
+    return bool(np.isfinite(np.frombuffer(joined(arrays), dtype=DTYPE)).all())
 
 
 def non_finite_output(
