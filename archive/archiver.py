@@ -8,7 +8,7 @@ group (archive/trim.py). So an entry leaves Redis only after it is durably in th
 other group has read it; a crash before the acknowledgement re-delivers it (a duplicate row that
 readers drop), never loses it. Entries that do not decode, or whose record Parquet cannot hold, go to
 the stream's dead-letter stream with the reason and are acknowledged, so they never block a reader.
-Every `retire_every_seconds`, shards trimmed empty, with nothing pending and no entry newer than
+Every `retire_every_seconds`, shards that every group has read and acknowledged and nobody wrote to for
 `retire_idle_seconds` (those of stopped workers) are deleted (archive/retire.py).
 """
 
@@ -63,8 +63,8 @@ class ArchiveConfig:
     row_group_rows: int = 128 * 1024
     claim_idle_ms: int = 300_000  # entries another consumer left pending this long are taken over
     trim: bool = True
-    # Shards with no entry newer than this, trimmed empty, are deleted (None: never). Longer than a dead
-    # worker's spool takes to be replayed (as soon as Redis answers): a replay after it is appended again.
+    # Shards every group has read, with no entry newer than this, are deleted (None: never). Longer than a
+    # dead worker's spool takes to be replayed (as soon as Redis answers): a replay after it is appended again.
     retire_idle_seconds: float | None = 3600.0
     retire_every_seconds: float = 60.0  # how often `run` looks for such shards
     retry_seconds: float = 1.0  # `run`'s pause after Redis did not answer, before it tries again
