@@ -149,9 +149,13 @@ class DecisionLog:
 
     def append(self, record: PackedRecord) -> None:
         """Hand one record over without waiting. Safe from any thread: requests are served in a threadpool."""
-        data = decision_record.encode_packed(record)  # in the caller's thread, off the event loop
-        shard = self._shards.get(record.policy) or self._shards.setdefault(
-            record.policy, decision_shard(self._stream, record.policy, self.producer)
+        self.append_encoded(record.policy, record.request_id, record.time, decision_record.encode_packed(record))
+
+    def append_encoded(self, policy: str, request_id: str, decided: float, data: bytes) -> None:
+        """Hand over a record encoded by `decision_record.encode_packed` (or `encoded_if_valid`), in the
+        caller's thread, off the event loop. Every request runs this: it is kept to a few C calls."""
+        shard = self._shards.get(policy) or self._shards.setdefault(
+            policy, decision_shard(self._stream, policy, self.producer)
         )
         with self._lock:
             now_ms = int(time.time() * 1000)
@@ -159,13 +163,12 @@ class DecisionLog:
                 self._last_ms, self._last_seq = now_ms, 0
             else:  # same millisecond, or the clock stepped back: the id still grows
                 self._last_seq += 1
-            self._answered += 1
-            entry = Pending.now(
-                self._answered, shard, f"{self._last_ms}-{self._last_seq}", record.request_id, record.time, data
-            )
-            self._handoff.append(entry)
+            self._answered = seq = self._answered + 1
+            # tuple.__new__: Pending's own __new__ is a Python function, a call frame per record
+            entry = (seq, shard, f"{self._last_ms}-{self._last_seq}", request_id, decided, data, time.monotonic())
+            self._handoff.append(tuple.__new__(Pending, entry))
             if self._ledger is not None:
-                self._ledger.set(self._answered, self._durable)
+                self._ledger.set(seq, self._durable)
             # The writer collects the handoff every `linger` seconds on its own: a request does not wake the
             # event loop, except to keep the window when the handoff alone would reach it.
             urgent = len(self._handoff) + len(self._queue) >= self._window.records

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import NamedTuple
 
 import msgspec
@@ -18,10 +17,6 @@ class Pending(NamedTuple):
     time: float  # the decision time (epoch seconds): the value of its decision key
     data: bytes  # the encoded record (contracts/decision_record.py)
     answered: float = 0.0  # time.monotonic() when answered: what the crash window's age is measured by
-
-    @classmethod
-    def now(cls, seq: int, shard: str, entry_id: str, request_id: str, time_: float, data: bytes) -> Pending:
-        return cls(seq, shard, entry_id, request_id, time_, data, time.monotonic())
 
 
 # In the spool: [shard, entry id, request id, time, record], so any worker can replay it into its shard.

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
+from contracts import decision_record
 from contracts.decision_record import Arm, ItemFusionLog, Timings
 from contracts.item_table import ItemTable
 from contracts.manifest import Manifest
@@ -99,9 +100,6 @@ class Ranker:
         draws = strategy.draw(self._noise)
         decision, timings = self._timed(manifest, started, decode_ms, lambda: strategy.rank(inputs, draws))
         outputs = decision.outputs
-        bad = non_finite_output(outputs, decision.resact)
-        if bad is not None:
-            raise refusal(bad, _sent(request.candidates, inputs.user, inputs.context, inputs))
         ids = request.candidates.ids
         served_ids = [ids[i] for i in outputs.top_indices.tolist()]
         scored = Scored(
@@ -121,7 +119,7 @@ class Ranker:
             inline_matrices=_inline(request.candidates, (inputs.item_features, inputs.mtl_predictions)),
             resact=decision.resact,
         )
-        self._record(scored, serving)
+        self._refuse_or_record(scored, serving, lambda: _sent(request.candidates, inputs.user, inputs.context, inputs))
         return RankResponse(
             request_id=scored.request_id,
             policy=manifest.policy,
@@ -175,9 +173,6 @@ class Ranker:
                 ItemWeights(i, dict(zip(names, r, strict=True))) for i, r in zip(candidates.ids, rows, strict=True)
             ]
             item_log = ItemFusionLog(noise=item_noise, mean=item.mean, actions=item.action)
-        bad = non_finite_output(outputs, decision.resact, item_log)
-        if bad is not None:
-            raise refusal(bad, _sent(candidates, state.user, state.context, per_item))
         scored = Scored(
             kind="fusion",
             request_id=uuid.uuid4().hex,
@@ -196,7 +191,7 @@ class Ranker:
             resact=decision.resact,
             item_fusion=item_log,
         )
-        self._record(scored, serving)
+        self._refuse_or_record(scored, serving, lambda: _sent(candidates, state.user, state.context, per_item))
         return FusionResponse(
             request_id=scored.request_id,
             policy=manifest.policy,
@@ -228,11 +223,26 @@ class Ranker:
         total_ms = (time.perf_counter() - started) * 1000
         return result, Timings(decode_ms=decode_ms, compute_ms=compute_ms, total_ms=total_ms)
 
-    def _record(self, scored: Scored, serving: Serving) -> None:
-        """Log the decision and, with a shadow version routed, the shadow's scoring of the same inputs."""
+    def _refuse_or_record(self, scored: Scored, serving: Serving, sent: Callable[[], dict[str, F32]]) -> None:
+        """Refuse a scoring with a non-finite output (422 naming the input the client sent), or log it and,
+        with a shadow version routed, the shadow's scoring of the same inputs.
+
+        With logging on, the record's own check is that test: the record holds every float output of the
+        graphs (and ResAct's and per-item fusion's), so one finiteness pass serves both, and only a record
+        the check refuses is looked at output by output."""
         if not self._log_decisions:
+            _refuse_non_finite(scored, sent)
             return
-        self._log_record(scored)
+        record = packed_record(scored, self._log_candidate_features, time.time())
+        data = decision_record.encoded_if_valid(record)
+        if data is None:
+            _refuse_non_finite(scored, sent)
+            data = decision_record.encode_packed(record)  # refused with finite outputs: raises, naming the field
+        self._log.append_encoded(record.policy, record.request_id, record.time, data)
+        self._record_shadow(scored, serving)
+
+    def _record_shadow(self, scored: Scored, serving: Serving) -> None:
+        """Log the shadow version's scoring of the served inputs, when one is routed and can take them."""
         shadow = serving.shadow
         if shadow is None:
             return
@@ -274,6 +284,13 @@ class Ranker:
         if isinstance(scored.inputs, CascadeInputs):
             return shadow.fusion.rank(scored.inputs, draws)
         return shadow.fusion.weights(scored.inputs, draws)
+
+
+def _refuse_non_finite(scored: Scored, sent: Callable[[], dict[str, F32]]) -> None:
+    """Raise the 422 for a scoring with a non-finite output, naming the sent input most likely behind it."""
+    bad = non_finite_output(scored.outputs, scored.resact, scored.item_fusion)
+    if bad is not None:
+        raise refusal(bad, sent())
 
 
 def _weights(manifest: Manifest, action: F32) -> dict[str, float]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -12,8 +14,13 @@ import redis
 from fastapi.testclient import TestClient
 
 from contracts import decision_record
-from service.cascade import CascadeOutputs, FusionOutputs
+from contracts.decision_record import Timings
+from contracts.store import active_version
+from service.bundle import load_bundle
+from service.cascade import CascadeOutputs, FusionOutputs, UserState, synthetic_inputs
+from service.exploration import NoiseSource
 from service.finite_outputs import non_finite_output, refusal
+from service.records import Scored, packed_record
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream
 
@@ -105,3 +112,42 @@ def test_a_refused_request_logs_nothing_and_the_next_one_logs_a_valid_record(
     entries = wait_for_stream(redis_client, settings.decision_stream, 1)
     records = [decision_record.decode(fields[decision_record.STREAM_FIELD]) for _, fields in entries]
     assert [r.request_id for r in records] == [served["request_id"]]
+
+
+@pytest.mark.parametrize("kind", ["rank", "fusion"])
+def test_the_record_check_refuses_every_non_finite_float_output(store: Path, kind: str) -> None:
+    # With logging on, the served record's own check is the only finiteness test of the graph's outputs
+    # (service/ranker.py): it must cover each of them, or a request would be answered with a NaN.
+    bundle = load_bundle(store / "demo" / (active_version(store, "demo") or ""))
+    inputs = synthetic_inputs(bundle.manifest, n=50, k=5)
+    draws = bundle.fusion.draw(NoiseSource(0))
+    state = UserState(inputs.user, inputs.context)
+    decision = bundle.fusion.rank(inputs, draws) if kind == "rank" else bundle.fusion.weights(state, draws)
+    outputs = decision.outputs
+    served = [f"i{i}" for i in getattr(outputs, "top_indices", np.zeros(0, dtype=np.int64)).tolist()]
+
+    def record(scored_outputs: CascadeOutputs | FusionOutputs) -> bytes | None:
+        scored = Scored(
+            kind="rank" if kind == "rank" else "fusion",
+            request_id="r",
+            user_id="u",
+            bundle=bundle,
+            arm="control",
+            inputs=inputs if kind == "rank" else state,
+            candidate_ids=[f"i{i}" for i in range(50)] if kind == "rank" else [],
+            outputs=scored_outputs,
+            draws=draws,
+            served_ids=served,
+            timings=Timings(decode_ms=0.1, compute_ms=0.2, total_ms=0.3),
+            inline_matrices=(inputs.item_features, inputs.mtl_predictions) if kind == "rank" else (),
+        )
+        return decision_record.encoded_if_valid(packed_record(scored, False, 1.7e9))
+
+    assert record(outputs) is not None
+    floats = [name for name in type(outputs).__dataclass_fields__ if getattr(outputs, name).dtype == np.float32]
+    assert len(floats) >= 6
+    for name in floats:
+        for bad in (np.nan, np.inf, -np.inf):
+            broken = getattr(outputs, name).copy()
+            broken.flat[-1] = bad
+            assert record(dataclasses.replace(outputs, **{name: broken})) is None, (name, bad)
