@@ -58,22 +58,55 @@ class Scored:
 _EMPTY_DIGEST = hashlib.sha256().hexdigest()
 
 
+class _Layout:
+    """What every record of one bundle, kind and served-list length shares: the stages' names and sizes and
+    the float vectors' lengths (fixed by the bundle's feature schema and its graphs' output widths, which
+    its loader checked; the record's encoder checks them against the buffer)."""
+
+    def __init__(self, bundle: LoadedBundle, outputs: CascadeOutputs | FusionOutputs, served: int) -> None:
+        manifest = bundle.manifest
+        u, c = manifest.feature_schema.user_dim, manifest.feature_schema.context_dim
+        self.bundle = bundle  # held, so the id keying the cache cannot be reused while the entry lives
+        self.heads: list[tuple[str, int]] = []
+        self.lengths = [u, c, served, u + c, *[outputs.fusion_action.shape[1]] * 5]
+        if isinstance(outputs, CascadeOutputs):  # a fusion call runs no stage, so it has no stage to record
+            self.heads = [(stage.name, stage.keep) for stage in manifest.stages]
+            stages = len(self.heads)
+            self.lengths += [outputs.stage_observations.shape[1]] * stages + [outputs.stage_actions.shape[1]] * stages
+
+
+# Layouts by (bundle identity, served length, rank or fusion): a handful per loaded bundle.
+_layouts: dict[tuple[int, int, bool], _Layout] = {}
+
+
+def _layout(bundle: LoadedBundle, outputs: CascadeOutputs | FusionOutputs, served: int) -> _Layout:
+    key = (id(bundle), served, isinstance(outputs, CascadeOutputs))
+    layout = _layouts.get(key)
+    if layout is None or layout.bundle is not bundle:
+        if len(_layouts) > 64:  # bundles hot-swapped out over a long life: start again
+            _layouts.clear()
+        layout = _layouts[key] = _Layout(bundle, outputs, served)
+    return layout
+
+
 def packed_record(scored: Scored, log_candidate_features: bool, decided: float) -> PackedRecord:
     """The record of a scoring in its stored form: every float vector copied once into one float32 buffer
     (contracts/decision_record.py, PackedRecord); candidate matrices are referenced by digest unless asked
-    to be logged. `decided`: when it was answered (epoch seconds)."""
-    manifest = scored.bundle.manifest
+    to be logged. `decided`: when it was answered (epoch seconds). Every request runs this (kept lean: the
+    per-bundle parts come from a cached layout, which the record's encoder checks against the buffer)."""
+    bundle = scored.bundle
+    manifest = bundle.manifest
     inputs, outputs = scored.inputs, scored.outputs
     # A rank carries the whole request and the cascade's outputs; a fusion call the user state and weights.
-    request = inputs if isinstance(inputs, CascadeInputs) else None
     ranking = outputs if isinstance(outputs, CascadeOutputs) else None
+    request = inputs if ranking is not None and isinstance(inputs, CascadeInputs) else None
     digest = _EMPTY_DIGEST
     if scored.inline_matrices:
         hashed = hashlib.sha256()
         for matrix in scored.inline_matrices:
             hashed.update(matrix.tobytes())
         digest = hashed.hexdigest()
-    logged_matrices = log_candidate_features and request is not None and ranking is not None
+    logged_matrices = log_candidate_features and request is not None
     rows = scored.table_rows
     candidates = CandidateLog(
         digest=digest,
@@ -85,22 +118,30 @@ def packed_record(scored: Scored, log_candidate_features: bool, decided: float) 
         predictions=request.mtl_predictions if logged_matrices and request is not None else None,
     )
     user, context = inputs.user, inputs.context  # [1, U], [1, C]
+    draws = scored.draws
     # PackedRecord.floats in its documented order: the float32 arrays the graph took and gave, as they are
-    # (the bundle loader checked the graph's output types against the contract).
-    parts = [user, context, _NO_SCORES, user, context]  # the fusion actor's state: user ⊕ context
-    parts += (outputs.fusion_mean, outputs.fusion_std, scored.draws.noise, outputs.fusion_raw_action)
-    parts.append(outputs.fusion_action)
-    stages: list[tuple[str, int, int]] = []
+    # (the bundle loader checked the graph's output types against the contract); the fusion actor's state
+    # is user ⊕ context.
     if ranking is not None:  # a fusion call runs no stage, so it has no stage to record
-        observations, actions = ranking.stage_observations, ranking.stage_actions  # [S, D], [S, D']
+        top = ranking.top_scores
+        layout = _layout(bundle, ranking, len(top))
         survivors = ranking.stage_survivors.tolist()
-        stages = [(stage.name, stage.keep, n) for stage, n in zip(manifest.stages, survivors, strict=True)]
-        parts[2] = ranking.top_scores
-        parts += (observations, actions)
-    u, c = user.shape[1], context.shape[1]
-    lengths = [u, c, len(parts[2]), u + c, *[part.shape[1] for part in parts[5:10]]]
-    if stages:
-        lengths += [observations.shape[1]] * len(stages) + [actions.shape[1]] * len(stages)
+        stages = [(name, keep, n) for (name, keep), n in zip(layout.heads, survivors, strict=True)]
+        floats = joined(
+            [
+                user, context, top, user, context, ranking.fusion_mean, ranking.fusion_std, draws.noise,
+                ranking.fusion_raw_action, ranking.fusion_action, ranking.stage_observations, ranking.stage_actions,
+            ]
+        )  # fmt: skip
+    else:
+        layout = _layout(bundle, outputs, 0)
+        stages = []
+        floats = joined(
+            [
+                user, context, _NO_SCORES, user, context, outputs.fusion_mean, outputs.fusion_std, draws.noise,
+                outputs.fusion_raw_action, outputs.fusion_action,
+            ]
+        )  # fmt: skip
     timings = scored.timings
     return PackedRecord(
         schema_version=SCHEMA_VERSION,
@@ -111,18 +152,18 @@ def packed_record(scored: Scored, log_candidate_features: bool, decided: float) 
         version=manifest.version,
         arm=scored.arm,
         kind=scored.kind,
-        k=request.k if request is not None and ranking is not None else 0,
+        k=request.k if request is not None else 0,
         log_prob=outputs.log_prob.item(),  # 0 for ResAct: its strategy serves a deterministic action
         novelty=outputs.novelty.item(),
-        explored=scored.draws.explored,
+        explored=draws.explored,
         timings=(timings.decode_ms, timings.compute_ms, timings.total_ms),
         shadow_of=scored.shadow_of,
         candidates=candidates,
         stages=stages,
         names=manifest.fusion.names,
         served_ids=scored.served_ids,
-        lengths=lengths,
-        floats=joined(parts),
+        lengths=layout.lengths,
+        floats=floats,
         resact=scored.resact,
         item_fusion=scored.item_fusion,
     )
