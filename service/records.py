@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +67,9 @@ class _Layout:
     def __init__(self, bundle: LoadedBundle, outputs: CascadeOutputs | FusionOutputs, served: int) -> None:
         manifest = bundle.manifest
         u, c = manifest.feature_schema.user_dim, manifest.feature_schema.context_dim
-        self.bundle = bundle  # held, so the id keying the cache cannot be reused while the entry lives
+        # A weak reference: the cache must not keep a swapped-out bundle's sessions alive (service/registry.py
+        # drops them), and a dead one never matches a new bundle that happens to get the same id.
+        self.bundle = weakref.ref(bundle)
         self.heads: list[tuple[str, int]] = []
         self.lengths = [u, c, served, u + c, *[outputs.fusion_action.shape[1]] * 5]
         if isinstance(outputs, CascadeOutputs):  # a fusion call runs no stage, so it has no stage to record
@@ -82,7 +85,7 @@ _layouts: dict[tuple[int, int, bool], _Layout] = {}
 def _layout(bundle: LoadedBundle, outputs: CascadeOutputs | FusionOutputs, served: int) -> _Layout:
     key = (id(bundle), served, isinstance(outputs, CascadeOutputs))
     layout = _layouts.get(key)
-    if layout is None or layout.bundle is not bundle:
+    if layout is None or layout.bundle() is not bundle:
         if len(_layouts) > 64:  # bundles hot-swapped out over a long life: start again
             _layouts.clear()
         layout = _layouts[key] = _Layout(bundle, outputs, served)

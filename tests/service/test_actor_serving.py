@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -15,12 +16,17 @@ import torch
 from fastapi.testclient import TestClient
 
 from contracts import decision_record
+from contracts.decision_record import ItemFusionLog, ResActLog, Timings
 from contracts.manifest import FUSION_GRAPH, RANK_BY_ACTION_GRAPH, RESACT_GRAPH, Manifest
 from export.signing import demo_signing_key, publish_signed
 from models.sim.requests import rank_request
 from models.sim.simulator import Simulator
 from pipelines.actor_bundle import build_actor_bundle
 from service.app import create_app
+from service.bundle import load_bundle
+from service.cascade import UserState, synthetic_inputs
+from service.exploration import NoiseSource
+from service.records import Scored, packed_record
 from service.settings import Settings
 from tests.export.test_actor_graphs import TINY
 from tests.redis_streams import wait_for_stream
@@ -246,3 +252,52 @@ def test_a_resact_fusion_call_logs_the_served_action_and_the_fusion_graphs_novel
         },
     )
     assert float(novelty[0]) == record.novelty == served["novelty"]
+
+
+def test_the_record_check_refuses_a_non_finite_resact_or_per_item_output(actor_store: tuple[Path, Manifest]) -> None:
+    # With logging on, the record's check is the only finiteness test of what a request serves
+    # (service/ranker.py): ResAct's and per-item fusion's outputs go through it too.
+    store, manifest = actor_store
+    bundle = load_bundle(store / manifest.policy / manifest.version)
+    n = 25
+    inputs = synthetic_inputs(bundle.manifest, n=n, k=5)
+    state = UserState(inputs.user, inputs.context)
+    source = NoiseSource(0)
+    draws = bundle.fusion.draw(source)
+    ranked = bundle.fusion.rank(inputs, draws)
+    weighed = bundle.fusion.weights(state, draws)
+    item_noise = source.item_noise(bundle.manifest, n)
+    item = bundle.fusion.per_item(state, inputs.item_features, inputs.mtl_predictions, item_noise)
+    assert ranked.resact is not None and weighed.resact is not None
+
+    def record(rank: bool, resact: ResActLog, item_fusion: ItemFusionLog | None) -> bytes | None:
+        outputs = ranked.outputs if rank else weighed.outputs
+        scored = Scored(
+            kind="rank" if rank else "fusion",
+            request_id="r",
+            user_id="u",
+            bundle=bundle,
+            arm="control",
+            inputs=inputs if rank else state,
+            candidate_ids=[f"i{i}" for i in range(n)],
+            outputs=outputs,
+            draws=draws,
+            served_ids=[f"i{i}" for i in ranked.outputs.top_indices.tolist()] if rank else [],
+            timings=Timings(decode_ms=0.1, compute_ms=0.2, total_ms=0.3),
+            inline_matrices=(inputs.item_features, inputs.mtl_predictions),
+            resact=resact,
+            item_fusion=item_fusion,
+        )
+        return decision_record.encoded_if_valid(packed_record(scored, False, 1.7e9))
+
+    item_log = ItemFusionLog(noise=item_noise, mean=item.mean, actions=item.action)
+    assert record(True, ranked.resact, None) is not None
+    assert record(False, weighed.resact, item_log) is not None
+    for field in ("latents", "candidates", "q", "action"):
+        broken = getattr(ranked.resact, field).copy()
+        broken.flat[-1] = np.nan
+        assert record(True, msgspec.structs.replace(ranked.resact, **{field: broken}), None) is None, field
+    for field in ("noise", "mean", "actions"):
+        broken = getattr(item_log, field).copy()
+        broken.flat[-1] = np.inf
+        assert record(False, weighed.resact, msgspec.structs.replace(item_log, **{field: broken})) is None, field

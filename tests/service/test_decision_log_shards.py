@@ -290,3 +290,9 @@ def test_kill_9_loses_at_most_the_window_and_the_next_start_reports_how_many(
     assert f"cascade_decision_log_lost_on_crash_total {float(len(missing))}" in metrics
     if missing:
         assert "answered decision records: lost" in (tmp_path / "second.log").read_text()
+
+
+def test_the_hand_over_builds_pending_entries_in_their_field_order() -> None:
+    # DecisionLog.append_encoded builds each Pending with tuple.__new__, which checks neither the count
+    # nor the order of the fields: a field added to or moved in Pending must be changed there too.
+    assert Pending._fields == ("seq", "shard", "entry_id", "request_id", "time", "data", "answered")

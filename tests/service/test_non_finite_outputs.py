@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import gc
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from fastapi.testclient import TestClient
 from contracts import decision_record
 from contracts.decision_record import Timings
 from contracts.store import active_version
+from service.app import create_app
 from service.bundle import load_bundle
 from service.cascade import CascadeOutputs, FusionOutputs, UserState, synthetic_inputs
 from service.exploration import NoiseSource
@@ -58,10 +61,19 @@ def test_the_first_non_finite_output_is_named_whichever_it_is(kind: type[Cascade
         assert non_finite_output(kind(**transposed)) == "stage_observations"
 
 
+@pytest.fixture(params=[True, False], ids=["logging", "no-logging"])
+def either_client(request: pytest.FixtureRequest, settings: Settings) -> Iterator[TestClient]:
+    """The app with decision logging on and off: the record's check is the output test only with it on."""
+    app = create_app(settings.model_copy(update={"log_decisions": request.param}))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
 @pytest.mark.parametrize("codec", ["json", "msgpack"])
 def test_a_user_feature_that_overflows_the_graph_is_a_422_naming_it(
-    client: TestClient, codec: str, make_request: Callable[..., dict[str, Any]]
+    either_client: TestClient, codec: str, make_request: Callable[..., dict[str, Any]]
 ) -> None:
+    client = either_client
     body = make_request(n_candidates=100, k=5)
     body["user"]["features"][2] = HUGE
     if codec == "json":
@@ -91,8 +103,9 @@ def test_the_refusal_names_the_largest_sent_value_the_failing_output_depends_on(
 
 
 def test_fusion_refuses_an_overflowing_user_state(
-    client: TestClient, make_request: Callable[..., dict[str, Any]]
+    either_client: TestClient, make_request: Callable[..., dict[str, Any]]
 ) -> None:
+    client = either_client
     body = make_request(n_candidates=10, k=5)
     body["user"]["features"][0] = -HUGE
     response = client.post("/v1/fusion", json={"user": body["user"], "context": body["context"]})
@@ -151,3 +164,30 @@ def test_the_record_check_refuses_every_non_finite_float_output(store: Path, kin
             broken = getattr(outputs, name).copy()
             broken.flat[-1] = bad
             assert record(dataclasses.replace(outputs, **{name: broken})) is None, (name, bad)
+
+
+def test_a_record_layout_does_not_keep_its_bundle_alive(store: Path) -> None:
+    # The registry drops a swapped-out bundle's sessions; the records' layout cache must not hold them.
+    bundle = load_bundle(store / "demo" / (active_version(store, "demo") or ""))
+    inputs = synthetic_inputs(bundle.manifest, n=20, k=5)
+    draws = bundle.fusion.draw(NoiseSource(0))
+    outputs = bundle.fusion.rank(inputs, draws).outputs
+    served = [f"i{i}" for i in outputs.top_indices.tolist()]
+    scored = Scored(
+        kind="rank",
+        request_id="r",
+        user_id="u",
+        bundle=bundle,
+        arm="control",
+        inputs=inputs,
+        candidate_ids=[f"i{i}" for i in range(20)],
+        outputs=outputs,
+        draws=draws,
+        served_ids=served,
+        timings=Timings(decode_ms=0.1, compute_ms=0.2, total_ms=0.3),
+    )
+    assert decision_record.encoded_if_valid(packed_record(scored, False, 1.7e9)) is not None
+    held = weakref.ref(bundle)
+    del bundle, scored, draws
+    gc.collect()
+    assert held() is None
