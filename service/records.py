@@ -125,26 +125,15 @@ def packed_record(scored: Scored, log_candidate_features: bool, decided: float) 
     # PackedRecord.floats in its documented order: the float32 arrays the graph took and gave, as they are
     # (the bundle loader checked the graph's output types against the contract); the fusion actor's state
     # is user ⊕ context.
+    served = ranking.top_scores if ranking is not None else _NO_SCORES
+    parts = [user, context, served, user, context, outputs.fusion_mean, outputs.fusion_std, draws.noise]
+    parts += (outputs.fusion_raw_action, outputs.fusion_action)
+    layout = _layout(bundle, outputs, len(served))
+    stages: list[tuple[str, int, int]] = []
     if ranking is not None:  # a fusion call runs no stage, so it has no stage to record
-        top = ranking.top_scores
-        layout = _layout(bundle, ranking, len(top))
         survivors = ranking.stage_survivors.tolist()
         stages = [(name, keep, n) for (name, keep), n in zip(layout.heads, survivors, strict=True)]
-        floats = joined(
-            [
-                user, context, top, user, context, ranking.fusion_mean, ranking.fusion_std, draws.noise,
-                ranking.fusion_raw_action, ranking.fusion_action, ranking.stage_observations, ranking.stage_actions,
-            ]
-        )  # fmt: skip
-    else:
-        layout = _layout(bundle, outputs, 0)
-        stages = []
-        floats = joined(
-            [
-                user, context, _NO_SCORES, user, context, outputs.fusion_mean, outputs.fusion_std, draws.noise,
-                outputs.fusion_raw_action, outputs.fusion_action,
-            ]
-        )  # fmt: skip
+        parts += (ranking.stage_observations, ranking.stage_actions)
     timings = scored.timings
     return PackedRecord(
         schema_version=SCHEMA_VERSION,
@@ -166,7 +155,7 @@ def packed_record(scored: Scored, log_candidate_features: bool, decided: float) 
         names=manifest.fusion.names,
         served_ids=scored.served_ids,
         lengths=layout.lengths,
-        floats=floats,
+        floats=joined(parts),
         resact=scored.resact,
         item_fusion=scored.item_fusion,
     )

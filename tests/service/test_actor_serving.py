@@ -16,7 +16,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from contracts import decision_record
-from contracts.decision_record import ItemFusionLog, ResActLog, Timings
+from contracts.decision_record import ItemFusionLog, ResActLog
 from contracts.manifest import FUSION_GRAPH, RANK_BY_ACTION_GRAPH, RESACT_GRAPH, Manifest
 from export.signing import demo_signing_key, publish_signed
 from models.sim.requests import rank_request
@@ -26,10 +26,10 @@ from service.app import create_app
 from service.bundle import load_bundle
 from service.cascade import UserState, synthetic_inputs
 from service.exploration import NoiseSource
-from service.records import Scored, packed_record
 from service.settings import Settings
 from tests.export.test_actor_graphs import TINY
 from tests.redis_streams import wait_for_stream
+from tests.service.scored_records import encoded_record
 from tests.versions import add_version, private_store
 
 
@@ -272,23 +272,7 @@ def test_the_record_check_refuses_a_non_finite_resact_or_per_item_output(actor_s
 
     def record(rank: bool, resact: ResActLog, item_fusion: ItemFusionLog | None) -> bytes | None:
         outputs = ranked.outputs if rank else weighed.outputs
-        scored = Scored(
-            kind="rank" if rank else "fusion",
-            request_id="r",
-            user_id="u",
-            bundle=bundle,
-            arm="control",
-            inputs=inputs if rank else state,
-            candidate_ids=[f"i{i}" for i in range(n)],
-            outputs=outputs,
-            draws=draws,
-            served_ids=[f"i{i}" for i in ranked.outputs.top_indices.tolist()] if rank else [],
-            timings=Timings(decode_ms=0.1, compute_ms=0.2, total_ms=0.3),
-            inline_matrices=(inputs.item_features, inputs.mtl_predictions),
-            resact=resact,
-            item_fusion=item_fusion,
-        )
-        return decision_record.encoded_if_valid(packed_record(scored, False, 1.7e9))
+        return encoded_record(bundle, inputs, outputs, draws, candidates=True, resact=resact, item_fusion=item_fusion)
 
     item_log = ItemFusionLog(noise=item_noise, mean=item.mean, actions=item.action)
     assert record(True, ranked.resact, None) is not None

@@ -16,16 +16,15 @@ import redis
 from fastapi.testclient import TestClient
 
 from contracts import decision_record
-from contracts.decision_record import Timings
 from contracts.store import active_version
 from service.app import create_app
 from service.bundle import load_bundle
 from service.cascade import CascadeOutputs, FusionOutputs, UserState, synthetic_inputs
 from service.exploration import NoiseSource
 from service.finite_outputs import non_finite_output, refusal
-from service.records import Scored, packed_record
 from service.settings import Settings
 from tests.redis_streams import wait_for_stream
+from tests.service.scored_records import encoded_record
 
 # float32's largest value is about 3.4e38: 3e38 passes the finite check and overflows in the first layer.
 HUGE = 3e38
@@ -137,33 +136,16 @@ def test_the_record_check_refuses_every_non_finite_float_output(store: Path, kin
     state = UserState(inputs.user, inputs.context)
     decision = bundle.fusion.rank(inputs, draws) if kind == "rank" else bundle.fusion.weights(state, draws)
     outputs = decision.outputs
-    served = [f"i{i}" for i in getattr(outputs, "top_indices", np.zeros(0, dtype=np.int64)).tolist()]
 
-    def record(scored_outputs: CascadeOutputs | FusionOutputs) -> bytes | None:
-        scored = Scored(
-            kind="rank" if kind == "rank" else "fusion",
-            request_id="r",
-            user_id="u",
-            bundle=bundle,
-            arm="control",
-            inputs=inputs if kind == "rank" else state,
-            candidate_ids=[f"i{i}" for i in range(50)] if kind == "rank" else [],
-            outputs=scored_outputs,
-            draws=draws,
-            served_ids=served,
-            timings=Timings(decode_ms=0.1, compute_ms=0.2, total_ms=0.3),
-            inline_matrices=(inputs.item_features, inputs.mtl_predictions) if kind == "rank" else (),
-        )
-        return decision_record.encoded_if_valid(packed_record(scored, False, 1.7e9))
-
-    assert record(outputs) is not None
+    assert encoded_record(bundle, inputs, outputs, draws) is not None
     floats = [name for name in type(outputs).__dataclass_fields__ if getattr(outputs, name).dtype == np.float32]
     assert len(floats) >= 6
     for name in floats:
         for bad in (np.nan, np.inf, -np.inf):
             broken = getattr(outputs, name).copy()
             broken.flat[-1] = bad
-            assert record(dataclasses.replace(outputs, **{name: broken})) is None, (name, bad)
+            broken_outputs = dataclasses.replace(outputs, **{name: broken})
+            assert encoded_record(bundle, inputs, broken_outputs, draws) is None, (name, bad)
 
 
 def test_a_record_layout_does_not_keep_its_bundle_alive(store: Path) -> None:
@@ -171,23 +153,8 @@ def test_a_record_layout_does_not_keep_its_bundle_alive(store: Path) -> None:
     bundle = load_bundle(store / "demo" / (active_version(store, "demo") or ""))
     inputs = synthetic_inputs(bundle.manifest, n=20, k=5)
     draws = bundle.fusion.draw(NoiseSource(0))
-    outputs = bundle.fusion.rank(inputs, draws).outputs
-    served = [f"i{i}" for i in outputs.top_indices.tolist()]
-    scored = Scored(
-        kind="rank",
-        request_id="r",
-        user_id="u",
-        bundle=bundle,
-        arm="control",
-        inputs=inputs,
-        candidate_ids=[f"i{i}" for i in range(20)],
-        outputs=outputs,
-        draws=draws,
-        served_ids=served,
-        timings=Timings(decode_ms=0.1, compute_ms=0.2, total_ms=0.3),
-    )
-    assert decision_record.encoded_if_valid(packed_record(scored, False, 1.7e9)) is not None
+    assert encoded_record(bundle, inputs, bundle.fusion.rank(inputs, draws).outputs, draws) is not None
     held = weakref.ref(bundle)
-    del bundle, scored, draws
+    del bundle, draws
     gc.collect()
     assert held() is None
