@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import typer
 
@@ -18,6 +18,8 @@ app = typer.Typer(
 )
 
 StoreOption = Annotated[Path, typer.Option(help="Model store root", envvar="CASCADE_STORE")]
+# The simulators a `--world` names (models/sim/world.py `simulator_in`; spelled here so `serve` imports no numpy).
+WorldName = Literal["v1", "v2", "v2.1"]
 
 
 @app.command()
@@ -29,20 +31,21 @@ def demo(
         "store/example-rank.json"
     ),
     world: Annotated[
-        str, typer.Option(help="'v1' (request-level world, γ = 0) or 'v2' (SIMULATOR.md sessions, γ = 0.95)")
+        str,
+        typer.Option(help="'v1' (request-level world, γ = 0), 'v2' or 'v2.1' (SIMULATOR.md sessions, γ = 0.95)"),
     ] = "v1",
 ) -> None:
     """Train the small demo policy on the simulator, export it, publish it as the active version."""
     from models.sim.requests import write_example_request
     from pipelines.demo import build_demo
 
-    _world(world)
+    chosen = _world(world)
     sim = None
     config = None
-    if world == "v2":
+    if chosen != "v1":
         from models.algorithms.demo_policy import demo_world, session_demo_config
 
-        config = session_demo_config(seed)
+        config = session_demo_config(seed, chosen)
         sim = demo_world(config)
     manifest = build_demo(store, policy=policy, seed=seed, config=config)
     typer.echo(
@@ -115,13 +118,18 @@ def activate(
     typer.echo(f"{policy} now serves {version}")
 
 
-def _world(value: str) -> Literal["v1", "v2"]:
+def _world(value: str) -> WorldName:
     """The simulator a `--world` option names, or a usage error."""
-    if value == "v1":
-        return "v1"
-    if value == "v2":
-        return "v2"
-    raise typer.BadParameter("'v1' or 'v2'", param_hint="--world")
+    if value in ("v1", "v2", "v2.1"):
+        return cast(WorldName, value)
+    raise typer.BadParameter("'v1', 'v2' or 'v2.1'", param_hint="--world")
+
+
+def _v2_world(value: str) -> str:
+    """A `--world` option of the v2 experiments: 'v2' or 'v2.1' (SIMULATOR.md), or a usage error."""
+    if value in ("v2", "v2.1"):
+        return value
+    raise typer.BadParameter("'v2' or 'v2.1'", param_hint="--world")
 
 
 SeedsOption = Annotated[
@@ -130,14 +138,14 @@ SeedsOption = Annotated[
 
 
 def _complete_v2_runs(
-    runs: Path, methods: tuple[str, ...], eval_users: int, steps: int, seeds: tuple[int, ...] = ()
+    runs: Path, methods: tuple[str, ...], eval_users: int, steps: int, seeds: tuple[int, ...] = (), world: str = "v2"
 ) -> dict[str, Any]:
     """The v2 run folder's record over the seeds (of `seeds`, or all) whose chosen methods all finished."""
     from dataclasses import replace
 
-    from models.experiments.world_v2 import V2Config, collect_runs
+    from models.experiments.world_v2 import V2Config, collect_runs, in_world
 
-    base = V2Config()
+    base = in_world(V2Config(), world)
     config = replace(base, methods=methods, eval_users=eval_users, run=replace(base.run, steps=steps))
     record = collect_runs(runs, config, seconds=0.0, seeds=seeds)
     if len(record["per_seed"]) < 2:
@@ -161,6 +169,9 @@ def experiment(
     methods: Annotated[str, typer.Option(help="v2: comma-separated methods (default: all, most important first)")] = "",
     eval_users: Annotated[int, typer.Option(help="v2: fixed users each method is evaluated on, per seed")] = 500,
     workers: Annotated[int, typer.Option(help="Seeds trained in parallel processes")] = 1,
+    world: Annotated[
+        str, typer.Option(help="calibrate, sweep, headroom, v2, report, heldout: SIMULATOR.md's world, 'v2' or 'v2.1'")
+    ] = "v2",
     resume: Annotated[bool, typer.Option(help="v2: keep the (seed, method) results already in --runs")] = False,
     section: Annotated[
         str,
@@ -183,8 +194,11 @@ def experiment(
         seed_list = parse_seeds(seeds)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--seeds") from error
-    if section and re.fullmatch(r"[a-z]+:[a-z_]+", section) is None:
-        raise typer.BadParameter("lowercase letters, a colon, then letters or _", param_hint="--section")
+    world = _v2_world(world)
+    # The world is named in every command a report prints, so a reader can rerun it.
+    in_world_flag = "" if world == "v2" else f" --world {world}"
+    if section and re.fullmatch(r"[a-z0-9]+:[a-z0-9_]+", section) is None:
+        raise typer.BadParameter("lowercase letters or digits, a colon, then those or _", param_hint="--section")
     if name == "calibrate":
         from models.reports.calibration import calibration_markdown
 
@@ -194,16 +208,16 @@ def experiment(
         from models.experiments.sweep import sweep_markdown
         from models.reports.sections import update_section
 
-        text = sweep_markdown(seed_list)
-        update_section(results, "sim:sweep", text)
+        text = sweep_markdown(seed_list, world_name=world)
+        update_section(results, "sim:sweep" if world == "v2" else f"sim:sweep_{world.replace('.', '')}", text)
         typer.echo(text)
         return
     if name == "headroom":
         from models.experiments.sweep import headroom_markdown
         from models.reports.sections import update_section
 
-        text = headroom_markdown(seed_list, eval_users)
-        update_section(results, "sim:headroom", text)
+        text = headroom_markdown(seed_list, eval_users, world)
+        update_section(results, "sim:headroom" if world == "v2" else f"sim:headroom_{world.replace('.', '')}", text)
         typer.echo(text)
         return
     if name == "signal":
@@ -219,17 +233,18 @@ def experiment(
         from models.reports.world_v2 import held_out_markdown
 
         chosen = tuple(m for m in methods.split(",") if m) or ("uniform", "cem_session", "a3c_gamma_0.95", "demo_a3c")
-        record = _complete_v2_runs(runs, chosen, eval_users, steps, seed_list)
+        record = _complete_v2_runs(runs, chosen, eval_users, steps, seed_list, world)
         command = (
-            f"nice -n 19 cascade experiment v2 --seeds {format_seeds(list(map(int, record['per_seed'])))} "
+            f"nice -n 19 cascade experiment v2{in_world_flag} "
+            f"--seeds {format_seeds(list(map(int, record['per_seed'])))} "
             f"--methods {','.join(chosen)} --steps {steps} --eval-users {eval_users}; "
-            f"cascade experiment heldout --seeds {seeds}"
+            f"cascade experiment heldout{in_world_flag} --seeds {seeds}"
         )
         update_section(results, "demo:heldout", held_out_markdown(record, command))
         typer.echo(f"wrote the held-out section of {results}")
         return
     if name in ("v2", "report"):
-        from models.experiments.world_v2 import ALL_METHODS, V2Config, run_experiment
+        from models.experiments.world_v2 import ALL_METHODS, V2Config, in_world, run_experiment
         from models.reports.world_v2 import write_results
 
         chosen = tuple(m for m in methods.split(",") if m) or ALL_METHODS
@@ -239,7 +254,7 @@ def experiment(
         if name == "v2":
             if len(seed_list) < 2:
                 raise typer.BadParameter("at least 2 seeds for a paired interval", param_hint="--seeds")
-            base = V2Config()
+            base = in_world(V2Config(), world)
             config = replace(
                 base,
                 seeds=seed_list,
@@ -251,9 +266,10 @@ def experiment(
             record = run_experiment(config, runs, workers=workers)
         else:
             # Re-render from the per-seed folders: every seed whose chosen methods all finished.
-            record = _complete_v2_runs(runs, chosen, eval_users, steps)
+            record = _complete_v2_runs(runs, chosen, eval_users, steps, world=world)
         command = (
-            f"nice -n 19 cascade experiment v2 --seeds {format_seeds(list(map(int, record['per_seed'])))} "
+            f"nice -n 19 cascade experiment v2{in_world_flag} "
+            f"--seeds {format_seeds(list(map(int, record['per_seed'])))} "
             f"--methods {','.join(record['config']['methods'])} "
             f"--steps {record['config']['run']['steps']} --eval-users {record['config']['eval_users']}"
         )

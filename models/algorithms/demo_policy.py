@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
 
 import numpy as np
 import torch
@@ -38,7 +37,7 @@ from models.nets.cascade import STAGES, CascadePolicy, PolicyConfig
 from models.sim.config import SimConfig
 from models.sim.session import SessionConfig
 from models.sim.simulator import Simulator
-from models.sim.world import simulator_in, v2_sim_config
+from models.sim.world import V2_WORLDS, WorldName, simulator_in, v2_sim_config
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class DemoConfig:
     noise_clip: float = 2.0
     eval_requests: int = 300  # full-size requests (candidates_per_request, served stage sizes) for the manifest
     threads: int = 2
-    world: Literal["v1", "v2"] = "v1"
+    world: WorldName = "v1"
     gamma: float = 0.95  # v2: the session A3C's discount
     session_run: RunConfig = field(
         default_factory=lambda: RunConfig(
@@ -70,10 +69,10 @@ class DemoConfig:
     eval_users: int = 400  # v2: held-out users (seed 10_000 + seed) of the session evaluation
 
 
-def session_demo_config(seed: int = 0) -> DemoConfig:
-    """The demo in simulator v2. No session features in the state: a served request's context stays the
-    4 columns clients send (the actor personalises on the user's segment and social features)."""
-    return DemoConfig(seed=seed, sim=replace(v2_sim_config(), session_features=()), world="v2", k=6)
+def session_demo_config(seed: int = 0, world: WorldName = "v2") -> DemoConfig:
+    """The demo in simulator v2 (or v2.1). No session features in the state: a served request's context
+    stays the 4 columns clients send (the actor personalises on the user's segment and social features)."""
+    return DemoConfig(seed=seed, sim=replace(v2_sim_config(), session_features=()), world=world, k=6)
 
 
 def demo_world(config: DemoConfig) -> Simulator:
@@ -107,7 +106,7 @@ def train_demo_policy(config: DemoConfig | None = None) -> DemoTraining:
     config = config or DemoConfig()
     with _seeded_torch(config.seed, config.threads):
         started = time.perf_counter()
-        if config.world == "v2":
+        if config.world in V2_WORLDS:
             return _train_session_demo(config, started)
         sim = demo_world(config)
         rng = np.random.default_rng([config.seed, 2])

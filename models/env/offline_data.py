@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from models.ope import gaussian_log_prob
 from models.sim.config import SimConfig
 from models.sim.session import SessionConfig
 from models.sim.simulator import Simulator
-from models.sim.world import simulator_in, v2_sim_config
+from models.sim.world import WorldName, simulator_in, v2_sim_config
 
 # A fusion rule: a request batch → its fusion action, [B, 2J] (one per request) or [B, N, 2J] (one per item).
 FusionRule = Callable[[RequestBatch], torch.Tensor]
@@ -41,19 +41,19 @@ class OfflineConfig:
     log_steps: int = 60  # requests logged per concurrent session
     behaviour_std_fraction: float = 0.1  # σ_b as a fraction of each action's range
     behaviour_tilt: float = 0.15  # strength of the behaviour mean's dependence on the state (range fractions)
-    world: Literal["v1", "v2"] = "v1"  # v2: SIMULATOR.md's world (`in_world`), with its widths and sessions
+    world: WorldName = "v1"  # v2, v2.1: SIMULATOR.md's worlds (`in_world`), with their widths and sessions
 
     def simulator(self, seed: int) -> Simulator:
         """World `seed` of this configuration's simulator."""
         return simulator_in(self.world, self.sim, seed)
 
 
-def in_world(config: OfflineConfig, world: Literal["v1", "v2"]) -> OfflineConfig:
-    """`config` in simulator v1 or v2. v2 brings its own widths and business weights (v2_sim_config), its
-    session length cap (60 requests) and KuaiRand's slate of 6 (the calibration's k)."""
+def in_world(config: OfflineConfig, world: WorldName) -> OfflineConfig:
+    """`config` in simulator v1, v2 or v2.1. v2 brings its own widths and business weights (v2_sim_config),
+    its session length cap (60 requests) and KuaiRand's slate of 6 (the calibration's k)."""
     if world == "v1":
         return replace(config, world="v1")
-    return replace(config, world="v2", sim=v2_sim_config(), session=SessionConfig(max_depth=60), k=6)
+    return replace(config, world=world, sim=v2_sim_config(), session=SessionConfig(max_depth=60), k=6)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from itertools import product
 import numpy as np
 
 from models.sim.session import SessionConfig
-from models.sim.world import PatienceConfig, SimulatorV2, WorldConfig, v2_sim_config
+from models.sim.world import PatienceConfig, SimulatorV2, WorldConfig, v2_sim_config, world_config
 from models.sim.world_session import SessionsV2
 
 SWEEPS: dict[str, tuple[float, ...]] = {
@@ -28,6 +28,7 @@ SWEEPS: dict[str, tuple[float, ...]] = {
     "interaction": (0.0, 0.05, 0.1),
     "engagement": (0.0, 0.5, 1.0, 2.0),  # × the calibrated κ_E
     "quality": (0.0, 0.05, 0.1),
+    "history_decay": (1.0, 2.0, 4.0),  # d: sparse predictions' error grows as history shrinks (v2.1)
 }
 
 
@@ -95,27 +96,34 @@ def sweep(seed: int = 0, n_users: int = 600, world: WorldConfig | None = None) -
         for value in values:
             patience: PatienceConfig = world.session
             setting = value * patience.engagement if name == "engagement" else value
-            swept = replace(world, session=replace(patience, **{name: setting}))
+            if name == "history_decay":
+                swept = replace(world, history_decay=setting)
+            else:
+                swept = replace(world, session=replace(patience, **{name: setting}))
             sim = SimulatorV2(v2_sim_config(), seed=seed, world=swept)
             rows.append({"parameter": name, "value": setting, **headroom(sim, n_users, 10_000 + seed)})
     return rows
 
 
-def sweep_markdown(seeds: tuple[int, ...], n_users: int = 400) -> str:
-    """The sweep on each seed's world: mean over seeds of each row's headroom numbers."""
-    return sweep_table([sweep(seed, n_users) for seed in seeds], seeds, n_users)
+def sweep_markdown(seeds: tuple[int, ...], n_users: int = 400, world_name: str = "v2") -> str:
+    """The sweep on each seed's world of `world_name`: mean over seeds of each row's headroom numbers."""
+    world = world_config(world_name)
+    return sweep_table([sweep(seed, n_users, world) for seed in seeds], seeds, n_users, world_name)
 
 
-def sweep_table(per_seed: list[list[dict[str, float | str]]], seeds: tuple[int, ...], n_users: int) -> str:
+def sweep_table(
+    per_seed: list[list[dict[str, float | str]]], seeds: tuple[int, ...], n_users: int, world_name: str = "v2"
+) -> str:
     """The sweep's section from each seed's rows (`sweep`), means over seeds, per seed in brackets."""
     lines = [
         "## Where the mechanisms appear: sweeps of the unanchored parameters (no learning)",
         "",
-        f"`cascade experiment sweep` on worlds {', '.join(map(str, seeds))}, {n_users} users each (half select, "
+        f"`cascade experiment sweep --world {world_name}` on worlds {', '.join(map(str, seeds))} of simulator "
+        f"{world_name}, {n_users} users each (half select, "
         "half measure). `personalisation`: best grid action per user group over the best single grid action, "
         "relative; `objective`: grid action best on session return over the one best on the first request's "
         "reward, relative. Both are upper-bound-style probes of what a state-dependent policy and γ > 0 can add "
-        "over a constant and over a bandit objective; the other parameters stay at their SIMULATOR.md values. "
+        f"over a constant and over a bandit objective; the other parameters stay at their {world_name} values. "
         "Mean over worlds, each world's value in brackets.",
         "",
         "| parameter | value | best constant return | personalisation headroom | objective headroom |",
@@ -135,7 +143,7 @@ def _mean_and_each(values: list[float]) -> str:
     return f"{np.mean(values):+.2%} [" + ", ".join(f"{v:+.1%}" for v in values) + "]"
 
 
-GROUPINGS = ("segment × social", "social quartile", "segment")
+GROUPINGS = ("segment × social", "social quartile", "segment", "activity")
 
 
 def observable_group(sim: SimulatorV2, users: np.ndarray, grouping: str) -> np.ndarray:
@@ -148,6 +156,8 @@ def observable_group(sim: SimulatorV2, users: np.ndarray, grouping: str) -> np.n
         out = np.digitize(social, np.quantile(sim.social, [0.25, 0.5, 0.75]))
     elif grouping == "segment":
         out = segment.astype(int)
+    elif grouping == "activity":  # full, high, the three small segments together (grid_groups' split)
+        out = np.minimum(segment, 2).astype(int)
     else:
         raise ValueError(f"unknown grouping {grouping!r}; known: {', '.join(GROUPINGS)}")
     return out
@@ -190,16 +200,17 @@ def group_headroom(
     }
 
 
-def headroom_markdown(seeds: tuple[int, ...], n_users: int = 2000) -> str:
+def headroom_markdown(seeds: tuple[int, ...], n_users: int = 2000, world_name: str = "v2") -> str:
     """Per world: the grid's per-user session returns on `n_users` users, then each grouping's headroom."""
     lines = [
         "## Personalisation headroom at large samples (no learning)",
         "",
-        f"`cascade experiment headroom --seeds {','.join(map(str, seeds))}` (models/experiments/sweep.py): the "
+        f"`cascade experiment headroom --world {world_name} --seeds {','.join(map(str, seeds))}` "
+        "(models/experiments/sweep.py): the "
         f"sweep's {len(grid_actions())} constant actions served to the same {n_users} users per world (seed "
         "50000 + world seed, common random numbers, fusion over the 100 candidates, top 6, sessions to their "
-        "end), at SIMULATOR.md's parameters. Per grouping by the latent segment and social propensity (the policy "
-        "sees ζ_u only with noise): the relative gain of one "
+        f"end), at SIMULATOR.md's parameters of {world_name}. Per grouping by the latent segment and social "
+        "propensity (the policy sees ζ_u only with noise): the relative gain of one "
         "constant per group over one constant, chosen on a random half of the users and measured on the other "
         "(mean [2.5th, 97.5th percentile] over 200 random halves), and in-sample (chosen and measured on "
         "everyone: an upper bound, raised by noise).",
@@ -209,7 +220,7 @@ def headroom_markdown(seeds: tuple[int, ...], n_users: int = 2000) -> str:
         "|---|---|---|---|---|---|",
     ]
     for seed in seeds:
-        sim = SimulatorV2(v2_sim_config(), seed=seed, world=WorldConfig())
+        sim = SimulatorV2(v2_sim_config(), seed=seed, world=world_config(world_name))
         totals, _, users = grid_returns(sim, n_users, 50_000 + seed)
         means = totals.mean(1)
         for grouping in GROUPINGS:

@@ -42,7 +42,7 @@ from models.experiments.session_methods import set_constant_fusion
 from models.nets.cascade import CascadePolicy, PolicyConfig
 from models.reports.stats import method_stream, torch_seed
 from models.sim.session import SessionConfig
-from models.sim.world import SPARSE_V2, SimulatorV2, WorldConfig, v2_sim_config
+from models.sim.world import SPARSE_V2, SimulatorV2, WorldConfig, v2_sim_config, world_config
 
 # Most important first: the brief's order of comparisons.
 ALL_METHODS = (
@@ -85,6 +85,7 @@ class V2Config:
     seeds: tuple[int, ...] = tuple(range(10))
     methods: tuple[str, ...] = ALL_METHODS
     world: WorldConfig = field(default_factory=WorldConfig)
+    world_name: str = "v2"  # which of SIMULATOR.md's worlds `world` is (`in_world`)
     run: RunConfig = field(default_factory=v2_run)
     head_steps: int = 200
     rnd_steps: int = 200
@@ -96,6 +97,11 @@ class V2Config:
     grid: GridConfig = field(default_factory=GridConfig)
     threads: int = 1
     resume: bool = False  # keep the (seed, method) results already in the run folder
+
+
+def in_world(cfg: V2Config, name: str) -> V2Config:
+    """`cfg` in SIMULATOR.md's world `name` (v2 or v2.1) at its committed parameters."""
+    return replace(cfg, world=world_config(name), world_name=name)
 
 
 DEMO_STEPS_FACTOR = 2

@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # world_session.py imports this module
 
 SEGMENTS = ("full_active", "high_active", "middle_active", "new", "low_active")
 SPARSE_V2 = ("like", "follow", "share", "comment")
+# Activity levels below full_active, per segment of SEGMENTS (new accounts have the least history).
+HISTORY_LEVELS = (0, 1, 2, 4, 3)
 # Follow-count buckets of KuaiRand-Pure users (user_features_pure.csv): midpoints and shares.
 FOLLOW_BUCKETS = (0.0, 5.0, 30.0, 75.0, 125.0, 200.0, 375.0, 750.0)
 FOLLOW_SHARES = (0.007, 0.064, 0.180, 0.147, 0.097, 0.128, 0.160, 0.218)
@@ -107,6 +109,11 @@ class WorldConfig:
     gamma_clickbait: float = 1.0  # default: clickbait is watched, rarely liked
     # ---- the upstream MTL model (what the agent sees)
     prediction_noise: float = 0.3  # logit (sparse) / log (watch) noise of the ranking model's estimate
+    # A sparse head learns a user's taste from that user's few logged events, so its error grows as the
+    # history shrinks: sd = σ_0·d^{level_g/2} (a standard error ∝ 1/√history, the history shrinking by d
+    # per activity level below full_active). d = 1 in v2 (every user's predictions equally good), 4 in v2.1
+    # (unanchored; SIMULATOR.md gives the no-learning probe at d = 1, 2, 4 it was chosen from).
+    history_decay: float = 1.0
     # Logging-like policy used for calibration: top-6 of 500 random candidates by A + N(0, 1).
     logging_candidates: int = 500
     logging_noise: float = 1.0
@@ -203,6 +210,8 @@ class SimulatorV2(Simulator):
         social = np.log1p(follow_counts)
         self.social = (social - social.mean()) / social.std()  # ζ_u
         self.return_propensity = rng.beta(*w.return_beta, size=n_users)
+        levels = np.asarray(HISTORY_LEVELS, dtype=np.float64)[self.segment]
+        self.sparse_prediction_noise = w.prediction_noise * w.history_decay ** (levels / 2)
         self.play_effect = w.play_effect_sd * rng.standard_normal(n_users)
         self.watch_effect = w.watch_effect_sd * rng.standard_normal(n_users)
         factor = rng.standard_normal((n_users, 1))
@@ -370,10 +379,11 @@ class SimulatorV2(Simulator):
         satiation or drifted interests) with log-normal (watch) / logit-normal (sparse) noise."""
         rng = rng or self.rng
         expected = self.expected_responses(users, items, context)
-        noise = self.world.prediction_noise * rng.standard_normal(expected.shape)
+        noise = rng.standard_normal(expected.shape)
         p = np.clip(expected[..., 1:], 1e-7, 1 - 1e-7)
-        sparse = _sigmoid(np.log(p / (1 - p)) + noise[..., 1:])
-        watch = np.minimum(expected[..., :1] * np.exp(noise[..., :1]), self.config.max_watch_time)
+        sparse = _sigmoid(np.log(p / (1 - p)) + self.sparse_prediction_noise[users][:, None, None] * noise[..., 1:])
+        watch_noise = self.world.prediction_noise * noise[..., :1]  # watch is logged on every exposure
+        watch = np.minimum(expected[..., :1] * np.exp(watch_noise), self.config.max_watch_time)
         return np.concatenate([watch, sparse], axis=-1).astype(np.float32)
 
     def sample_requests(
@@ -394,8 +404,22 @@ class SimulatorV2(Simulator):
         return SessionsV2(self, n, rng, config, n_candidates, refill)
 
 
-def simulator_in(world: Literal["v1", "v2"], config: SimConfig, seed: int) -> Simulator:
-    """World `seed` of simulator v1 or v2 (this module, at its committed parameters) with `config`'s widths."""
-    if world == "v2":
-        return SimulatorV2(config, seed=seed)
+WorldName = Literal["v1", "v2", "v2.1"]
+V2_WORLDS = ("v2", "v2.1")
+
+
+def world_config(name: str) -> WorldConfig:
+    """The committed parameters of a v2 world: v2, or v2.1 (v2 whose sparse predictions get worse as a
+    user's history shrinks, SIMULATOR.md "v2.1": d = 4)."""
+    if name == "v2":
+        return WorldConfig()
+    if name == "v2.1":
+        return WorldConfig(history_decay=4.0)
+    raise ValueError(f"unknown v2 world {name!r}; known: {', '.join(V2_WORLDS)}")
+
+
+def simulator_in(world: WorldName, config: SimConfig, seed: int) -> Simulator:
+    """World `seed` of simulator v1, v2 or v2.1 (at their committed parameters) with `config`'s widths."""
+    if world in V2_WORLDS:
+        return SimulatorV2(config, seed=seed, world=world_config(world))
     return Simulator(config, seed=seed)

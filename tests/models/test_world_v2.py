@@ -8,7 +8,7 @@ import pytest
 from models.reports.calibration import calibration_markdown
 from models.sim.calibration import calibration_table, logging_items
 from models.sim.session import SessionConfig
-from models.sim.world import SimulatorV2
+from models.sim.world import HISTORY_LEVELS, SimulatorV2, world_config
 from models.sim.world_session import SessionsV2
 
 
@@ -96,3 +96,40 @@ def test_session_lengths_are_smooth_not_a_cliff(sim: SimulatorV2) -> None:
     counts = np.bincount(depth.astype(int), minlength=61)[1:]
     # Every depth from 1 to 20 is reached by some sessions, none holds more than a fifth of them.
     assert (counts[:20] > 0).all() and counts.max() < 0.2 * depth.size
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    out: np.ndarray = np.log(p / (1 - p))
+    return out
+
+
+def test_v21_sparse_predictions_get_worse_as_a_users_history_shrinks() -> None:
+    v2, v21 = SimulatorV2(seed=3), SimulatorV2(seed=3, world=world_config("v2.1"))
+    rng = np.random.default_rng(0)
+    users = v21.sample_users(3000, rng)
+    items = rng.integers(0, v21.config.n_items, size=(len(users), 40))
+    context = v21.sample_requests(len(users), 2, rng).context
+    expected = v21.expected_responses(users, items, context)
+    # The world itself is v2's: v2.1 changes what the ranking model predicts, nothing the user does.
+    np.testing.assert_array_equal(expected, v2.expected_responses(users, items, context))
+    predicted = v21.predictions(users, items, context, np.random.default_rng(1)).astype(np.float64)
+    sparse_error = _logit(predicted[..., 1:]) - _logit(expected[..., 1:])
+    uncapped = predicted[..., 0] < v21.config.max_watch_time
+    watch_error = np.where(uncapped, np.log(predicted[..., 0] / expected[..., 0]), np.nan)
+    level = np.asarray(HISTORY_LEVELS)[v21.segment[users]]
+    for lv in np.unique(level):
+        rows = level == lv
+        want = v21.world.prediction_noise * v21.world.history_decay ** (lv / 2)
+        assert sparse_error[rows].std() == pytest.approx(want, rel=0.1), lv
+        # Watch time is logged on every exposure: its error does not depend on the history.
+        assert np.nanstd(watch_error[rows]) == pytest.approx(v21.world.prediction_noise, rel=0.1), lv
+    assert v21.world.history_decay > 1.0 and v2.world.history_decay == 1.0
+    assert np.all(v2.sparse_prediction_noise == v2.world.prediction_noise)
+
+
+def test_worlds_are_named_and_an_unknown_name_is_refused() -> None:
+    assert world_config("v2") == SimulatorV2(seed=0).world
+    assert world_config("v2.1").history_decay > 1.0
+    with pytest.raises(ValueError, match=r"v2\.1"):
+        world_config("v3")
