@@ -275,11 +275,14 @@ def experiment(
         )
         if section:
             from models.reports.sections import update_section
-            from models.reports.world_v2 import section_markdown
+            from models.reports.world_v2 import section_markdown, world_section_markdown
 
             command += f" --section {section}"
-            title = "Methods run apart from the main table (simulator v2)"
-            path = update_section(results, section, section_markdown(record, command, title))
+            if section.startswith("world:"):  # a whole run in another world, beside the main table
+                text = world_section_markdown(record, command, section)
+            else:
+                text = section_markdown(record, command, f"Methods run apart from the main table (simulator {world})")
+            path = update_section(results, section, text)
         else:
             path = write_results(record, results, command)
         typer.echo(f"wrote {path}; runs in {runs}")

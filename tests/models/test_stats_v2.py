@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.experiments.world_v2 import V2Config, experiment_record, run_seed, small
+from models.experiments.world_v2 import V2Config, experiment_record, in_world, run_seed, small
+from models.reports.sections import update_section
 from models.reports.stats import Paired, format_seeds, method_stream, parse_seeds, t_quantiles
-from models.reports.world_v2 import write_results
+from models.reports.world_v2 import world_section_markdown, write_results
 
 
 def test_seed_lists_parse_and_round_trip() -> None:
@@ -75,3 +76,25 @@ def test_constrained_and_stage_rows_run_and_are_compared(tmp_path: Path) -> None
     for pair in ("two_stage vs lagrangian_a3c", "unex_rl vs independent_stages", "unex_rl vs uniform"):
         assert pair in text
     assert "| two_stage vs lagrangian_a3c | constraints_met |" in text
+
+
+def test_a_run_in_v21_is_its_own_section_naming_its_world(tmp_path: Path) -> None:
+    cfg = in_world(replace(small(V2Config()), methods=("uniform", "cem_session", "a3c_gamma_0")), "v2.1")
+    per_seed = {str(s): run_seed(s, cfg, tmp_path / "runs") for s in (0, 1)}
+    record = experiment_record(cfg, per_seed, 1.0, "test")
+    assert record["config"]["world_name"] == "v2.1" and record["config"]["world"]["history_decay"] > 1.0
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results: the main table\n\nkept as it is\n")
+    command = "cascade experiment v2 --world v2.1 --seeds 0-1 --section world:v21"
+    update_section(results, "world:v21", world_section_markdown(record, command, "world:v21"))
+    text = results.read_text()
+    assert text.startswith("# Results: the main table\n\nkept as it is\n")
+    assert "## Simulator v2.1: the seed methods and their baselines" in text and command in text
+    assert "### Gain over the baselines" in text and "| a3c_gamma_0 |" in text
+    diff = np.array(
+        [
+            per_seed[s]["a3c_gamma_0"]["metrics"]["return"] - per_seed[s]["cem_session"]["metrics"]["return"]
+            for s in per_seed
+        ]
+    )
+    assert f"{diff.mean():+.2f}" in text  # the gain over the best constant, as measured
