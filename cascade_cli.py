@@ -240,7 +240,8 @@ def experiment(
             f"--methods {','.join(chosen)} --steps {steps} --eval-users {eval_users}; "
             f"cascade experiment heldout{in_world_flag} --seeds {seeds}"
         )
-        update_section(results, "demo:heldout", held_out_markdown(record, command))
+        key = "demo:heldout" if world == "v2" else f"demo:heldout_{world.replace('.', '')}"
+        update_section(results, key, held_out_markdown(record, command))
         typer.echo(f"wrote the held-out section of {results}")
         return
     if name in ("v2", "report"):
