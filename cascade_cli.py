@@ -409,7 +409,8 @@ def loop(
         "replay"
     ),
     world: Annotated[
-        str, typer.Option(help="'v1', or 'v2' (the session-trained demo of SIMULATOR.md's world, slates of 6)")
+        str,
+        typer.Option(help="'v1', or 'v2' / 'v2.1' (the session-trained demo of SIMULATOR.md's worlds, slates of 6)"),
     ] = "v1",
 ) -> None:
     """The closed loop against the simulator: serve over HTTP, log, join rewards, train, OPE gate, publish."""
@@ -417,9 +418,9 @@ def loop(
 
     from pipelines.loop import LoopConfig, run_loop, v2_loop_config
 
-    _world(world)
+    chosen = _world(world)
     config = replace(
-        v2_loop_config(seed) if world == "v2" else LoopConfig(),
+        LoopConfig() if chosen == "v1" else v2_loop_config(seed, chosen),
         iterations=iterations,
         seed=seed,
         requests_per_phase=requests,

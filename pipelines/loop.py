@@ -51,6 +51,7 @@ from models.nets.cascade import CascadePolicy
 from models.nets.checkpoint import load_checkpoint
 from models.ope.gate import GateConfig, held_out_mask, judge
 from models.sim.simulator import Simulator
+from models.sim.world import WorldName
 from pipelines.demo import build_demo
 from pipelines.loop_traffic import PhaseResult, run_phase
 from pipelines.server import activate, cascade_serve, wait_for_version
@@ -91,10 +92,10 @@ class LoopConfig:
     demo: DemoConfig = field(default_factory=lambda: DemoConfig(eval_requests=50))
 
 
-def v2_loop_config(seed: int = 0) -> LoopConfig:
-    """The loop in simulator v2 (SIMULATOR.md): the session-trained demo (`cascade demo --world v2`) and
-    KuaiRand's slate of 6. Phases stay request-level: the true return is the expected reward per request."""
-    return LoopConfig(seed=seed, k=6, demo=replace(session_demo_config(seed), eval_requests=50))
+def v2_loop_config(seed: int = 0, world: WorldName = "v2") -> LoopConfig:
+    """The loop in simulator v2 or v2.1 (SIMULATOR.md): the session-trained demo (`cascade demo --world v2`)
+    and KuaiRand's slate of 6. Phases stay request-level: the true return is the expected reward per request."""
+    return LoopConfig(seed=seed, k=6, demo=replace(session_demo_config(seed, world), eval_requests=50))
 
 
 @dataclass

@@ -17,7 +17,6 @@ import argparse
 import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -28,13 +27,14 @@ from models.nets.cascade import CascadePolicy
 from models.reports.sections import update_section
 from models.reports.stats import Paired, format_seeds, parse_seeds
 from models.sim.simulator import Simulator
+from models.sim.world import WorldName
 from pipelines.loop import LoopConfig, simulated_value, v2_loop_config
 
 
 @dataclass(frozen=True)
 class HeadroomConfig:
     seed: int = 0
-    world: Literal["v1", "v2"] = "v1"  # the loop's world: `cascade loop --world`
+    world: WorldName = "v1"  # the loop's world: `cascade loop --world`
     truth_steps: int = 600  # REINFORCE updates on the expected reward
     batch: int = 256
     actor_lr: float = 1e-3
@@ -96,7 +96,9 @@ def cem_constant_value(policy: CascadePolicy, sim: Simulator, loop: LoopConfig, 
 
 
 def headroom(config: HeadroomConfig) -> dict[str, dict[str, float]]:
-    loop = v2_loop_config(config.seed) if config.world == "v2" else replace(LoopConfig(), seed=config.seed)
+    loop = (
+        replace(LoopConfig(), seed=config.seed) if config.world == "v1" else v2_loop_config(config.seed, config.world)
+    )
     demo = train_demo_policy(replace(loop.demo, seed=config.seed, exploration_probability=loop.exploration_probability))
     policy, sim = demo.policy, demo.simulator
     trained = train_fusion_on_truth(policy, sim, loop, config)
@@ -149,7 +151,7 @@ def render(world: str, seeds: tuple[int, ...], values: dict[int, dict[str, dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0", help="e.g. 0-3 (the loop's seeds)")
-    parser.add_argument("--world", choices=("v1", "v2"), default="v1")
+    parser.add_argument("--world", choices=("v1", "v2", "v2.1"), default="v1")
     parser.add_argument("--truth-steps", type=int, default=HeadroomConfig.truth_steps)
     parser.add_argument("--results", type=Path, default=None, help="also write the section into this RESULTS.md")
     args = parser.parse_args()
