@@ -266,8 +266,8 @@ def experiment(
             )
             record = run_experiment(config, runs, workers=workers)
         else:
-            # Re-render from the per-seed folders: every seed whose chosen methods all finished.
-            record = _complete_v2_runs(runs, chosen, eval_users, steps, world=world)
+            # Re-render from the per-seed folders: every seed of --seeds whose chosen methods all finished.
+            record = _complete_v2_runs(runs, chosen, eval_users, steps, seed_list, world)
         command = (
             f"nice -n 19 cascade experiment v2{in_world_flag} "
             f"--seeds {format_seeds(list(map(int, record['per_seed'])))} "

@@ -452,9 +452,10 @@ def _headroom_sentences(per_seed: dict[str, Any]) -> list[str]:
     if detectable:
         return [text + "A gain of the headroom's size could be detected."]
     return [
-        text + "Even a policy that captured all of the measured headroom would not be detected at this number "
-        "of seeds: in this world a state-dependent policy can at best tie the best constant, and the missing "
-        "mechanism is heterogeneity, observable users whose best fusion actions differ by more than this."
+        text + "Even a policy that captured all of the headroom measured here would not be detected at this "
+        "number of seeds. This row chooses its per-group constants on the experiment's selection users (`grid` in "
+        "the configuration), so it bounds what is detectable here, not the world's headroom: SIMULATOR.md's "
+        "no-learning probe measures that on thousands of users per world."
     ]
 
 
