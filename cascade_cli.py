@@ -118,18 +118,16 @@ def activate(
     typer.echo(f"{policy} now serves {version}")
 
 
-def _world(value: str) -> WorldName:
-    """The simulator a `--world` option names, or a usage error."""
-    if value in ("v1", "v2", "v2.1"):
+def _world(value: str, known: tuple[str, ...] = ("v1", "v2", "v2.1")) -> WorldName:
+    """The simulator a `--world` option names (one of `known`), or a usage error."""
+    if value in known:
         return cast(WorldName, value)
-    raise typer.BadParameter("'v1', 'v2' or 'v2.1'", param_hint="--world")
+    raise typer.BadParameter("one of " + ", ".join(repr(k) for k in known), param_hint="--world")
 
 
-def _v2_world(value: str) -> str:
-    """A `--world` option of the v2 experiments: 'v2' or 'v2.1' (SIMULATOR.md), or a usage error."""
-    if value in ("v2", "v2.1"):
-        return value
-    raise typer.BadParameter("'v2' or 'v2.1'", param_hint="--world")
+def _section_key(base: str, world: str) -> str:
+    """The RESULTS.md section of a run in `world`: v2's keeps its historical key, v2.1's is `<base>_v21`."""
+    return base if world == "v2" else f"{base}_{world.replace('.', '')}"
 
 
 SeedsOption = Annotated[
@@ -194,7 +192,7 @@ def experiment(
         seed_list = parse_seeds(seeds)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--seeds") from error
-    world = _v2_world(world)
+    world = _world(world, ("v2", "v2.1"))
     # The world is named in every command a report prints, so a reader can rerun it.
     in_world_flag = "" if world == "v2" else f" --world {world}"
     if section and re.fullmatch(r"[a-z0-9]+:[a-z0-9_]+", section) is None:
@@ -209,7 +207,7 @@ def experiment(
         from models.reports.sections import update_section
 
         text = sweep_markdown(seed_list, world_name=world)
-        update_section(results, "sim:sweep" if world == "v2" else f"sim:sweep_{world.replace('.', '')}", text)
+        update_section(results, _section_key("sim:sweep", world), text)
         typer.echo(text)
         return
     if name == "headroom":
@@ -217,7 +215,7 @@ def experiment(
         from models.reports.sections import update_section
 
         text = headroom_markdown(seed_list, eval_users, world)
-        update_section(results, "sim:headroom" if world == "v2" else f"sim:headroom_{world.replace('.', '')}", text)
+        update_section(results, _section_key("sim:headroom", world), text)
         typer.echo(text)
         return
     if name == "signal":
@@ -240,8 +238,7 @@ def experiment(
             f"--methods {','.join(chosen)} --steps {steps} --eval-users {eval_users}; "
             f"cascade experiment heldout{in_world_flag} --seeds {seeds}"
         )
-        key = "demo:heldout" if world == "v2" else f"demo:heldout_{world.replace('.', '')}"
-        update_section(results, key, held_out_markdown(record, command))
+        update_section(results, _section_key("demo:heldout", world), held_out_markdown(record, command))
         typer.echo(f"wrote the held-out section of {results}")
         return
     if name in ("v2", "report"):
