@@ -207,15 +207,16 @@ def session_outcomes(
     seed: int = 12345,
     fusion_action: torch.Tensor | None = None,
     fusion_fn: FusionFn | None = None,
+    user_ids: np.ndarray | None = None,
 ) -> SessionOutcomes:
     """Serve the policy's means (or the constant `fusion_action` [A], or `fusion_fn(state)`) to a fixed set
-    of users until every session ends.
+    of users until every session ends; `user_ids` [users] names them (default: drawn uniformly).
 
     Same `seed` → same users, contexts, candidate pools and leave draws (common random numbers), so two
     policies differ only by what they serve. Objectives are accumulated from expected responses.
     """
     rng = np.random.default_rng(seed)
-    sessions = sim.sessions(users, rng, config.session, config.n_candidates, refill=False)
+    sessions = sim.sessions(users, rng, config.session, config.n_candidates, refill=False, users=user_ids)
     first_users = sessions.users.copy()
     sizes, k = torch.tensor(config.stage_sizes), torch.tensor([config.k])
     objectives = sim.config.objectives

@@ -68,8 +68,8 @@ class MethodResult:
 
 def set_constant_fusion(policy: CascadePolicy, action: torch.Tensor, std_fraction: float = 0.02) -> None:
     """Make the fusion actor serve `action` for every state (bundles of fixed-weight methods)."""
+    policy.serve_powers_as_written()  # a constant has no scale-free powers to learn: serve `action` exactly
     fusion = policy.fusion
-    fusion.powers = 0  # a constant has no scale-free powers to learn: serve `action` exactly
     last = fusion.net[-1]
     assert isinstance(last, torch.nn.Linear)
     position = ((action - fusion.low) / (fusion.high - fusion.low)).clamp(1e-4, 1 - 1e-4)

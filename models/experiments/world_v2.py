@@ -9,6 +9,8 @@ numbers of another. Baselines beside every RL row:
 - `uniform`: every power w_j = 1, every bias b_j at the middle of its range;
 - `cem_immediate`: the best constant action by CEM on the immediate request reward (Kuaishou's CEM);
 - `cem_session`: the best constant action by CEM on the session return, the objective the RL rows have.
+`contextual_cem` is that search run once more per activity segment from its own `cem_session` constant
+(models/algorithms/contextual_cem.py): the no-RL row that can use what the headroom probe measures.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 
 from models.algorithms.a3c import SessionA3CConfig, train_a3c
 from models.algorithms.cem import CEMConfig, SessionCEMConfig, cem_fusion_action, cem_session_action
+from models.algorithms.contextual_cem import ContextualCEMConfig, contextual_cem, write_segment_table
 from models.algorithms.lagrangian import LagrangianConfig, train_lagrangian
 from models.algorithms.multi_critic import MultiCriticConfig, train_multi_critic
 from models.algorithms.rnd import ExplorationWidener, novelty_bonus, train_rnd
@@ -57,6 +60,7 @@ ALL_METHODS = (
     "a3c_rnd",
     "grid_one",
     "grid_groups",
+    "contextual_cem",
     "demo_a3c",
     "lagrangian_a3c",
     "two_stage",
@@ -95,6 +99,7 @@ class V2Config:
     # The headroom probe (no RL, models/experiments/headroom.py): one grid of constants, the best one
     # for everyone (`grid_one`) and the best one per observable group (`grid_groups`).
     grid: GridConfig = field(default_factory=GridConfig)
+    contextual_cem: ContextualCEMConfig = field(default_factory=ContextualCEMConfig)
     threads: int = 1
     resume: bool = False  # keep the (seed, method) results already in the run folder
 
@@ -139,6 +144,14 @@ def _trainers(
             chosen.append(choose(p, sim, run, seed, cfg.grid, group_of))
         return chosen[0]
 
+    constants: list[tuple[torch.Tensor, list[float]]] = []  # cem_session's search, shared with contextual_cem
+
+    def cem_session(p: CascadePolicy) -> tuple[torch.Tensor, list[float]]:
+        # Always on cem_session's own stream: the same constant whichever of the two rows asks first.
+        if not constants:
+            constants.append(cem_session_action(p, sim, method_stream(seed, "cem_session"), run, cfg.cem))
+        return constants[0]
+
     def constant(kind: str) -> Train:
         def train(p: CascadePolicy, rng: np.random.Generator) -> tuple[None, dict[str, Any]]:
             if kind == "uniform":
@@ -148,7 +161,7 @@ def _trainers(
                 action, history = cem_fusion_action(p, sim, rng, run, cfg.cem_immediate)
                 info = {"cem": asdict(cfg.cem_immediate), "history": history}
             else:
-                action, history = cem_session_action(p, sim, rng, run, cfg.cem)
+                action, history = cem_session(p)
                 info = {"cem": asdict(cfg.cem), "history": history}
             set_constant_fusion(p, action)
             return None, {**info, "action": action.tolist()}
@@ -167,6 +180,22 @@ def _trainers(
             return None, {**info, "selection_returns": c.selection_returns.round(3).tolist()}
 
         return train
+
+    def contextual(p: CascadePolicy, rng: np.random.Generator) -> tuple[None, dict[str, Any]]:
+        # Warm start: the cem_session row's constant, so the pair measures what the segments add to it.
+        start, history = cem_session(p)
+        search = contextual_cem(p, sim, rng, run, cfg.contextual_cem, start)
+        write_segment_table(p, torch.from_numpy(search.table.astype(np.float32)))
+        return None, {
+            "cem": asdict(cfg.cem),
+            "contextual_cem": asdict(cfg.contextual_cem),
+            "warm_start": start.tolist(),
+            "warm_start_history": history,
+            "table": search.table.round(4).tolist(),
+            "kept": search.kept.tolist(),
+            "validation_gain": search.validation_gain.round(3).tolist(),
+            "history": search.history,
+        }
 
     def a3c(gamma: float) -> Train:
         config = SessionA3CConfig(run=run, gamma=gamma)
@@ -226,6 +255,7 @@ def _trainers(
         "a3c_rnd": rnd,
         "grid_one": grid(False),
         "grid_groups": grid(True),
+        "contextual_cem": contextual,
         "demo_a3c": demo,
         "lagrangian_a3c": lagrangian,
         "two_stage": two_stage,
@@ -338,6 +368,9 @@ def small(cfg: V2Config) -> V2Config:
         eval_users=16,
         cem=SessionCEMConfig(iterations=1, population=3, elite=2, users=8),
         grid=GridConfig(candidates=3, users=24, min_group_users=2),
+        contextual_cem=ContextualCEMConfig(
+            iterations=1, population=3, elite=2, users_per_segment=2, validation_users_per_segment=2
+        ),
         cem_immediate=CEMConfig(iterations=1, population=3, elite=2, requests=8),
     )
 

@@ -14,7 +14,7 @@ Python `min(k, n)` is traced into a constant and the exported TopK fails for sma
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
 import torch
@@ -162,6 +162,12 @@ class CascadePolicy(nn.Module):
             powers=c.n_objectives if c.scale_free_powers else 0,
         )
         self.rnd = RND(c.state_dim, c.rnd_out)
+
+    def serve_powers_as_written(self) -> None:
+        """Turn the scale-free powers off, in the actor and in the config its checkpoint rebuilds from, so
+        an action written into the actor's last layer (a constant, a per-segment table) is served exactly."""
+        self.fusion.powers = 0
+        self.config = replace(self.config, scale_free_powers=False)
 
     def head(self, stage: int) -> PredictionHead:
         head = self.heads[stage]

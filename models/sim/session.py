@@ -65,10 +65,14 @@ class Sessions:
         config: SessionConfig | None = None,
         n_candidates: int = 200,
         refill: bool = True,
+        users: IntArray | None = None,
     ) -> None:
         self.sim, self.rng, self.n_candidates, self.refill = sim, rng, n_candidates, refill
         self.config = config or SessionConfig()
-        self.users = sim.sample_users(n, rng)
+        # `users` [n]: who the sessions start with (a search stratified by segment); else drawn uniformly.
+        if users is not None and len(users) != n:
+            raise ValueError(f"users has {len(users)} rows for {n} sessions")
+        self.users = sim.sample_users(n, rng) if users is None else np.asarray(users, dtype=np.int64).copy()
         self.depth = np.zeros(n, dtype=np.int64)
         self.satisfaction = np.full(n, self.config.reference)
         self.active = np.ones(n, dtype=bool)

@@ -138,11 +138,12 @@ class Simulator:
         config: SessionConfig | None = None,
         n_candidates: int = 200,
         refill: bool = True,
+        users: IntArray | None = None,
     ) -> Sessions:
         """B concurrent sessions of this world (v2 overrides this with its own session dynamics)."""
         from models.sim.session import Sessions
 
-        return Sessions(self, n, rng, config, n_candidates, refill)
+        return Sessions(self, n, rng, config, n_candidates, refill, users)
 
     # ---------------------------------------------------------------------------------- responses
 

@@ -398,10 +398,11 @@ class SimulatorV2(Simulator):
         config: SessionConfig | None = None,
         n_candidates: int = 200,
         refill: bool = True,
+        users: IntArray | None = None,
     ) -> Sessions:
         from models.sim.world_session import SessionsV2
 
-        return SessionsV2(self, n, rng, config, n_candidates, refill)
+        return SessionsV2(self, n, rng, config, n_candidates, refill, users)
 
 
 WorldName = Literal["v1", "v2", "v2.1"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.sim.session import SessionConfig, Sessions, SessionStep
-from models.sim.simulator import FloatArray, Requests, Responses, _sigmoid
+from models.sim.simulator import FloatArray, IntArray, Requests, Responses, _sigmoid
 from models.sim.world import SPARSE_V2, SimulatorV2
 
 CLICKBAIT_MEAN = 2.0 / 7.0  # c̄ = mean of Beta(2, 5)
@@ -58,8 +58,9 @@ class SessionsV2(Sessions):
         config: SessionConfig | None = None,
         n_candidates: int = 200,
         refill: bool = True,
+        users: IntArray | None = None,
     ) -> None:
-        super().__init__(sim, n, rng, config or SessionConfig(max_depth=60), n_candidates, refill)
+        super().__init__(sim, n, rng, config or SessionConfig(max_depth=60), n_candidates, refill, users)
         self._start(np.ones(n, dtype=bool))
 
     def _start(self, rows: np.ndarray) -> None:

@@ -1,0 +1,142 @@
+"""Contextual CEM: one constant fusion action per activity segment, searched on the session return.
+
+Why a per-segment table: in simulator v2.1 the sparse predictions get noisier the less history a user
+has (SIMULATOR.md "v2.1"), so the best fusion action depends on the user's activity segment, which the
+policy observes (the one-hot at the head of the user features). The whole personalisation headroom of
+that world is one action per segment (RESULTS.md `sim:headroom_v21`). Kuaishou's CEM (seed 001) searches
+one constant for everyone and so "lacks personalization"; here it searches one per segment.
+
+Segments do not interact (every user's session depends only on what that user is served), so one
+population of candidate *tables* is G independent searches at the cost of one: every candidate is served
+to the same users (common random numbers), scored per segment on that segment's users, and each segment
+keeps its own elites. Users are drawn stratified, the same number per segment, so the small segments
+(new and low-active users are 3.8 % of the population) are searched as precisely as the large ones.
+
+The search starts from a warm start (the best single constant), and a segment keeps its searched action
+only if it beats the warm start on validation users of its own: a segment whose search found nothing
+serves the constant. `write_segment_table` writes the result into the fusion actor's own MLP, so the
+policy exports, serves and logs propensities like any learned actor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.env.episodes import FusionFn, RunConfig, session_outcomes
+from models.nets.cascade import CascadePolicy
+from models.sim.simulator import Simulator
+
+
+@dataclass(frozen=True)
+class ContextualCEMConfig:
+    iterations: int = 5
+    population: int = 8
+    elite: int = 3
+    users_per_segment: int = 100  # per iteration, the same users for every candidate table
+    std_fraction: float = 0.25  # the search's first std, of each action's range (cem_session's)
+    validation_users_per_segment: int = 300  # the keep-or-fall-back check, users the search never saw
+
+
+@dataclass(frozen=True)
+class SegmentSearch:
+    table: np.ndarray  # [G, A] the action served to each segment
+    searched: np.ndarray  # [G, A] the search's final means, before the validation check
+    kept: np.ndarray  # [G] bool: the segment serves its searched action (else the warm start)
+    validation_gain: np.ndarray  # [G] mean return of `searched` minus the warm start's, validation users
+    history: list[list[float]]  # per iteration, per segment: the elites' mean return
+
+
+def n_segments(sim: Simulator) -> int:
+    world = getattr(sim, "world", None)
+    if world is None:
+        raise ValueError("activity segments are defined on simulator v2 worlds")
+    return len(world.segment_shares)
+
+
+def segments_of(sim: Simulator) -> np.ndarray:
+    """Segment index of every user of the world, read from the one-hot the policy observes."""
+    segment: np.ndarray = np.argmax(sim.user_features[:, : n_segments(sim)], axis=1)
+    return segment
+
+
+def stratified_users(sim: Simulator, per_segment: int, rng: np.random.Generator) -> np.ndarray:
+    """`per_segment` users of every segment (with replacement), segment by segment."""
+    segment = segments_of(sim)
+    return np.concatenate([rng.choice(np.flatnonzero(segment == g), per_segment) for g in range(n_segments(sim))])
+
+
+def table_fusion(table: np.ndarray) -> FusionFn:
+    """states [B, S] → the table's row for each state's segment (the one-hot in its first G columns)."""
+    rows = torch.from_numpy(table.astype(np.float32))
+    g = table.shape[0]
+    return lambda state: rows[torch.argmax(state[:, :g], dim=1)]
+
+
+def _per_segment_returns(
+    policy: CascadePolicy, sim: Simulator, run: RunConfig, users: np.ndarray, seed: int, table: np.ndarray
+) -> np.ndarray:
+    """Mean session return of each segment's users when every segment is served its row of `table`."""
+    out = session_outcomes(policy, sim, run, users=len(users), seed=seed, fusion_fn=table_fusion(table), user_ids=users)
+    segment = segments_of(sim)[out.users]
+    return np.array([out.returns[segment == g].mean() for g in range(table.shape[0])])
+
+
+@torch.no_grad()
+def contextual_cem(
+    policy: CascadePolicy,
+    sim: Simulator,
+    rng: np.random.Generator,
+    run: RunConfig,
+    config: ContextualCEMConfig,
+    warm_start: torch.Tensor,
+) -> SegmentSearch:
+    """The per-segment table [G, A] searched from `warm_start` [A], checked on validation users."""
+    g = n_segments(sim)
+    low, high = policy.fusion.low.numpy(), policy.fusion.high.numpy()
+    start = np.tile(warm_start.numpy().astype(np.float64), (g, 1))
+    mean, std = start.copy(), np.tile(config.std_fraction * (high - low), (g, 1))
+    history: list[list[float]] = []
+    for _ in range(config.iterations):
+        seed = int(rng.integers(0, 2**31 - 1))
+        users = stratified_users(sim, config.users_per_segment, rng)
+        candidates = np.clip(mean + std * rng.standard_normal((config.population, *mean.shape)), low, high)
+        scores = np.stack([_per_segment_returns(policy, sim, run, users, seed, c) for c in candidates])  # [P, G]
+        elite = np.argsort(scores, axis=0)[-config.elite :]  # [E, G]
+        chosen = candidates[elite, np.arange(g)]  # [E, G, A]
+        mean, std = chosen.mean(0), chosen.std(0) + 1e-3
+        history.append(np.take_along_axis(scores, elite, 0).mean(0).round(3).tolist())
+    seed = int(rng.integers(0, 2**31 - 1))
+    users = stratified_users(sim, config.validation_users_per_segment, rng)
+    gain = _per_segment_returns(policy, sim, run, users, seed, mean) - _per_segment_returns(
+        policy, sim, run, users, seed, start
+    )
+    kept = gain > 0
+    table = np.where(kept[:, None], mean, start)
+    return SegmentSearch(table, mean, kept, gain, history)
+
+
+def write_segment_table(policy: CascadePolicy, table: torch.Tensor, std_fraction: float = 0.02) -> None:
+    """Make the fusion actor's MLP serve `table[g]` [G, A] to every state of segment g, exactly.
+
+    With ReLU layers, identity rows carry the segment one-hot e_g (the state's first G columns) through the
+    hidden layers unchanged, and the last layer maps e_g to the logit of row g's position in the box, which
+    the actor's scaled sigmoid turns back into row g. Exploration is a small fixed std, as for constants.
+    """
+    fusion, g = policy.fusion, table.shape[0]
+    layers = [m for m in fusion.net if isinstance(m, nn.Linear)]
+    if any(layer.out_features < g for layer in layers[:-1]):
+        raise ValueError(f"a {g}-segment table needs hidden layers at least {g} wide")
+    policy.serve_powers_as_written()  # the table as written, not through the scale-free powers' softmax
+    position = ((table - fusion.low) / (fusion.high - fusion.low)).clamp(1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight.zero_()
+            layer.bias.zero_()
+        for layer in layers[:-1]:
+            layer.weight[:g, :g] = torch.eye(g)
+        layers[-1].weight[:, :g] = torch.log(position / (1 - position)).T
+        fusion.log_std.copy_(torch.log(std_fraction * (fusion.high - fusion.low)))

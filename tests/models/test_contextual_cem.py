@@ -1,0 +1,92 @@
+"""Contextual CEM: stratified users, the per-segment search and its validation check, the table in the MLP."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.algorithms.contextual_cem import (
+    ContextualCEMConfig,
+    contextual_cem,
+    n_segments,
+    segments_of,
+    stratified_users,
+    write_segment_table,
+)
+from models.env.episodes import session_outcomes
+from models.experiments.world_v2 import V2Config, in_world, run_seed, small
+from models.nets.cascade import CascadePolicy, PolicyConfig
+from models.sim.world import SimulatorV2, v2_sim_config, world_config
+
+
+@pytest.fixture(scope="module")
+def sim() -> SimulatorV2:
+    return SimulatorV2(v2_sim_config(), seed=0, world=world_config("v2.1"))
+
+
+def test_segments_are_what_the_policy_observes_and_users_are_stratified(sim: SimulatorV2) -> None:
+    assert np.array_equal(segments_of(sim), sim.segment)
+    users = stratified_users(sim, 7, np.random.default_rng(0))
+    assert np.array_equal(sim.segment[users], np.repeat(np.arange(n_segments(sim)), 7))
+    # The sessions start with exactly those users (the small segments are 3.8 % of a uniform draw).
+    out = session_outcomes(
+        CascadePolicy(PolicyConfig.from_sim(sim.config)),
+        sim,
+        small(V2Config()).run,
+        users=len(users),
+        seed=3,
+        user_ids=users,
+    )
+    assert np.array_equal(out.users, users)
+    with pytest.raises(ValueError, match="rows for"):
+        sim.sessions(3, np.random.default_rng(0), users=users)
+
+
+def test_the_table_is_served_by_the_actors_own_mlp(sim: SimulatorV2) -> None:
+    policy = CascadePolicy(replace(PolicyConfig.from_sim(sim.config), scale_free_powers=True))
+    fusion = policy.fusion
+    g = n_segments(sim)
+    table = fusion.low + torch.rand(g, fusion.action_dim, generator=torch.Generator().manual_seed(1)) * (
+        fusion.high - fusion.low
+    )
+    write_segment_table(policy, table)
+    rows = np.concatenate([np.flatnonzero(sim.segment == s)[:10] for s in range(g)])
+    extra = np.random.default_rng(2).standard_normal((len(rows), 6)).astype(np.float32)  # context, session
+    state = torch.from_numpy(np.concatenate([sim.user_features[rows], extra], axis=1))
+    served = fusion(state, torch.zeros(len(rows), fusion.action_dim)).mean
+    assert torch.allclose(served, table[torch.from_numpy(sim.segment[rows])], atol=1e-4)
+    assert fusion.powers == 0 and not policy.config.scale_free_powers  # as written, in the checkpoint too
+    assert all(p.requires_grad for p in fusion.parameters())  # still an actor a policy gradient can refine
+
+
+def test_a_segment_keeps_its_searched_action_only_where_validation_gains(sim: SimulatorV2) -> None:
+    policy = CascadePolicy(PolicyConfig.from_sim(sim.config))
+    run = small(V2Config()).run
+    start = 0.5 * (policy.fusion.low + policy.fusion.high)
+    config = ContextualCEMConfig(
+        iterations=2, population=4, elite=2, users_per_segment=4, validation_users_per_segment=6
+    )
+    search = contextual_cem(policy, sim, np.random.default_rng(0), run, config, start)
+    g = n_segments(sim)
+    assert search.table.shape == (g, policy.fusion.action_dim) and len(search.history) == 2
+    assert np.array_equal(search.kept, search.validation_gain > 0)
+    assert np.allclose(search.table[~search.kept], start.numpy())
+    assert np.allclose(search.table[search.kept], search.searched[search.kept])
+    low, high = policy.fusion.low.numpy(), policy.fusion.high.numpy()
+    assert (search.searched >= low - 1e-3).all() and (search.searched <= high + 1e-3).all()
+    again = contextual_cem(policy, sim, np.random.default_rng(0), run, config, start)
+    assert np.array_equal(again.table, search.table)  # seeded: the same stream gives the same table
+
+
+def test_the_contextual_row_starts_from_the_cem_session_rows_constant(tmp_path: Path) -> None:
+    cfg = replace(small(in_world(V2Config(), "v2.1")), methods=("cem_session", "contextual_cem"))
+    both = run_seed(0, cfg, tmp_path / "both")
+    alone = run_seed(0, replace(cfg, methods=("contextual_cem",)), tmp_path / "alone")
+    start = both["contextual_cem"]["config"]["warm_start"]
+    assert start == pytest.approx(both["cem_session"]["config"]["action"])
+    assert alone["contextual_cem"]["config"] == both["contextual_cem"]["config"]  # whichever row runs first
+    assert alone["contextual_cem"]["metrics"] == both["contextual_cem"]["metrics"]
