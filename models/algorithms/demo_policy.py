@@ -23,12 +23,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import torch
 
 from contracts.manifest import Exploration, FeatureSchema, FusionAction, Stage
 from models.algorithms.a3c import A3CConfig, SessionA3CConfig, train_a3c, train_actors
+from models.algorithms.cem import SessionCEMConfig, cem_session_action
+from models.algorithms.contextual_cem import ContextualCEMConfig, contextual_cem, write_segment_table
 from models.algorithms.rnd import train_rnd
 from models.algorithms.supervised import train_heads
 from models.env.episodes import RunConfig, evaluate
@@ -67,6 +70,12 @@ class DemoConfig:
         )
     )
     eval_users: int = 400  # v2: held-out users (seed 10_000 + seed) of the session evaluation
+    # v2 worlds: how the fusion actor is trained. "a3c": the session A3C above; "contextual_cem": the best
+    # constant by CEM on the session return, then one action per activity segment searched from it
+    # (models/algorithms/contextual_cem.py), written into the actor's MLP.
+    fusion_search: Literal["a3c", "contextual_cem"] = "a3c"
+    cem: SessionCEMConfig = field(default_factory=SessionCEMConfig)
+    contextual: ContextualCEMConfig = field(default_factory=ContextualCEMConfig)
 
 
 def session_demo_config(seed: int = 0, world: WorldName = "v2") -> DemoConfig:
@@ -161,10 +170,10 @@ def _train_session_demo(config: DemoConfig, started: float) -> DemoTraining:
     policy = CascadePolicy(replace(PolicyConfig.from_sim(config.sim), scale_free_powers=True))
     heads = train_heads(policy, sim, rng, steps=config.head_steps)
     rnd_losses = train_rnd(policy.rnd, lambda n: user_states(sim, n, rng), config.rnd_steps)
-    log = train_a3c(policy, sim, rng, SessionA3CConfig(run=config.session_run, gamma=config.gamma))
+    run = config.session_run
+    trained = _train_session_fusion(policy, sim, rng, config)
     policy.eval()
     seconds = time.perf_counter() - started
-    run = config.session_run
     fusion = policy.fusion
     n = fusion.action_dim // 2
     uniform = torch.cat([torch.ones(n), 0.5 * (fusion.low + fusion.high)[n:]])
@@ -176,22 +185,16 @@ def _train_session_demo(config: DemoConfig, started: float) -> DemoTraining:
         action = fusion(states, torch.zeros(states.shape[0], fusion.action_dim)).action.numpy()
     shares = action[:, :n] / (action[:, :n].sum(1, keepdims=True) + 1e-12)
     names = list(config.sim.objectives)
-    window = max(1, len(log.rewards) // 10)
     report: dict[str, object] = {
         "trainer": "models.algorithms.demo_policy",
-        "world": "v2",
+        "world": config.world,
         "seed": config.seed,
         "seconds": round(seconds, 2),
         "torch": torch.__version__,
         "simulator": asdict(config.sim),
         "heads": {"steps": config.head_steps, "held_out_loss": [heads.held_out_before, heads.held_out_after]},
         "rnd": {"steps": config.rnd_steps, "loss": [rnd_losses[0], rnd_losses[-1]]},
-        "a3c": {
-            **asdict(config.session_run),
-            "gamma": config.gamma,
-            "reward_first": float(np.mean(log.rewards[:window])),
-            "reward_last": float(np.mean(log.rewards[-window:])),
-        },
+        config.fusion_search: trained,
     }
     evaluation: dict[str, object] = {
         "session_return": {"policy": served["return"], "uniform": baseline["return"]},
@@ -202,6 +205,35 @@ def _train_session_demo(config: DemoConfig, started: float) -> DemoTraining:
         "biases": dict(zip(names, action[:, n:].mean(0).round(4).tolist(), strict=True)),
     }
     return DemoTraining(policy=policy, simulator=sim, report=report, evaluation=evaluation)
+
+
+def _train_session_fusion(
+    policy: CascadePolicy, sim: Simulator, rng: np.random.Generator, config: DemoConfig
+) -> dict[str, object]:
+    """Train the fusion actor of a v2-world demo the way `config.fusion_search` says; what the manifest reports."""
+    run = config.session_run
+    if config.fusion_search == "contextual_cem":
+        start, history = cem_session_action(policy, sim, rng, run, config.cem)
+        search = contextual_cem(policy, sim, rng, run, config.contextual, start)
+        write_segment_table(policy, torch.from_numpy(search.table.astype(np.float32)))
+        return {
+            "cem": asdict(config.cem),
+            **asdict(config.contextual),
+            "objective": "session return (undiscounted sum over the session)",
+            "warm_start": start.tolist(),
+            "warm_start_history": history,
+            "table": search.table.round(4).tolist(),
+            "kept": search.kept.tolist(),
+            "validation_gain": search.validation_gain.round(3).tolist(),
+        }
+    log = train_a3c(policy, sim, rng, SessionA3CConfig(run=run, gamma=config.gamma))
+    window = max(1, len(log.rewards) // 10)
+    return {
+        **asdict(run),
+        "gamma": config.gamma,
+        "reward_first": float(np.mean(log.rewards[:window])),
+        "reward_last": float(np.mean(log.rewards[-window:])),
+    }
 
 
 def feature_schema(sim: SimConfig) -> FeatureSchema:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from models.algorithms.cem import SessionCEMConfig
+from models.algorithms.contextual_cem import ContextualCEMConfig
 from models.algorithms.demo_policy import session_demo_config, train_demo_policy
+from models.env.rollout import user_states
+from models.nets.checkpoint import load_checkpoint
 from models.sim.world import SimulatorV2
+from pipelines.demo import publish_demo
 
 
 def test_session_demo_trains_in_v2_with_discount_and_reports_scale_free_weights() -> None:
@@ -28,3 +36,35 @@ def test_session_demo_trains_in_v2_with_discount_and_reports_scale_free_weights(
     assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)  # type: ignore[attr-defined]
     # The served request context stays the 4 columns a client sends.
     assert trained.policy.config.context_dim == 4
+
+
+def test_the_contextual_demo_serves_one_action_per_segment_from_a_verified_bundle(tmp_path: Path) -> None:
+    base = session_demo_config(seed=0, world="v2.1")
+    config = replace(
+        base,
+        fusion_search="contextual_cem",
+        head_steps=3,
+        rnd_steps=3,
+        eval_users=16,
+        eval_requests=8,
+        session_run=replace(base.session_run, n_candidates=30, stage_sizes=(20, 15, 10)),
+        cem=SessionCEMConfig(iterations=1, population=3, elite=2, users=8),
+        contextual=ContextualCEMConfig(
+            iterations=1, population=3, elite=2, users_per_segment=3, validation_users_per_segment=3
+        ),
+    )
+    trained = train_demo_policy(config)
+    search = trained.report["contextual_cem"]
+    assert trained.report["world"] == "v2.1"
+    table = torch.tensor(search["table"])  # type: ignore[index]
+    assert table.shape == (5, trained.policy.fusion.action_dim)
+    manifest = publish_demo(trained, tmp_path / "store", config, version="t1")
+    assert manifest.parity.passed  # the ONNX graph equals the torch actor the table was written into
+    restored = load_checkpoint(tmp_path / "store" / "demo" / "t1", manifest)
+    sim = trained.simulator
+    assert isinstance(sim, SimulatorV2)
+    states = user_states(sim, 200, np.random.default_rng(1))
+    with torch.no_grad():
+        served = restored.fusion(states, torch.zeros(200, restored.fusion.action_dim)).mean
+    segment = torch.from_numpy(np.argmax(states[:, :5].numpy(), axis=1))
+    assert torch.allclose(served, table[segment], atol=1e-3)
