@@ -125,6 +125,12 @@ def _world(value: str, known: tuple[str, ...] = ("v1", "v2", "v2.1")) -> WorldNa
     raise typer.BadParameter("one of " + ", ".join(repr(k) for k in known), param_hint="--world")
 
 
+def _niceness() -> str:
+    """`nice -n N ` of this process (empty at 0), for the command lines a report prints: as it was run."""
+    level = os.nice(0)
+    return f"nice -n {level} " if level else ""
+
+
 def _section_key(base: str, world: str) -> str:
     """The RESULTS.md section of a run in `world`: v2's keeps its historical key, v2.1's is `<base>_v21`."""
     return base if world == "v2" else f"{base}_{world.replace('.', '')}"
@@ -233,7 +239,7 @@ def experiment(
         chosen = tuple(m for m in methods.split(",") if m) or ("uniform", "cem_session", "a3c_gamma_0.95", "demo_a3c")
         record = _complete_v2_runs(runs, chosen, eval_users, steps, seed_list, world)
         command = (
-            f"nice -n 19 cascade experiment v2{in_world_flag} "
+            f"{_niceness()}cascade experiment v2{in_world_flag} "
             f"--seeds {format_seeds(list(map(int, record['per_seed'])))} "
             f"--methods {','.join(chosen)} --steps {steps} --eval-users {eval_users}; "
             f"cascade experiment heldout{in_world_flag} --seeds {seeds}"
@@ -266,7 +272,7 @@ def experiment(
             # Re-render from the per-seed folders: every seed of --seeds whose chosen methods all finished.
             record = _complete_v2_runs(runs, chosen, eval_users, steps, seed_list, world)
         command = (
-            f"nice -n 19 cascade experiment v2{in_world_flag} "
+            f"{_niceness()}cascade experiment v2{in_world_flag} "
             f"--seeds {format_seeds(list(map(int, record['per_seed'])))} "
             f"--methods {','.join(record['config']['methods'])} "
             f"--steps {record['config']['run']['steps']} --eval-users {record['config']['eval_users']}"
@@ -364,7 +370,7 @@ def offline_experiment(
     folder = runs / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "all.json").write_text(json.dumps(record, indent=1, default=str))
-    command = f"nice -n 10 cascade offline-experiment {name} --seeds {seeds} --world {world}"  # as given
+    command = f"{_niceness()}cascade offline-experiment {name} --seeds {seeds} --world {world}"
     update_section(results, f"offline:{name}", section(json.loads((folder / "all.json").read_text()), command))
     typer.echo(f"wrote the {name} section of {results}; numbers in {folder / 'all.json'}")
 
