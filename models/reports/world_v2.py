@@ -449,7 +449,8 @@ def _scope_lines(cfg: dict[str, Any], mention_left_out: bool = True) -> list[str
             f"of {c['population']} candidate tables, each served to the same {c['users_per_segment']} users per "
             f"segment (stratified: the small segments get as many as the large), {c['elite']} elites per "
             f"segment; a segment keeps its searched action only if it beats the constant on "
-            f"{c['validation_users_per_segment']} validation users of that segment, else it serves the constant.",
+            f"{c['validation_users_per_segment']} validation users of that segment, else it serves the constant. "
+            "It is the recipe of `cascade demo --world v2.1`.",
         ]
     left_out = [m for m in ALL_METHODS if m not in cfg["methods"]]
     if left_out and mention_left_out:

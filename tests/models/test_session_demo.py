@@ -40,9 +40,9 @@ def test_session_demo_trains_in_v2_with_discount_and_reports_scale_free_weights(
 
 def test_the_contextual_demo_serves_one_action_per_segment_from_a_verified_bundle(tmp_path: Path) -> None:
     base = session_demo_config(seed=0, world="v2.1")
+    assert base.fusion_search == "contextual_cem" and session_demo_config(0, "v2").fusion_search == "a3c"
     config = replace(
         base,
-        fusion_search="contextual_cem",
         head_steps=3,
         rnd_steps=3,
         eval_users=16,
