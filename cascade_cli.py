@@ -181,7 +181,7 @@ def experiment(
         str,
         typer.Option(
             help="v2/report: write this run as RESULTS.md section KEY (e.g. methods:stages) instead of the main table, "
-            "for methods run apart from it (their baselines beside them)"
+            "for methods run apart from it (their baselines beside them); heldout: the section key to write"
         ),
     ] = "",
     runs: Annotated[Path, typer.Option(help="Run folder: config, seed, curves, metrics")] = Path("runs/experiment-v2"),
@@ -244,7 +244,8 @@ def experiment(
             f"--methods {','.join(chosen)} --steps {steps} --eval-users {eval_users}; "
             f"cascade experiment heldout{in_world_flag} --seeds {seeds}"
         )
-        update_section(results, _section_key("demo:heldout", world), held_out_markdown(record, command))
+        key = section or _section_key("demo:heldout", world)
+        update_section(results, key, held_out_markdown(record, command + (f" --section {section}" if section else "")))
         typer.echo(f"wrote the held-out section of {results}")
         return
     if name in ("v2", "report"):
