@@ -125,9 +125,10 @@ def _world(value: str, known: tuple[str, ...] = ("v1", "v2", "v2.1")) -> WorldNa
     raise typer.BadParameter("one of " + ", ".join(repr(k) for k in known), param_hint="--world")
 
 
-def _niceness() -> str:
-    """`nice -n N ` of this process (empty at 0), for the command lines a report prints: as it was run."""
-    level = os.nice(0)
+def _niceness(level: int | None = None) -> str:
+    """`nice -n N ` for a command line a report prints, as it was run: `level`, or this process's if it is
+    running the experiment itself (empty at 0, and for a re-render that cannot know)."""
+    level = os.nice(0) if level is None else level
     return f"nice -n {level} " if level else ""
 
 
@@ -239,7 +240,7 @@ def experiment(
         chosen = tuple(m for m in methods.split(",") if m) or ("uniform", "cem_session", "a3c_gamma_0.95", "demo_a3c")
         record = _complete_v2_runs(runs, chosen, eval_users, steps, seed_list, world)
         command = (
-            f"{_niceness()}cascade experiment v2{in_world_flag} "
+            f"{_niceness(record.get('niceness', 0))}cascade experiment v2{in_world_flag} "
             f"--seeds {format_seeds(list(map(int, record['per_seed'])))} "
             f"--methods {','.join(chosen)} --steps {steps} --eval-users {eval_users}; "
             f"cascade experiment heldout{in_world_flag} --seeds {seeds}"
@@ -273,7 +274,7 @@ def experiment(
             # Re-render from the per-seed folders: every seed of --seeds whose chosen methods all finished.
             record = _complete_v2_runs(runs, chosen, eval_users, steps, seed_list, world)
         command = (
-            f"{_niceness()}cascade experiment v2{in_world_flag} "
+            f"{_niceness(record.get('niceness', 0))}cascade experiment v2{in_world_flag} "
             f"--seeds {format_seeds(list(map(int, record['per_seed'])))} "
             f"--methods {','.join(record['config']['methods'])} "
             f"--steps {record['config']['run']['steps']} --eval-users {record['config']['eval_users']}"

@@ -13,9 +13,11 @@ keeps its own elites. Users are drawn stratified, the same number per segment, s
 (new and low-active users are 3.8 % of the population) are searched as precisely as the large ones.
 
 The search starts from a warm start (the best single constant), and a segment keeps its searched action
-only if it beats the warm start on validation users of its own: a segment whose search found nothing
-serves the constant. `write_segment_table` writes the result into the fusion actor's own MLP, so the
-policy exports, serves and logs propensities like any learned actor.
+only if it beats the warm start on a validation draw of its own (fresh sessions, pools and responses of
+users drawn from the same world; the small segments have only a few hundred users, so the search has
+met most of them, as every method of an experiment trains on the world's population it is evaluated
+on): a segment whose search found nothing serves the constant. `write_segment_table` writes the result
+into the fusion actor's own MLP, so the policy exports, serves and logs propensities like any learned actor.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from torch import nn
 
 from models.env.episodes import FusionFn, RunConfig, session_outcomes
 from models.nets.cascade import CascadePolicy
-from models.sim.simulator import Simulator
+from models.sim.simulator import IntArray, Simulator
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class ContextualCEMConfig:
     elite: int = 3
     users_per_segment: int = 100  # per iteration, the same users for every candidate table
     std_fraction: float = 0.25  # the search's first std, of each action's range (cem_session's)
-    validation_users_per_segment: int = 300  # the keep-or-fall-back check, users the search never saw
+    validation_users_per_segment: int = 300  # the keep-or-fall-back check, a draw of its own
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,16 @@ class SegmentSearch:
     kept: np.ndarray  # [G] bool: the segment serves its searched action (else the warm start)
     validation_gain: np.ndarray  # [G] mean return of `searched` minus the warm start's, validation users
     history: list[list[float]]  # per iteration, per segment: the elites' mean return
+
+    def record(self) -> dict[str, object]:
+        """What a run folder or a manifest keeps of the search (JSON-ready)."""
+        return {
+            "table": self.table.round(4).tolist(),
+            "kept": self.kept.tolist(),
+            # Measured on the draw that chose `kept`: optimistic for the kept segments.
+            "validation_gain": self.validation_gain.round(3).tolist(),
+            "history": self.history,
+        }
 
 
 def n_segments(sim: Simulator) -> int:
@@ -63,7 +75,7 @@ def segments_of(sim: Simulator) -> np.ndarray:
     return segment
 
 
-def stratified_users(sim: Simulator, per_segment: int, rng: np.random.Generator) -> np.ndarray:
+def stratified_users(sim: Simulator, per_segment: int, rng: np.random.Generator) -> IntArray:
     """`per_segment` users of every segment (with replacement), segment by segment."""
     segment = segments_of(sim)
     return np.concatenate([rng.choice(np.flatnonzero(segment == g), per_segment) for g in range(n_segments(sim))])
@@ -77,12 +89,18 @@ def table_fusion(table: np.ndarray) -> FusionFn:
 
 
 def _per_segment_returns(
-    policy: CascadePolicy, sim: Simulator, run: RunConfig, users: np.ndarray, seed: int, table: np.ndarray
+    policy: CascadePolicy, sim: Simulator, run: RunConfig, users: IntArray, seed: int, table: np.ndarray
 ) -> np.ndarray:
     """Mean session return of each segment's users when every segment is served its row of `table`."""
     out = session_outcomes(policy, sim, run, users=len(users), seed=seed, fusion_fn=table_fusion(table), user_ids=users)
     segment = segments_of(sim)[out.users]
     return np.array([out.returns[segment == g].mean() for g in range(table.shape[0])])
+
+
+def segment_elites(candidates: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each segment's own `n` best candidates: candidates [P, G, A], scores [P, G] → ([n, G, A], [n, G])."""
+    elite = np.argsort(scores, axis=0)[-n:]  # [n, G]: per segment, the rows of its best candidates
+    return candidates[elite, np.arange(scores.shape[1])], np.take_along_axis(scores, elite, 0)
 
 
 @torch.no_grad()
@@ -105,10 +123,9 @@ def contextual_cem(
         users = stratified_users(sim, config.users_per_segment, rng)
         candidates = np.clip(mean + std * rng.standard_normal((config.population, *mean.shape)), low, high)
         scores = np.stack([_per_segment_returns(policy, sim, run, users, seed, c) for c in candidates])  # [P, G]
-        elite = np.argsort(scores, axis=0)[-config.elite :]  # [E, G]
-        chosen = candidates[elite, np.arange(g)]  # [E, G, A]
+        chosen, best = segment_elites(candidates, scores, config.elite)
         mean, std = chosen.mean(0), chosen.std(0) + 1e-3
-        history.append(np.take_along_axis(scores, elite, 0).mean(0).round(3).tolist())
+        history.append(best.mean(0).round(3).tolist())
     seed = int(rng.integers(0, 2**31 - 1))
     users = stratified_users(sim, config.validation_users_per_segment, rng)
     gain = _per_segment_returns(policy, sim, run, users, seed, mean) - _per_segment_returns(
@@ -119,24 +136,31 @@ def contextual_cem(
     return SegmentSearch(table, mean, kept, gain, history)
 
 
-def write_segment_table(policy: CascadePolicy, table: torch.Tensor, std_fraction: float = 0.02) -> None:
-    """Make the fusion actor's MLP serve `table[g]` [G, A] to every state of segment g, exactly.
+def write_segment_table(
+    policy: CascadePolicy, table: torch.Tensor, default: torch.Tensor, std_fraction: float = 0.02
+) -> None:
+    """Make the fusion actor's MLP serve `table[g]` [G, A] to every state of segment g, exactly, and `default`
+    [A] to a state without a segment one-hot (e.g. a client that sends zeros there).
 
     With ReLU layers, identity rows carry the segment one-hot e_g (the state's first G columns) through the
-    hidden layers unchanged, and the last layer maps e_g to the logit of row g's position in the box, which
-    the actor's scaled sigmoid turns back into row g. Exploration is a small fixed std, as for constants.
+    hidden layers unchanged; the last layer's bias is the logit of `default`'s position in the box and its
+    column g adds the difference to row g's, which the actor's scaled sigmoid turns back into row g.
+    Exploration is a small fixed std, as for constants.
     """
     fusion, g = policy.fusion, table.shape[0]
     layers = [m for m in fusion.net if isinstance(m, nn.Linear)]
-    if any(layer.out_features < g for layer in layers[:-1]):
-        raise ValueError(f"a {g}-segment table needs hidden layers at least {g} wide")
+    if any(not isinstance(m, nn.Linear | nn.ReLU) for m in fusion.net):
+        raise ValueError("a segment table is written through ReLU layers only")
+    if any(layer.out_features < g for layer in layers[:-1]) or layers[0].in_features < g:
+        raise ValueError(f"a {g}-segment table needs the state's and the hidden layers' widths at least {g}")
     policy.serve_powers_as_written()  # the table as written, not through the scale-free powers' softmax
-    position = ((table - fusion.low) / (fusion.high - fusion.low)).clamp(1e-4, 1 - 1e-4)
+    base = fusion.mean_logit(default)
     with torch.no_grad():
         for layer in layers:
             layer.weight.zero_()
             layer.bias.zero_()
         for layer in layers[:-1]:
             layer.weight[:g, :g] = torch.eye(g)
-        layers[-1].weight[:, :g] = torch.log(position / (1 - position)).T
+        layers[-1].bias.copy_(base)
+        layers[-1].weight[:, :g] = (fusion.mean_logit(table) - base).T
         fusion.log_std.copy_(torch.log(std_fraction * (fusion.high - fusion.low)))

@@ -222,16 +222,14 @@ def _train_session_fusion(
     if config.fusion_search == "contextual_cem":
         start, history = cem_session_action(policy, sim, rng, run, config.cem)
         search = contextual_cem(policy, sim, rng, run, config.contextual, start)
-        write_segment_table(policy, torch.from_numpy(search.table.astype(np.float32)))
+        write_segment_table(policy, torch.from_numpy(search.table.astype(np.float32)), start)
         return {
             "cem": asdict(config.cem),
-            **asdict(config.contextual),
+            "contextual_cem": asdict(config.contextual),
             "objective": "session return (undiscounted sum over the session)",
             "warm_start": start.tolist(),
             "warm_start_history": history,
-            "table": search.table.round(4).tolist(),
-            "kept": search.kept.tolist(),
-            "validation_gain": search.validation_gain.round(3).tolist(),
+            **search.record(),
         }
     log = train_a3c(policy, sim, rng, SessionA3CConfig(run=run, gamma=config.gamma))
     window = max(1, len(log.rewards) // 10)

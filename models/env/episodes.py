@@ -22,7 +22,7 @@ from models.nets.actors import FusionStep, gaussian_log_prob
 from models.nets.cascade import CascadePolicy, Selection
 from models.nets.networks import mlp
 from models.sim.session import SessionConfig, Sessions, SessionStep
-from models.sim.simulator import Requests, Simulator
+from models.sim.simulator import IntArray, Requests, Simulator
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def session_outcomes(
     seed: int = 12345,
     fusion_action: torch.Tensor | None = None,
     fusion_fn: FusionFn | None = None,
-    user_ids: np.ndarray | None = None,
+    user_ids: IntArray | None = None,
 ) -> SessionOutcomes:
     """Serve the policy's means (or the constant `fusion_action` [A], or `fusion_fn(state)`) to a fixed set
     of users until every session ends; `user_ids` [users] names them (default: drawn uniformly).

@@ -72,10 +72,9 @@ def set_constant_fusion(policy: CascadePolicy, action: torch.Tensor, std_fractio
     fusion = policy.fusion
     last = fusion.net[-1]
     assert isinstance(last, torch.nn.Linear)
-    position = ((action - fusion.low) / (fusion.high - fusion.low)).clamp(1e-4, 1 - 1e-4)
     with torch.no_grad():
         last.weight.zero_()
-        last.bias.copy_(torch.log(position / (1 - position)))
+        last.bias.copy_(fusion.mean_logit(action))
         fusion.log_std.copy_(torch.log(std_fraction * (fusion.high - fusion.low)))
 
 

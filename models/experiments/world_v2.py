@@ -185,16 +185,13 @@ def _trainers(
         # Warm start: the cem_session row's constant, so the pair measures what the segments add to it.
         start, history = cem_session(p)
         search = contextual_cem(p, sim, rng, run, cfg.contextual_cem, start)
-        write_segment_table(p, torch.from_numpy(search.table.astype(np.float32)))
+        write_segment_table(p, torch.from_numpy(search.table.astype(np.float32)), start)
         return None, {
             "cem": asdict(cfg.cem),
             "contextual_cem": asdict(cfg.contextual_cem),
             "warm_start": start.tolist(),
             "warm_start_history": history,
-            "table": search.table.round(4).tolist(),
-            "kept": search.kept.tolist(),
-            "validation_gain": search.validation_gain.round(3).tolist(),
-            "history": search.history,
+            **search.record(),
         }
 
     def a3c(gamma: float) -> Train:
@@ -353,6 +350,7 @@ def run_experiment(cfg: V2Config, runs: Path, workers: int = 1) -> dict[str, Any
         per_seed = {seed: run_seed(seed, cfg, runs) for seed in seeds}
     record = experiment_record(cfg, per_seed, time.perf_counter() - started, _load())
     record["cpu_seconds_main"] = time.process_time() - cpu
+    record["niceness"] = os.nice(0)  # how it was run, for the command line the report prints
     (runs / "all.json").write_text(json.dumps(record, default=str))
     return record
 

@@ -105,6 +105,12 @@ class FusionActor(nn.Module):
     def action_dim(self) -> int:
         return int(self.low.numel())
 
+    def mean_logit(self, action: torch.Tensor) -> torch.Tensor:
+        """The network output whose scaled sigmoid is `action` [..., A] (clamped inside the box): what a
+        last layer must emit to serve a written action (a constant, a per-segment table)."""
+        position = ((action - self.low) / (self.high - self.low)).clamp(1e-4, 1 - 1e-4)
+        return torch.log(position / (1 - position))
+
     def forward(self, state: torch.Tensor, noise: torch.Tensor) -> FusionStep:
         """state [B, S], standard-normal noise [B, A] → the Gaussian, the raw draw and the clipped action."""
         out = self.net(state)

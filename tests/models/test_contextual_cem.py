@@ -13,6 +13,7 @@ from models.algorithms.contextual_cem import (
     ContextualCEMConfig,
     contextual_cem,
     n_segments,
+    segment_elites,
     segments_of,
     stratified_users,
     write_segment_table,
@@ -20,6 +21,7 @@ from models.algorithms.contextual_cem import (
 from models.env.episodes import session_outcomes
 from models.experiments.world_v2 import V2Config, in_world, run_seed, small
 from models.nets.cascade import CascadePolicy, PolicyConfig
+from models.nets.networks import mlp
 from models.sim.world import SimulatorV2, v2_sim_config, world_config
 
 
@@ -50,17 +52,48 @@ def test_the_table_is_served_by_the_actors_own_mlp(sim: SimulatorV2) -> None:
     policy = CascadePolicy(replace(PolicyConfig.from_sim(sim.config), scale_free_powers=True))
     fusion = policy.fusion
     g = n_segments(sim)
-    table = fusion.low + torch.rand(g, fusion.action_dim, generator=torch.Generator().manual_seed(1)) * (
-        fusion.high - fusion.low
+    draw = torch.rand(g + 1, fusion.action_dim, generator=torch.Generator().manual_seed(1))
+    table, default = (
+        fusion.low + draw[:g] * (fusion.high - fusion.low),
+        fusion.low + draw[g] * (fusion.high - fusion.low),
     )
-    write_segment_table(policy, table)
+    write_segment_table(policy, table, default)
     rows = np.concatenate([np.flatnonzero(sim.segment == s)[:10] for s in range(g)])
     extra = np.random.default_rng(2).standard_normal((len(rows), 6)).astype(np.float32)  # context, session
     state = torch.from_numpy(np.concatenate([sim.user_features[rows], extra], axis=1))
     served = fusion(state, torch.zeros(len(rows), fusion.action_dim)).mean
     assert torch.allclose(served, table[torch.from_numpy(sim.segment[rows])], atol=1e-4)
+    state[:, :g] = 0.0  # no segment one-hot: the default row, not the middle of the box
+    unknown = fusion(state, torch.zeros(len(rows), fusion.action_dim)).mean
+    assert torch.allclose(unknown, default.expand_as(unknown), atol=1e-4)
     assert fusion.powers == 0 and not policy.config.scale_free_powers  # as written, in the checkpoint too
     assert all(p.requires_grad for p in fusion.parameters())  # still an actor a policy gradient can refine
+
+
+@pytest.mark.parametrize("hidden_layers", [1, 2, 3])
+def test_the_table_is_exact_through_any_number_of_relu_layers(hidden_layers: int) -> None:
+    policy = CascadePolicy(PolicyConfig.from_sim(v2_sim_config()))
+    width = policy.fusion.net[0].in_features
+    policy.fusion.net = mlp([width, *([16] * hidden_layers), policy.fusion.action_dim])
+    table = policy.fusion.low + 0.3 * (policy.fusion.high - policy.fusion.low) * torch.arange(1, 4)[:, None] / 3
+    write_segment_table(policy, table, policy.fusion.low)
+    state = torch.zeros(3, width)
+    state[:, :3] = torch.eye(3)
+    assert torch.allclose(policy.fusion(state, torch.zeros(3, policy.fusion.action_dim)).mean, table, atol=1e-4)
+    policy.fusion.net = mlp([width, 16, policy.fusion.action_dim], activation=torch.nn.Tanh)
+    with pytest.raises(ValueError, match="ReLU"):
+        write_segment_table(policy, table, policy.fusion.low)
+
+
+def test_every_segment_keeps_its_own_elites() -> None:
+    # Three candidates, two segments: segment 0 is best under candidates 2 and 0, segment 1 under 1 and 2.
+    candidates = np.arange(3 * 2 * 1, dtype=float).reshape(3, 2, 1)
+    scores = np.array([[5.0, 0.0], [1.0, 9.0], [7.0, 4.0]])
+    chosen, best = segment_elites(candidates, scores, 2)
+    assert chosen.shape == (2, 2, 1)
+    assert sorted(chosen[:, 0, 0]) == [candidates[0, 0, 0], candidates[2, 0, 0]]
+    assert sorted(chosen[:, 1, 0]) == [candidates[1, 1, 0], candidates[2, 1, 0]]
+    assert sorted(best[:, 0]) == [5.0, 7.0] and sorted(best[:, 1]) == [4.0, 9.0]
 
 
 def test_a_segment_keeps_its_searched_action_only_where_validation_gains(sim: SimulatorV2) -> None:
