@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from contracts.manifest import Manifest
 from contracts.store import read_manifest
@@ -24,7 +24,7 @@ from models.nets.cascade import CascadePolicy
 from models.nets.checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint, save_checkpoint
 from models.sim.config import SimConfig
 from models.sim.items import write_catalogue
-from models.sim.simulator import Simulator
+from models.sim.world import V2_WORLDS, WorldName, simulator_in
 
 
 def build_demo(
@@ -127,7 +127,7 @@ def export_demo_bundle(
 def evaluate_bundle(bundle: Path, requests: int, seed: int, k: int = 10) -> dict[str, float]:
     """The simulator's expected request reward of a bundle's fusion mean vs the uniform and random actions.
 
-    The world is the one the bundle was trained in (its manifest's `training.seed` and `simulator`);
+    The world is the one the bundle was trained in (its manifest's `training.world`, `seed` and `simulator`);
     the requests are fresh ones drawn with `seed`, at the bundle's stage sizes.
     """
     manifest = read_manifest(bundle)
@@ -139,9 +139,12 @@ def evaluate_bundle(bundle: Path, requests: int, seed: int, k: int = 10) -> dict
     arguments: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in world.items() if k in known}
     sim_config = SimConfig(**arguments)
     sizes = manifest.stage_sizes
+    name = str(manifest.training.get("world", "v1"))  # bundles before v2 name no world: v1's
+    if name not in ("v1", *V2_WORLDS):
+        raise ValueError(f"{bundle}: its manifest names an unknown simulated world {name!r}")
     return evaluate_fusion(
         trained,
-        Simulator(sim_config, seed=int(str(manifest.training["seed"]))),
+        simulator_in(cast(WorldName, name), sim_config, int(str(manifest.training["seed"]))),
         n_requests=requests,
         n_candidates=sim_config.candidates_per_request,
         stage_sizes=(sizes[0], sizes[1], sizes[2]),

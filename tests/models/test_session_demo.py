@@ -12,10 +12,10 @@ import torch
 from models.algorithms.cem import SessionCEMConfig
 from models.algorithms.contextual_cem import ContextualCEMConfig
 from models.algorithms.demo_policy import session_demo_config, train_demo_policy
-from models.env.rollout import user_states
+from models.env.rollout import evaluate_fusion, user_states
 from models.nets.checkpoint import load_checkpoint
 from models.sim.world import SimulatorV2
-from pipelines.demo import publish_demo
+from pipelines.demo import evaluate_bundle, publish_demo
 
 
 def test_session_demo_trains_in_v2_with_discount_and_reports_scale_free_weights() -> None:
@@ -68,3 +68,16 @@ def test_the_contextual_demo_serves_one_action_per_segment_from_a_verified_bundl
         served = restored.fusion(states, torch.zeros(200, restored.fusion.action_dim)).mean
     segment = torch.from_numpy(np.argmax(states[:, :5].numpy(), axis=1))
     assert torch.allclose(served, table[segment], atol=1e-3)
+    # `cascade evaluate` scores the bundle in the world it was trained in (v2.1), not in a v1 world.
+    bundle = tmp_path / "store" / "demo" / "t1"
+    sizes = manifest.stage_sizes
+    want = evaluate_fusion(
+        restored,
+        sim,
+        n_requests=8,
+        n_candidates=config.sim.candidates_per_request,
+        stage_sizes=(sizes[0], sizes[1], sizes[2]),
+        k=10,
+        seed=1,
+    )
+    assert evaluate_bundle(bundle, requests=8, seed=1) == want
