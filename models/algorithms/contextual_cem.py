@@ -22,7 +22,7 @@ into the fusion actor's own MLP, so the policy exports, serves and logs propensi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -142,10 +142,11 @@ def write_segment_table(
     """Make the fusion actor's MLP serve `table[g]` [G, A] to every state of segment g, exactly, and `default`
     [A] to a state without a segment one-hot (e.g. a client that sends zeros there).
 
-    With ReLU layers, identity rows carry the segment one-hot e_g (the state's first G columns) through the
-    hidden layers unchanged; the last layer's bias is the logit of `default`'s position in the box and its
-    column g adds the difference to row g's, which the actor's scaled sigmoid turns back into row g.
-    Exploration is a small fixed std, as for constants.
+    `default` is written as a constant (`CascadePolicy.serve_constant`: the last layer's bias); then, with
+    ReLU layers, the first G units of every hidden layer become identity rows that carry the segment one-hot
+    e_g (the state's first G columns) through unchanged, and the last layer's column g adds the difference
+    between row g's logit and the default's. The other hidden units keep their weights (the last layer
+    ignores them), so a policy gradient started from the table still reaches every layer.
     """
     fusion, g = policy.fusion, table.shape[0]
     layers = [m for m in fusion.net if isinstance(m, nn.Linear)]
@@ -153,14 +154,25 @@ def write_segment_table(
         raise ValueError("a segment table is written through ReLU layers only")
     if any(layer.out_features < g for layer in layers[:-1]) or layers[0].in_features < g:
         raise ValueError(f"a {g}-segment table needs the state's and the hidden layers' widths at least {g}")
-    policy.serve_powers_as_written()  # the table as written, not through the scale-free powers' softmax
-    base = fusion.mean_logit(default)
+    policy.serve_constant(default, std_fraction)
     with torch.no_grad():
-        for layer in layers:
-            layer.weight.zero_()
-            layer.bias.zero_()
         for layer in layers[:-1]:
+            layer.weight[:g].zero_()
             layer.weight[:g, :g] = torch.eye(g)
-        layers[-1].bias.copy_(base)
-        layers[-1].weight[:, :g] = (fusion.mean_logit(table) - base).T
-        fusion.log_std.copy_(torch.log(std_fraction * (fusion.high - fusion.low)))
+            layer.bias[:g].zero_()
+        layers[-1].weight[:, :g] = (fusion.mean_logit(table) - fusion.mean_logit(default)).T
+
+
+def fit_segment_table(
+    policy: CascadePolicy,
+    sim: Simulator,
+    rng: np.random.Generator,
+    run: RunConfig,
+    config: ContextualCEMConfig,
+    warm_start: torch.Tensor,
+) -> dict[str, object]:
+    """Search the table from `warm_start`, write it into the policy's fusion actor (the warm start as its
+    default row) and return what a run folder or a manifest keeps of it."""
+    search = contextual_cem(policy, sim, rng, run, config, warm_start)
+    write_segment_table(policy, torch.from_numpy(search.table.astype(np.float32)), warm_start)
+    return {"contextual_cem": asdict(config), "warm_start": warm_start.tolist(), **search.record()}

@@ -33,7 +33,7 @@ import torch
 from contracts.manifest import Exploration, FeatureSchema, FusionAction, Stage
 from models.algorithms.a3c import A3CConfig, SessionA3CConfig, train_a3c, train_actors
 from models.algorithms.cem import SessionCEMConfig, cem_session_action
-from models.algorithms.contextual_cem import ContextualCEMConfig, contextual_cem, write_segment_table
+from models.algorithms.contextual_cem import ContextualCEMConfig, fit_segment_table
 from models.algorithms.rnd import train_rnd
 from models.algorithms.supervised import train_heads
 from models.env.episodes import RunConfig, evaluate
@@ -221,15 +221,11 @@ def _train_session_fusion(
     run = config.session_run
     if config.fusion_search == "contextual_cem":
         start, history = cem_session_action(policy, sim, rng, run, config.cem)
-        search = contextual_cem(policy, sim, rng, run, config.contextual, start)
-        write_segment_table(policy, torch.from_numpy(search.table.astype(np.float32)), start)
         return {
             "cem": asdict(config.cem),
-            "contextual_cem": asdict(config.contextual),
             "objective": "session return (undiscounted sum over the session)",
-            "warm_start": start.tolist(),
             "warm_start_history": history,
-            **search.record(),
+            **fit_segment_table(policy, sim, rng, run, config.contextual, start),
         }
     log = train_a3c(policy, sim, rng, SessionA3CConfig(run=run, gamma=config.gamma))
     window = max(1, len(log.rewards) // 10)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.algorithms.contextual_cem import n_segments
 from models.env.episodes import RunConfig, session_outcomes
 from models.nets.actors import FusionActor, FusionStep, gaussian_log_prob
 from models.nets.cascade import CascadePolicy
@@ -31,15 +32,12 @@ def observable_groups(sim: Simulator) -> GroupFn:
     """Group (0..5) of each user-feature row from what the policy observes: the activity segment (full,
     high, the three small ones together) × the observed social propensity above / below the world's
     median. Rows may carry more columns after the user's (context, session): only the first are read."""
-    world = getattr(sim, "world", None)
-    if world is None:
-        raise ValueError("observable groups are defined on simulator v2 worlds (segments and ζ_u)")
-    n_segments = len(world.segment_shares)
-    threshold = float(np.median(sim.user_features[:, n_segments]))
+    g = n_segments(sim)  # raises outside the v2 worlds, which alone have segments and ζ_u
+    threshold = float(np.median(sim.user_features[:, g]))
 
     def group_of(rows: np.ndarray) -> np.ndarray:
-        segment = np.minimum(np.argmax(rows[:, :n_segments], axis=1), 2)
-        out: np.ndarray = 2 * segment + (rows[:, n_segments] > threshold).astype(int)
+        segment = np.minimum(np.argmax(rows[:, :g], axis=1), 2)
+        out: np.ndarray = 2 * segment + (rows[:, g] > threshold).astype(int)
         return out
 
     return group_of

@@ -66,18 +66,6 @@ class MethodResult:
     config: dict[str, Any]
 
 
-def set_constant_fusion(policy: CascadePolicy, action: torch.Tensor, std_fraction: float = 0.02) -> None:
-    """Make the fusion actor serve `action` for every state (bundles of fixed-weight methods)."""
-    policy.serve_powers_as_written()  # a constant has no scale-free powers to learn: serve `action` exactly
-    fusion = policy.fusion
-    last = fusion.net[-1]
-    assert isinstance(last, torch.nn.Linear)
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(fusion.mean_logit(action))
-        fusion.log_std.copy_(torch.log(std_fraction * (fusion.high - fusion.low)))
-
-
 def _methods(
     base: CascadePolicy,
     sim: Simulator,
@@ -121,13 +109,13 @@ def _methods(
 
         def train(p: CascadePolicy) -> tuple[TrainLog, dict[str, Any]]:
             log = train_stages(p, sim, rng, config, cem)
-            set_constant_fusion(p, cem)
+            p.serve_constant(cem)
             return log, asdict(config)
 
         return train
 
     def hand_tuned(p: CascadePolicy) -> tuple[None, dict[str, Any]]:
-        set_constant_fusion(p, cem)
+        p.serve_constant(cem)
         return None, {"cem_action": cem.tolist(), "cem": asdict(CEMConfig())}
 
     return {

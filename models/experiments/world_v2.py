@@ -31,7 +31,7 @@ import torch
 
 from models.algorithms.a3c import SessionA3CConfig, train_a3c
 from models.algorithms.cem import CEMConfig, SessionCEMConfig, cem_fusion_action, cem_session_action
-from models.algorithms.contextual_cem import ContextualCEMConfig, contextual_cem, write_segment_table
+from models.algorithms.contextual_cem import ContextualCEMConfig, fit_segment_table
 from models.algorithms.lagrangian import LagrangianConfig, train_lagrangian
 from models.algorithms.multi_critic import MultiCriticConfig, train_multi_critic
 from models.algorithms.rnd import ExplorationWidener, novelty_bonus, train_rnd
@@ -41,7 +41,6 @@ from models.algorithms.two_stage import TwoStageConfig, train_two_stage
 from models.algorithms.unex_rl import UnexConfig, train_stages
 from models.env.episodes import RunConfig, TrainLog, evaluate, to_batch
 from models.experiments.headroom import GridChoice, GridConfig, GroupedConstantFusion, choose, observable_groups
-from models.experiments.session_methods import set_constant_fusion
 from models.nets.cascade import CascadePolicy, PolicyConfig
 from models.reports.stats import method_stream, torch_seed
 from models.sim.session import SessionConfig
@@ -163,7 +162,7 @@ def _trainers(
             else:
                 action, history = cem_session(p)
                 info = {"cem": asdict(cfg.cem), "history": history}
-            set_constant_fusion(p, action)
+            p.serve_constant(action)
             return None, {**info, "action": action.tolist()}
 
         return train
@@ -175,7 +174,7 @@ def _trainers(
             if per_group:
                 p.fusion = GroupedConstantFusion(p.fusion, actions[torch.from_numpy(c.per_group)], group_of)
             else:
-                set_constant_fusion(p, actions[c.best])
+                p.serve_constant(actions[c.best])
             info = {"grid": asdict(cfg.grid), "best": c.best, "per_group": c.per_group.tolist()}
             return None, {**info, "selection_returns": c.selection_returns.round(3).tolist()}
 
@@ -184,15 +183,8 @@ def _trainers(
     def contextual(p: CascadePolicy, rng: np.random.Generator) -> tuple[None, dict[str, Any]]:
         # Warm start: the cem_session row's constant, so the pair measures what the segments add to it.
         start, history = cem_session(p)
-        search = contextual_cem(p, sim, rng, run, cfg.contextual_cem, start)
-        write_segment_table(p, torch.from_numpy(search.table.astype(np.float32)), start)
-        return None, {
-            "cem": asdict(cfg.cem),
-            "contextual_cem": asdict(cfg.contextual_cem),
-            "warm_start": start.tolist(),
-            "warm_start_history": history,
-            **search.record(),
-        }
+        fitted = fit_segment_table(p, sim, rng, run, cfg.contextual_cem, start)
+        return None, {"cem": asdict(cfg.cem), "warm_start_history": history, **fitted}
 
     def a3c(gamma: float) -> Train:
         config = SessionA3CConfig(run=run, gamma=gamma)
@@ -235,7 +227,7 @@ def _trainers(
         def train(p: CascadePolicy, rng: np.random.Generator) -> tuple[TrainLog, dict[str, Any]]:
             fusion = _uniform(p)
             log = train_stages(p, sim, rng, config, fusion)
-            set_constant_fusion(p, fusion)
+            p.serve_constant(fusion)
             return log, asdict(config)
 
         return train

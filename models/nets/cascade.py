@@ -163,11 +163,21 @@ class CascadePolicy(nn.Module):
         )
         self.rnd = RND(c.state_dim, c.rnd_out)
 
-    def serve_powers_as_written(self) -> None:
-        """Turn the scale-free powers off, in the actor and in the config its checkpoint rebuilds from, so
-        an action written into the actor's last layer (a constant, a per-segment table) is served exactly."""
+    def serve_constant(self, action: torch.Tensor, std_fraction: float = 0.02) -> None:
+        """Make the fusion actor serve `action` [A] for every state, with a small fixed exploration std
+        (bundles of fixed-weight methods; the default row of a per-segment table).
+
+        The scale-free powers are turned off, in the actor and in the config its checkpoint rebuilds from:
+        a constant has no powers to learn, and the action written here must be served as written."""
         self.fusion.powers = 0
         self.config = replace(self.config, scale_free_powers=False)
+        fusion = self.fusion
+        last = fusion.net[-1]
+        assert isinstance(last, nn.Linear)
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.copy_(fusion.mean_logit(action))
+            fusion.log_std.copy_(torch.log(std_fraction * (fusion.high - fusion.low)))
 
     def head(self, stage: int) -> PredictionHead:
         head = self.heads[stage]

@@ -67,7 +67,14 @@ def test_the_table_is_served_by_the_actors_own_mlp(sim: SimulatorV2) -> None:
     unknown = fusion(state, torch.zeros(len(rows), fusion.action_dim)).mean
     assert torch.allclose(unknown, default.expand_as(unknown), atol=1e-4)
     assert fusion.powers == 0 and not policy.config.scale_free_powers  # as written, in the checkpoint too
-    assert all(p.requires_grad for p in fusion.parameters())  # still an actor a policy gradient can refine
+    # Still an actor a policy gradient can refine: a gradient reaches the first layer and the last layer's
+    # weights from the hidden units the table does not use.
+    state[:, :g] = torch.from_numpy(sim.user_features[rows, :g])  # the segment one-hots back
+    fusion(state, torch.zeros(len(rows), fusion.action_dim)).mean.sum().backward()
+    first, last = fusion.net[0], fusion.net[-1]
+    assert isinstance(first, torch.nn.Linear) and isinstance(last, torch.nn.Linear)
+    assert first.weight.grad is not None and first.weight.grad.abs().sum() > 0
+    assert last.weight.grad is not None and last.weight.grad[:, g:].abs().sum() > 0
 
 
 @pytest.mark.parametrize("hidden_layers", [1, 2, 3])

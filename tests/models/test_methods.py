@@ -19,7 +19,7 @@ from models.algorithms.srs import SRSConfig, train_srs
 from models.algorithms.two_stage import TwoStageConfig, train_two_stage, two_stage_log_weights
 from models.algorithms.unex_rl import CategoryQuantileRescaler, UnexConfig, rebuild, train_stages
 from models.env.episodes import RunConfig, critic_net, evaluate, to_batch
-from models.experiments.session_methods import ExperimentConfig, set_constant_fusion
+from models.experiments.session_methods import ExperimentConfig
 from models.nets.cascade import CascadePolicy, PolicyConfig
 from models.sim.config import SimConfig
 from models.sim.session import Sessions
@@ -201,7 +201,7 @@ def test_cem_finds_a_bounded_action_that_a_constant_fusion_actor_serves(sim: Sim
         policy, sim, np.random.default_rng(0), RUN, CEMConfig(iterations=3, population=8, elite=2, requests=32)
     )
     assert (action >= policy.fusion.low).all() and (action <= policy.fusion.high).all() and len(history) == 3
-    set_constant_fusion(policy, action)
+    policy.serve_constant(action)
     with torch.no_grad():
         served = policy.fusion(torch.randn(4, policy.config.state_dim), torch.zeros(4, policy.fusion.action_dim)).action
     assert torch.allclose(served, action.expand(4, -1), atol=1e-3)
