@@ -444,13 +444,16 @@ def loop_results(
     command: Annotated[str, typer.Option(help="The command that produced the runs, for the record")],
     machine: Annotated[str, typer.Option(help="Machine and its load while the runs ran")],
     runs: Annotated[Path, typer.Option(help="Folder of seed-*/loop.json")] = Path("runs/loop"),
-    results: Annotated[Path, typer.Option(help="RESULTS.md to update (loop.png lands beside it)")] = Path("RESULTS.md"),
+    results: Annotated[Path, typer.Option(help="RESULTS.md to update (the plot lands beside it)")] = Path("RESULTS.md"),
+    section: Annotated[
+        str, typer.Option(help="Section of RESULTS.md: 'loop', or one per world such as 'loop:v21'")
+    ] = "loop",
 ) -> None:
-    """Render the loop's section of RESULTS.md (and loop.png) from `cascade loop` runs over ≥ 3 seeds."""
-    from models.reports.loop import write_loop_results
+    """Render a loop section of RESULTS.md (and its plot) from `cascade loop` runs over ≥ 3 seeds."""
+    from models.reports.loop import plot_name, write_loop_results
 
-    path = write_loop_results(runs, results, command, seconds, machine)
-    typer.echo(f"wrote the loop section of {path} and {path.with_name('loop.png')}")
+    path = write_loop_results(runs, results, command, seconds, machine, section)
+    typer.echo(f"wrote section {section} of {path} and {path.with_name(plot_name(section))}")
 
 
 @app.command()

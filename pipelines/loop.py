@@ -17,6 +17,11 @@
 6. after the last iteration a final phase measures the last served version (its log is joined and stored
    like the others). The true simulated return of every phase is printed, written to loop.json (after
    every phase and round) and plotted (loop.png).
+
+In a session world (v2, v2.1) the trainer and the gate still work per request (the log holds requests and
+their feedback, not sessions), while the demo was trained on the session return. Every phase therefore also
+records the session return of the version serving it, on the demo's own held-out users: whether a
+per-request step helps or hurts the objective the loop started from.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from export.signing import publish_signed, signing_key
 from models.algorithms.demo_policy import DemoConfig, demo_world, session_demo_config
 from models.algorithms.logged_a3c import LoggedA3CConfig, train_on_log
 from models.algorithms.replay_trainer import ReplayConfig, reward_weights, train_on_replay
+from models.env.episodes import evaluate
 from models.env.rollout import expected_reward, request_batch, served_items
 from models.log.lake_join import join_lake
 from models.log.reward_join import JoinConfig, JoinedDecision
@@ -51,7 +57,7 @@ from models.nets.cascade import CascadePolicy
 from models.nets.checkpoint import load_checkpoint
 from models.ope.gate import GateConfig, held_out_mask, judge
 from models.sim.simulator import Simulator
-from models.sim.world import WorldName
+from models.sim.world import V2_WORLDS, WorldName
 from pipelines.demo import build_demo
 from pipelines.loop_traffic import PhaseResult, run_phase
 from pipelines.server import activate, cascade_serve, wait_for_version
@@ -156,6 +162,21 @@ def simulated_value(
     return values
 
 
+def session_value(policy: CascadePolicy, sim: Simulator, config: LoopConfig) -> float | None:
+    """The session return of a policy serving its mean, on the demo's held-out users and session setting
+    (the number its manifest's `evaluation.session_return` reports); None outside the session worlds."""
+    demo = config.demo
+    if demo.world not in V2_WORLDS:
+        return None
+    return evaluate(policy, sim, demo.session_run, users=demo.eval_users, seed=10_000 + config.seed)["return"]
+
+
+def _active_checkpoint(store: Path, policy: str) -> tuple[str, CascadePolicy]:
+    name = active_version(store, policy)
+    directory = bundle_path(store, policy, name)
+    return name, load_checkpoint(directory, read_manifest(directory))
+
+
 def _train_candidate(
     store: Path,
     config: LoopConfig,
@@ -187,7 +208,12 @@ def _train_candidate(
         trained |= train_on_log(candidate, train, replace(config.train, seed=seed)).as_dict()
     held = transitions.subset(held_out).explored_rows()
     verdict = judge(active, candidate, held, config.gate, weights)
-    truth = {"active": simulated_value(active, sim, config), "candidate": simulated_value(candidate, sim, config)}
+    truth: dict[str, dict[str, float]] = {}
+    for name, policy in (("active", active), ("candidate", candidate)):
+        truth[name] = simulated_value(policy, sim, config)
+        session = session_value(policy, sim, config)
+        if session is not None:
+            truth[name]["session_return"] = session
     version = f"loop{config.seed}-it{iteration}-{time.strftime('%H%M%S')}"
     evaluation = {**verdict.as_dict(), "warm_start": active_name, "held_out": len(held)}
     bundle = run_dir / "bundles" / version
@@ -246,8 +272,12 @@ def run_loop(config: LoopConfig, run_dir: Path, echo: object = print) -> list[It
                     clients=config.clients,
                 )
                 report = IterationReport(iteration, asdict(phase))
+                served_version, served_policy = _active_checkpoint(store, config.policy)
+                session = session_value(served_policy, sim, config)
+                if session is not None:
+                    report.phase |= {"session_return": session, "session_version": served_version}
                 reports.append(report)
-                say(_phase_line(iteration, phase))
+                say(_phase_line(iteration, phase) + ("" if session is None else f"; session return {session:.2f}"))
                 _write_reports(reports, run_dir)
                 time.sleep(config.reward_window_seconds + 0.5)  # let the last decisions' windows close
                 report.joined, report.late, report.defaulted = log.collect()

@@ -1,6 +1,6 @@
 """The loop's section of RESULTS.md and its plot, rendered from `cascade loop` run folders
-(runs/loop/seed-*/loop.json); no number is typed in. The section sits between two markers, so
-re-rendering replaces it and `cascade experiment seeds` output above it is left alone."""
+(runs/loop/seed-*/loop.json); no number is typed in. The section sits between two markers (`loop` by
+default; one per world, e.g. `loop:v21`), so re-rendering replaces it and the rest is left alone."""
 
 from __future__ import annotations
 
@@ -10,7 +10,21 @@ from typing import Any
 
 import numpy as np
 
-START, END = "<!-- loop:start -->", "<!-- loop:end -->"
+from models.reports.stats import Paired
+
+SECTION = "loop"
+
+
+def markers(section: str = SECTION) -> tuple[str, str]:
+    return f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+
+
+START, END = markers()
+
+
+def plot_name(section: str = SECTION) -> str:
+    """loop.png for the default section, e.g. loop-v21.png for `loop:v21`."""
+    return "loop.png" if section == SECTION else f"{section.replace(':', '-')}.png"
 
 
 def _mean_std(values: list[float]) -> str:
@@ -42,8 +56,12 @@ _TRAINERS = {
 }
 
 
-def render_section(runs: dict[int, list[dict[str, Any]]], command: str, seconds: float, machine: str) -> str:
-    """Markdown of the loop's results over seeds: true return per phase, lift, the gate's verdicts."""
+def render_section(
+    runs: dict[int, list[dict[str, Any]]], command: str, seconds: float, machine: str, section: str = SECTION
+) -> str:
+    """Markdown of the loop's results over seeds: true return per phase, lift, the gate's verdicts, and in a
+    session world the session return of the version serving each phase."""
+    start, end = markers(section)
     seeds = sorted(runs)
     phases = min(len(runs[s]) for s in seeds)
     returns = {s: [float(r["phase"]["true_return"]) for r in runs[s][:phases]] for s in seeds}
@@ -56,7 +74,7 @@ def render_section(runs: dict[int, list[dict[str, Any]]], command: str, seconds:
     ]
     share = f"{100 * np.mean(explored):.0f}%" if explored else "a share"
     lines = [
-        START,
+        start,
         "## The closed loop: `cascade loop` from a fresh demo store",
         "",
         f"Command: `{command}`. Wall time {seconds / 60:.1f} min for {len(seeds)} seeds on {machine}.",
@@ -80,6 +98,7 @@ def render_section(runs: dict[int, list[dict[str, Any]]], command: str, seconds:
         lines.append(f"| {i} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {_mean_std(row)} |")
     lifts = [returns[s][-1] - returns[s][0] for s in seeds]
     lines.append("| lift (last − first) | " + " | ".join(f"{v:+.2f}" for v in lifts) + f" | {_mean_std(lifts)} |")
+    lines += _session_table(runs, seeds, phases)
     lines += [
         "",
         f"Gate verdicts (candidate vs active, {estimator} on held-out explored decisions; lower bound = 95% bound of",
@@ -87,10 +106,11 @@ def render_section(runs: dict[int, list[dict[str, Any]]], command: str, seconds:
         "the gate):",
         "",
     ]
+    sessions = any("session_return" in g.get("simulated_truth", {}).get("active", {}) for g in _gates(runs))
     lines += [
         "| seed | round | verdict | OPE active | OPE candidate | diff. lower bound | cand. ESS | held-out "
-        "| true active | true cand. |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| true active | true cand. |" + (" session active | session cand. |" if sessions else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if sessions else ""),
     ]
     for s in seeds:
         for r in runs[s]:
@@ -102,16 +122,51 @@ def render_section(runs: dict[int, list[dict[str, Any]]], command: str, seconds:
             true_active = truth.get("active", {}).get("gaussian", float("nan"))
             true_candidate = truth.get("candidate", {}).get("gaussian", float("nan"))
             lower = float(gate.get("difference_lower_bound", float("nan")))
-            lines.append(
+            line = (
                 f"| {s} | {r['iteration']} | {gate['gate']} | {active['value']:.1f} ± {active['stderr']:.1f} | "
                 f"{candidate['value']:.1f} ± {candidate['stderr']:.1f} | {lower:+.2f} | {candidate['ess']:.0f} | "
                 f"{gate['held_out']} | {true_active:.2f} | {true_candidate:.2f} |"
             )
+            if sessions:
+                session_active = truth.get("active", {}).get("session_return", float("nan"))
+                session_candidate = truth.get("candidate", {}).get("session_return", float("nan"))
+                line += f" {session_active:.2f} | {session_candidate:.2f} |"
+            lines.append(line)
     promoted = {s: sum(bool(r.get("published")) for r in runs[s]) for s in seeds}
     lines += ["", "Promotions per seed: " + ", ".join(f"seed {s}: {n}" for s, n in promoted.items()) + ".", ""]
     lines += _reading(runs, seeds, promoted, lifts)
-    lines += ["![true return per phase](loop.png)", "", END, ""]
+    lines += [f"![true return per phase]({plot_name(section)})", "", end, ""]
     return "\n".join(lines)
+
+
+def _session_table(runs: dict[int, list[dict[str, Any]]], seeds: list[int], phases: int) -> list[str]:
+    """Session return of the version serving each phase, when every phase recorded one (session worlds)."""
+    if not all("session_return" in r["phase"] for s in seeds for r in runs[s][:phases]):
+        return []
+    values = {s: [float(r["phase"]["session_return"]) for r in runs[s][:phases]] for s in seeds}
+    lines = [
+        "",
+        "Session return (Σ business-weighted reward over a session) of the version serving each phase, at its",
+        "mean action on the demo's held-out users in the demo's session setting (its manifest's",
+        "`evaluation.session_return`): the objective the demo was trained on, which the per-request trainer",
+        "and gate never see.",
+        "",
+        "| phase | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std over seeds |",
+        "|---|" + "---|" * (len(seeds) + 1),
+    ]
+    for i in range(phases):
+        row = [values[s][i] for s in seeds]
+        lines.append(f"| {i} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {_mean_std(row)} |")
+    lift = Paired(np.array([values[s][-1] for s in seeds]), np.array([values[s][0] for s in seeds]))
+    lo, hi = lift.interval
+    lines += [
+        "| lift (last − first) | " + " | ".join(f"{values[s][-1] - values[s][0]:+.2f}" for s in seeds) + " | "
+        f"{lift.mean:+.2f} [{lo:+.2f}, {hi:+.2f}] (95 % t interval) |",
+        "",
+        f"Session return, last phase − first: {lift.mean:+.2f} ({lift.relative:+.1%}; 95 % CI [{lo:+.2f}, {hi:+.2f}], "
+        f"{lift.wins}/{lift.n} seeds higher, verdict for a lift: {lift.verdict()}).",
+    ]
+    return lines
 
 
 def _reading(
@@ -167,14 +222,15 @@ def read_runs(root: Path) -> dict[int, list[dict[str, Any]]]:
     return out
 
 
-def write_section(results: Path, section: str) -> None:
-    """Replace the loop section of RESULTS.md (or append it)."""
+def write_section(results: Path, markdown: str, section: str = SECTION) -> None:
+    """Replace the loop section named `section` of RESULTS.md (or append it)."""
+    start, end = markers(section)
     text = results.read_text() if results.exists() else ""
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section.rstrip("\n") + rest.split(END, 1)[1]
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + markdown.rstrip("\n") + rest.split(end, 1)[1]
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        text = text.rstrip("\n") + "\n\n" + markdown
     results.write_text(text)
 
 
@@ -198,8 +254,11 @@ def plot(runs: dict[int, list[dict[str, Any]]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_loop_results(root: Path, results: Path, command: str, seconds: float, machine: str) -> Path:
+def write_loop_results(
+    root: Path, results: Path, command: str, seconds: float, machine: str, section: str = SECTION
+) -> Path:
+    """Render the runs under `root` into `section` of `results`; the plot lands beside it (`plot_name`)."""
     runs = read_runs(root)
-    write_section(results, render_section(runs, command, seconds, machine))
-    plot(runs, results.with_name("loop.png"))
+    write_section(results, render_section(runs, command, seconds, machine, section), section)
+    plot(runs, results.with_name(plot_name(section)))
     return results

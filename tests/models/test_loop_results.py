@@ -5,21 +5,33 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.reports.loop import END, START, write_loop_results
+from models.reports.loop import END, START, markers, write_loop_results
 
 
-def _run(root: Path, seed: int, returns: list[float], published: list[bool]) -> None:
+def _run(
+    root: Path, seed: int, returns: list[float], published: list[bool], sessions: list[float] | None = None
+) -> None:
     reports = []
     for i, value in enumerate(returns):
+        phase: dict[str, object] = {"true_return": value, "true_return_stderr": 1.0}
+        if sessions is not None:
+            phase["session_return"] = sessions[i]
         report: dict[str, object] = {
             "iteration": i,
-            "phase": {"true_return": value, "true_return_stderr": 1.0},
+            "phase": phase,
             "published": published[i] if i < len(published) else False,
         }
         if i < len(published):
             estimate = {"value": 100.0, "stderr": 5.0, "ess": 80.0, "n": 90}
             verdict = "publish" if published[i] else "refuse"
-            report["gate"] = {"gate": verdict, "active": estimate, "candidate": estimate, "held_out": 90}
+            gate: dict[str, object] = {"gate": verdict, "active": estimate, "candidate": estimate, "held_out": 90}
+            if sessions is not None:
+                active = {"gaussian": 3.0, "session_return": sessions[i]}
+                gate["simulated_truth"] = {
+                    "active": active,
+                    "candidate": {"gaussian": 3.1, "session_return": sessions[i] - 0.5},
+                }
+            report["gate"] = gate
         reports.append(report)
     (root / f"seed-{seed}").mkdir(parents=True)
     (root / f"seed-{seed}" / "loop.json").write_text(json.dumps(reports))
@@ -44,3 +56,23 @@ def test_the_section_holds_the_runs_numbers_and_replaces_itself(tmp_path: Path) 
     assert "seed 0: 1, seed 1: 1, seed 2: 0" in text
     assert "10.0 min for 3 seeds on test box" in text
     assert (tmp_path / "loop.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_session_world_section_has_the_session_return_per_phase_under_its_own_markers(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    _run(runs, 0, [3.0, 3.1, 3.2], [True, True], sessions=[66.0, 65.0, 64.0])
+    _run(runs, 1, [3.0, 3.0, 3.1], [True, False], sessions=[60.0, 59.0, 59.0])
+    _run(runs, 2, [3.0, 3.0, 3.0], [False, False], sessions=[70.0, 70.0, 70.0])
+    results = tmp_path / "RESULTS.md"
+    write_loop_results(runs, tmp_path / "RESULTS.md", "cascade loop --world v2.1", 60.0, "box")
+    write_loop_results(runs, results, "cascade loop --world v2.1", 60.0, "box", section="loop:v21")
+
+    text = results.read_text()
+    start, end = markers("loop:v21")
+    assert text.count(start) == text.count(end) == 1 and text.count(START) == 1  # two sections side by side
+    v21 = text.split(start, 1)[1].split(end, 1)[0]
+    assert "| 0 | 66.00 | 60.00 | 70.00 | 65.33 ± 5.03 |" in v21
+    assert "| lift (last − first) | -2.00 | -1.00 | +0.00 | -1.00 [" in v21
+    assert "3.00 | 3.10 | 66.00 | 65.50 |" in v21  # the gate table's session columns: active, candidate
+    assert "Session return, last phase − first: -1.00" in v21
+    assert "loop-v21.png" in v21 and (tmp_path / "loop-v21.png").read_bytes()[:4] == b"\x89PNG"
