@@ -54,7 +54,7 @@ class SegmentSearch:
     def record(self) -> dict[str, object]:
         """What a run folder or a manifest keeps of the search (JSON-ready)."""
         return {
-            "table": self.table.round(4).tolist(),
+            "table": self.table.tolist(),  # unrounded: what was written can be written again from the record
             "kept": self.kept.tolist(),
             # Measured on the draw that chose `kept`: optimistic for the kept segments.
             "validation_gain": self.validation_gain.round(3).tolist(),

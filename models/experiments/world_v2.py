@@ -11,6 +11,8 @@ numbers of another. Baselines beside every RL row:
 - `cem_session`: the best constant action by CEM on the session return, the objective the RL rows have.
 `contextual_cem` is that search run once more per activity segment from its own `cem_session` constant
 (models/algorithms/contextual_cem.py): the no-RL row that can use what the headroom probe measures.
+`contextual_a3c` is the RL step from there: the session A3C (γ = 0.95, the comparison rows' budget and
+exploration) started from `contextual_cem`'s table instead of the middle of the box.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import torch
 
 from models.algorithms.a3c import SessionA3CConfig, train_a3c
 from models.algorithms.cem import CEMConfig, SessionCEMConfig, cem_fusion_action, cem_session_action
-from models.algorithms.contextual_cem import ContextualCEMConfig, fit_segment_table
+from models.algorithms.contextual_cem import ContextualCEMConfig, fit_segment_table, write_segment_table
 from models.algorithms.lagrangian import LagrangianConfig, train_lagrangian
 from models.algorithms.multi_critic import MultiCriticConfig, train_multi_critic
 from models.algorithms.rnd import ExplorationWidener, novelty_bonus, train_rnd
@@ -60,12 +62,16 @@ ALL_METHODS = (
     "grid_one",
     "grid_groups",
     "contextual_cem",
+    "contextual_a3c",
     "demo_a3c",
     "lagrangian_a3c",
     "two_stage",
     "independent_stages",
     "unex_rl",
 )
+# The exploration std the A3C rows start with (FusionActor's init_std_fraction), given to contextual_a3c's
+# written table too: the table's own bundles serve a 2 % std, too narrow for a policy gradient to move it.
+A3C_START_STD_FRACTION = 0.2
 # Users the constrained methods' thresholds are measured on (seed THRESHOLD_SEED + world seed): neither the
 # evaluation users (10000 + seed) nor the headroom probe's selection users (20000 + seed).
 THRESHOLD_SEED = 30_000
@@ -132,8 +138,15 @@ def constraints_met(metrics: dict[str, float], thresholds: dict[str, float], wei
 
 
 def _trainers(
-    sim: SimulatorV2, cfg: V2Config, reference: float, seed: int, thresholds: dict[str, float]
+    sim: SimulatorV2,
+    cfg: V2Config,
+    reference: float,
+    seed: int,
+    thresholds: dict[str, float],
+    finished: Path | None = None,
 ) -> dict[str, Train]:
+    """Each method's training on world `seed`. `finished`: the seed's folder of an earlier run of this
+    configuration (resumed), whose `contextual_cem` result gives `contextual_a3c` its table unrefitted."""
     run = cfg.run
     group_of = observable_groups(sim)
     chosen: list[GridChoice] = []  # both grid rows of a seed share one set of selection rollouts
@@ -180,11 +193,41 @@ def _trainers(
 
         return train
 
+    tables: list[dict[str, Any]] = []  # contextual_cem's fit, shared with contextual_a3c
+
+    def segment_table(p: CascadePolicy) -> dict[str, Any]:
+        """contextual_cem's fit, always on that row's own streams (the same table whichever row asks first),
+        or read back from its result in a resumed run folder (the table as recorded there)."""
+        if not tables:
+            done = finished / "contextual_cem" / "metrics.json" if finished is not None else None
+            if done is not None and done.exists():
+                tables.append(json.loads(done.read_text())["config"])
+            else:
+                # Warm start: the cem_session row's constant, so the pair measures what the segments add to it.
+                fitting = copy.deepcopy(p)
+                start, history = cem_session(fitting)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(torch_seed(seed, "contextual_cem"))
+                    rng = method_stream(seed, "contextual_cem")
+                    fitted = fit_segment_table(fitting, sim, rng, run, cfg.contextual_cem, start)
+                tables.append({"cem": asdict(cfg.cem), "warm_start_history": history, **fitted})
+        return tables[0]
+
+    def write_table(p: CascadePolicy, fitted: dict[str, Any], std_fraction: float = 0.02) -> None:
+        table = torch.tensor(fitted["table"], dtype=torch.float32)
+        write_segment_table(p, table, torch.tensor(fitted["warm_start"], dtype=torch.float32), std_fraction)
+
     def contextual(p: CascadePolicy, rng: np.random.Generator) -> tuple[None, dict[str, Any]]:
-        # Warm start: the cem_session row's constant, so the pair measures what the segments add to it.
-        start, history = cem_session(p)
-        fitted = fit_segment_table(p, sim, rng, run, cfg.contextual_cem, start)
-        return None, {"cem": asdict(cfg.cem), "warm_start_history": history, **fitted}
+        fitted = segment_table(p)
+        write_table(p, fitted)
+        return None, fitted
+
+    def contextual_a3c(p: CascadePolicy, rng: np.random.Generator) -> tuple[TrainLog, dict[str, Any]]:
+        fitted = segment_table(p)
+        write_table(p, fitted, A3C_START_STD_FRACTION)
+        config = SessionA3CConfig(run=run, gamma=0.95)
+        start = {"table": fitted["table"], "warm_start": fitted["warm_start"], "std_fraction": A3C_START_STD_FRACTION}
+        return train_a3c(p, sim, rng, config), {**asdict(config), "start": start}
 
     def a3c(gamma: float) -> Train:
         config = SessionA3CConfig(run=run, gamma=gamma)
@@ -245,6 +288,7 @@ def _trainers(
         "grid_one": grid(False),
         "grid_groups": grid(True),
         "contextual_cem": contextual,
+        "contextual_a3c": contextual_a3c,
         "demo_a3c": demo,
         "lagrangian_a3c": lagrangian,
         "two_stage": two_stage,
@@ -299,12 +343,12 @@ def run_seed(seed: int, cfg: V2Config, runs: Path) -> dict[str, dict[str, Any]]:
     torch.set_num_threads(cfg.threads)
     sim, base, reference = base_policy(seed, cfg)
     thresholds = constraint_thresholds(base, sim, cfg.run, seed)
-    trainers = _trainers(sim, cfg, reference, seed, thresholds)
+    trainers = _trainers(sim, cfg, reference, seed, thresholds, runs / str(seed) if cfg.resume else None)
     out: dict[str, dict[str, Any]] = {}
     for name in cfg.methods:
         folder = runs / str(seed) / name
         if cfg.resume and (folder / "metrics.json").exists():  # a finished (seed, method) of an earlier run
-            out[name] = json.loads((folder / "metrics.json").read_text())
+            out[name] = json.loads((folder / "metrics.json").read_text()) | {"resumed": True}
             continue
         policy = copy.deepcopy(base)
         rng = method_stream(seed, name)

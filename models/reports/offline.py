@@ -34,7 +34,7 @@ def _header(title: str, record: dict[str, Any], command: str, scaled: str) -> li
         f"## {title}",
         "",
         f"Command: `{command}` ({record['seconds'] / 60:.1f} min wall time{cpu} for seeds {seeds}; "
-        f"{record['machine']}; the machine was shared with other jobs, run under `nice -n 10`, 1 torch thread).",
+        f"{record['machine']}; 1 torch thread).",
         "",
         f"Scaled down: {scaled}",
         "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from models.algorithms.contextual_cem import (
     write_segment_table,
 )
 from models.env.episodes import session_outcomes
-from models.experiments.world_v2 import V2Config, in_world, run_seed, small
+from models.experiments.world_v2 import V2Config, experiment_record, in_world, run_seed, small
 from models.nets.cascade import CascadePolicy, PolicyConfig
 from models.nets.networks import mlp
+from models.reports.world_v2 import world_section_markdown
 from models.sim.world import SimulatorV2, v2_sim_config, world_config
 
 
@@ -130,3 +132,24 @@ def test_the_contextual_row_starts_from_the_cem_session_rows_constant(tmp_path: 
     assert start == pytest.approx(both["cem_session"]["config"]["action"])
     assert alone["contextual_cem"]["config"] == both["contextual_cem"]["config"]  # whichever row runs first
     assert alone["contextual_cem"]["metrics"] == both["contextual_cem"]["metrics"]
+
+
+def test_the_rl_row_starts_from_the_contextual_rows_table_fitted_once(tmp_path: Path) -> None:
+    cfg = replace(small(in_world(V2Config(), "v2.1")), methods=("contextual_cem", "contextual_a3c"))
+    both = run_seed(0, cfg, tmp_path / "both")
+    alone = run_seed(0, replace(cfg, methods=("contextual_a3c",)), tmp_path / "alone")
+    fitted = both["contextual_cem"]["config"]
+    assert both["contextual_a3c"]["config"]["start"]["table"] == fitted["table"]
+    assert alone["contextual_a3c"] == both["contextual_a3c"] | {"seconds": alone["contextual_a3c"]["seconds"]}
+
+    # Resumed: the table comes from the finished contextual_cem result, not from a new search.
+    resumed = tmp_path / "resumed" / "0" / "contextual_cem"
+    resumed.mkdir(parents=True)
+    recorded = json.loads((tmp_path / "both" / "0" / "contextual_cem" / "metrics.json").read_text())
+    recorded["config"]["table"] = [fitted["warm_start"]] * len(fitted["table"])  # marks what was read
+    (resumed / "metrics.json").write_text(json.dumps(recorded))
+    again = run_seed(0, replace(cfg, resume=True), tmp_path / "resumed")
+    assert again["contextual_a3c"]["config"]["start"]["table"] == recorded["config"]["table"]
+    # A report of the resumed run says which of its results it did not compute (their time is not in it).
+    record = experiment_record(cfg, {0: again, 1: both}, 60.0, "0.0")
+    assert "1 of its 4 results read back from an earlier run" in world_section_markdown(record, "cmd", "world:t")
