@@ -424,8 +424,10 @@ def collect_runs(runs: Path, cfg: V2Config, seconds: float, seeds: tuple[int, ..
     span = max(stamps) - min(stamps) if stamps else 0.0
     # A re-render cannot know the load its runs saw: say so, with the load at rendering.
     load = f"of the runs not recorded by a re-render; at rendering {_load()}"
-    # Without a measured time: the span between the first and last result file.
-    return experiment_record(replace(cfg, seeds=seeds), per_seed, seconds or span, load)
+    # Without a measured time: the span between the first and last result file, said to be one.
+    record = experiment_record(replace(cfg, seeds=seeds), per_seed, seconds or span, load)
+    record["seconds_is_span"] = not seconds
+    return record
 
 
 def experiment_record(cfg: V2Config, per_seed: dict[Any, Any], seconds: float, load: str) -> dict[str, Any]:
