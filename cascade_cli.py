@@ -145,14 +145,24 @@ SeedsOption = Annotated[
 def _complete_v2_runs(
     runs: Path, methods: tuple[str, ...], eval_users: int, steps: int, seeds: tuple[int, ...] = (), world: str = "v2"
 ) -> dict[str, Any]:
-    """The v2 run folder's record over the seeds (of `seeds`, or all) whose chosen methods all finished."""
+    """The v2 run folder's record over the seeds (of `seeds`, or all) whose chosen methods all finished.
+    The folder's all.json, when there is one, says what ran (updates, evaluation users, niceness): its
+    values, not the flags', go into the record and so into the command a report prints."""
+    import json
     from dataclasses import replace
 
     from models.experiments.world_v2 import V2Config, collect_runs, in_world
 
+    niceness = 0
+    recorded = runs / "all.json"
+    if recorded.exists():
+        saved = json.loads(recorded.read_text())
+        steps, eval_users = int(saved["config"]["run"]["steps"]), int(saved["config"]["eval_users"])
+        niceness = int(saved.get("niceness", 0))
     base = in_world(V2Config(), world)
     config = replace(base, methods=methods, eval_users=eval_users, run=replace(base.run, steps=steps))
     record = collect_runs(runs, config, seconds=0.0, seeds=seeds)
+    record["niceness"] = niceness
     if len(record["per_seed"]) < 2:
         raise typer.BadParameter(f"fewer than 2 complete seeds in {runs}", param_hint="--runs")
     return record
@@ -242,7 +252,8 @@ def experiment(
         command = (
             f"{_niceness(record.get('niceness', 0))}cascade experiment v2{in_world_flag} "
             f"--seeds {format_seeds(list(map(int, record['per_seed'])))} "
-            f"--methods {','.join(chosen)} --steps {steps} --eval-users {eval_users}; "
+            f"--methods {','.join(chosen)} --steps {record['config']['run']['steps']} "
+            f"--eval-users {record['config']['eval_users']}; "
             f"cascade experiment heldout{in_world_flag} --seeds {seeds}"
         )
         key = section or _section_key("demo:heldout", world)
