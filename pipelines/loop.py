@@ -47,7 +47,13 @@ from export.exporter import export_bundle
 from export.signing import publish_signed, signing_key
 from models.algorithms.demo_policy import DemoConfig, demo_world, session_demo_config
 from models.algorithms.logged_a3c import LoggedA3CConfig, train_on_log
-from models.algorithms.replay_trainer import ReplayConfig, reward_weights, train_on_replay
+from models.algorithms.replay_trainer import (
+    ReplayConfig,
+    fit_replay_calibration,
+    reward_model_fit,
+    reward_weights,
+    train_on_replay,
+)
 from models.env.episodes import evaluate
 from models.env.rollout import expected_reward, request_batch, served_items
 from models.log.lake_join import join_lake
@@ -207,7 +213,10 @@ def _train_candidate(
         trained = {"trainer": "models.algorithms.logged_a3c", **asdict(config.train)}
         trained |= train_on_log(candidate, train, replace(config.train, seed=seed)).as_dict()
     held = transitions.subset(held_out).explored_rows()
-    verdict = judge(active, candidate, held, config.gate, weights)
+    calibration = None
+    if config.gate.estimator == "dr" and config.gate.recalibrate:
+        calibration = fit_replay_calibration(transitions.subset(~held_out), weights, seed=seed)
+    verdict = judge(active, candidate, held, config.gate, weights, calibration)
     truth: dict[str, dict[str, float]] = {}
     for name, policy in (("active", active), ("candidate", candidate)):
         truth[name] = simulated_value(policy, sim, config)
@@ -216,6 +225,8 @@ def _train_candidate(
             truth[name]["session_return"] = session
     version = f"loop{config.seed}-it{iteration}-{time.strftime('%H%M%S')}"
     evaluation = {**verdict.as_dict(), "warm_start": active_name, "held_out": len(held)}
+    if calibration is not None:
+        evaluation["reward_model"] = {**calibration.record(), **reward_model_fit(held, weights, calibration)}
     bundle = run_dir / "bundles" / version
     export_bundle(
         candidate,

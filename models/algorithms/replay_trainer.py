@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.algorithms.reward_calibration import RewardCalibration, fit_calibration
 from models.log.transitions import CandidateReplay, LoggedTransitions
 from models.nets.actors import gaussian_log_prob
 from models.nets.cascade import CascadePolicy, fused_scores, gather_rows, top_k
@@ -49,15 +50,54 @@ def survivor_predictions(policy: CascadePolicy, state: torch.Tensor, replay: Can
 
 
 @torch.no_grad()
-def replayed_reward(
+def replayed_contributions(
     predictions: torch.Tensor, raw_action: torch.Tensor, policy: CascadePolicy, weights: torch.Tensor, k: int
 ) -> torch.Tensor:
-    """r̂(s, a) [N] of serving the top k of the survivors' predictions [N, m, J] under raw actions [N, A]
-    (clipped to the action bounds, as the service clips them)."""
+    """c_j(s, a) = w_j Σ_{i ∈ top-k(a)} p̂_ij [N, J]: each objective's weighted predictions over the top k of
+    the survivors' predictions [N, m, J] under raw actions [N, A] (clipped to the action bounds, as the
+    service clips them)."""
     action = torch.minimum(torch.maximum(raw_action, policy.fusion.low), policy.fusion.high)
     rows = torch.arange(predictions.shape[1]).expand(predictions.shape[0], -1)
     served, _ = top_k(fused_scores(predictions, action), rows, torch.tensor([k]))
-    return (gather_rows(predictions, served) * weights).sum((-1, -2))
+    return (gather_rows(predictions, served) * weights).sum(-2)
+
+
+def replayed_reward(
+    predictions: torch.Tensor, raw_action: torch.Tensor, policy: CascadePolicy, weights: torch.Tensor, k: int
+) -> torch.Tensor:
+    """r̂(s, a) [N] = Σ_j c_j(s, a): the business-weighted predictions of what the replay serves."""
+    return replayed_contributions(predictions, raw_action, policy, weights, k).sum(-1)
+
+
+def served_contributions(replay: CandidateReplay, weights: torch.Tensor) -> torch.Tensor:
+    """c_j(s, a_logged) [N, J] of the items the log says were served."""
+    return (gather_rows(replay.predictions, replay.served_rows) * weights).sum(-2)
+
+
+def fit_replay_calibration(log: LoggedTransitions, weights: torch.Tensor, seed: int = 0) -> RewardCalibration:
+    """The recalibrated reward model (models/algorithms/reward_calibration.py) fitted on every served request
+    of `log` (explored or not: a regression of the reward on what was served needs no propensity)."""
+    if log.replay is None:
+        raise ValueError("the log holds no candidate matrices: serve with CASCADE_LOG_CANDIDATE_FEATURES=true")
+    contributions = served_contributions(log.replay, weights).double().numpy()
+    return fit_calibration(log.state.double().numpy(), contributions, log.reward.double().numpy(), seed=seed)
+
+
+def reward_model_fit(log: LoggedTransitions, weights: torch.Tensor, calibration: RewardCalibration) -> dict[str, float]:
+    """Mean logged reward, raw r̂ and recalibrated r̃ of the served requests of `log` (the gate's held-out
+    ones: the calibration never saw them), and the residuals' RMS under each: how far each model is off."""
+    assert log.replay is not None
+    contributions = served_contributions(log.replay, weights).double().numpy()
+    rewards = log.reward.double().numpy()
+    raw = contributions.sum(-1)
+    recalibrated = calibration.predict(log.state.double().numpy(), contributions)
+    return {
+        "mean_reward": float(rewards.mean()),
+        "mean_raw": float(raw.mean()),
+        "mean_recalibrated": float(recalibrated.mean()),
+        "rms_residual_raw": float(np.sqrt(((rewards - raw) ** 2).mean())),
+        "rms_residual_recalibrated": float(np.sqrt(((rewards - recalibrated) ** 2).mean())),
+    }
 
 
 @torch.no_grad()
@@ -68,12 +108,17 @@ def expected_replayed_reward(
     weights: torch.Tensor,
     k: int,
     noise: torch.Tensor,
+    calibration: RewardCalibration | None = None,
 ) -> torch.Tensor:
     """E_{a~π(·|s)}[r̂(s, a)] [N] by Monte Carlo over standard-normal draws noise [M, N, A] (pass the same
-    draws for two policies to compare them on common random numbers)."""
+    draws for two policies to compare them on common random numbers); with `calibration`, of r̃(s, a)."""
     step = policy.fusion(state, torch.zeros_like(noise[0]))
-    values = [replayed_reward(predictions, step.mean + step.std * draw, policy, weights, k) for draw in noise]
-    return torch.stack(values).mean(0)
+    parts = [replayed_contributions(predictions, step.mean + step.std * draw, policy, weights, k) for draw in noise]
+    if calibration is None:
+        return torch.stack(parts).sum(-1).mean(0)
+    contributions = torch.stack(parts).double().numpy()  # [M, N, J]
+    values = np.stack([calibration.predict(state.double().numpy(), c) for c in contributions])
+    return torch.from_numpy(values.mean(0))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,10 @@ model is the replay's business-weighted MTL predictions, r̂(s, a), and each ver
 mean_i[E_{a~π}[r̂(s_i, a)] + ρ_i·(r_i − r̂(s_i, a_i))], the expectation by Monte Carlo over draws that both
 versions share. The logged rewards correct the model's bias (the estimate is unbiased whenever the
 propensities are right); the paired difference of two nearby versions is then mostly the model's
-difference, whose noise is far below the rewards'.
+difference, whose noise is far below the rewards'. Where the predictions are badly biased, the residuals
+are large exactly where a candidate trained on them moves, and the correction rests on a few effective
+decisions: pass the recalibrated model (models/algorithms/reward_calibration.py, fitted on the training
+users) and r̂ above is r̃.
 """
 
 from __future__ import annotations
@@ -26,9 +29,15 @@ import numpy as np
 import torch
 
 from models.algorithms.logged_a3c import fusion_log_prob
-from models.algorithms.replay_trainer import draws, expected_replayed_reward, survivor_predictions
+from models.algorithms.replay_trainer import (
+    draws,
+    expected_replayed_reward,
+    served_contributions,
+    survivor_predictions,
+)
+from models.algorithms.reward_calibration import RewardCalibration
 from models.log.transitions import LoggedTransitions
-from models.nets.cascade import CascadePolicy, gather_rows
+from models.nets.cascade import CascadePolicy
 from models.ope import ESTIMATORS, Estimate, LoggedRewards
 
 
@@ -45,6 +54,9 @@ class GateConfig:
     confidence: float = 0.95
     bootstrap: int = 400
     model_draws: int = 32  # Monte Carlo draws of E_{a~π}[r̂(s, a)] (dr only)
+    # dr's reward model: the replay's MTL predictions recalibrated on the training users' logged rewards
+    # (models/algorithms/reward_calibration.py), or, when False, the raw predictions.
+    recalibrate: bool = True
     seed: int = 0
 
 
@@ -83,9 +95,11 @@ def judge(
     held_out: LoggedTransitions,
     config: GateConfig,
     reward_weights: torch.Tensor | None = None,
+    calibration: RewardCalibration | None = None,
 ) -> GateVerdict:
     """Estimate both versions' value on the held-out log; publish only if the candidate wins by the margin.
-    `reward_weights` [J] (models.algorithms.replay_trainer.reward_weights) are the reward model's, for `dr`."""
+    `reward_weights` [J] (models.algorithms.replay_trainer.reward_weights) are the reward model's, for `dr`;
+    `calibration`, fitted on the training users' requests (never on `held_out`), recalibrates it."""
     estimator = ESTIMATORS[config.estimator]
     held_out = held_out.explored_rows()
     behaviour = held_out.behaviour_log_prob.double().numpy()
@@ -100,11 +114,14 @@ def judge(
         k = held_out.replay.k
         noise = draws(config.model_draws, len(held_out), active.fusion.action_dim, config.seed)
         predictions = [survivor_predictions(p, held_out.state, held_out.replay) for p in policies]
-        # r̂ of the logged action: the model's reward of the items actually served
-        served = gather_rows(held_out.replay.predictions, held_out.replay.served_rows)
-        logged_pred = (served * reward_weights).sum((-1, -2)).double().numpy()
+        # the model's reward of the logged action: of the items actually served
+        served = served_contributions(held_out.replay, reward_weights)
+        if calibration is None:
+            logged_pred = served.sum(-1).double().numpy()
+        else:
+            logged_pred = calibration.predict(held_out.state.double().numpy(), served.double().numpy())
         target_preds = [
-            expected_replayed_reward(p, held_out.state, pred, reward_weights, k, noise).double().numpy()
+            expected_replayed_reward(p, held_out.state, pred, reward_weights, k, noise, calibration).double().numpy()
             for p, pred in zip(policies, predictions, strict=True)
         ]
 
