@@ -116,8 +116,8 @@ def expected_replayed_reward(
     parts = [replayed_contributions(predictions, step.mean + step.std * draw, policy, weights, k) for draw in noise]
     if calibration is None:
         return torch.stack(parts).sum(-1).mean(0)
-    contributions = torch.stack(parts).double().numpy()  # [M, N, J]
-    values = np.stack([calibration.predict(state.double().numpy(), c) for c in contributions])
+    # One prediction over all draws [M, N, J]: the state's multipliers are the same for every draw.
+    values = calibration.predict(state.double().numpy(), torch.stack(parts).double().numpy())
     return torch.from_numpy(values.mean(0))
 
 
