@@ -38,9 +38,8 @@ from contracts import decision_record
 from contracts.lake import DATASETS, dataset_files
 from contracts.streams import decision_shards_key
 from loadtest.bench.sections import write_section
-from models.sim.config import SimConfig
+from loadtest.store_world import store_world
 from models.sim.requests import rank_request
-from models.sim.simulator import Simulator
 from pipelines.server import cascade_serve
 from service.embedded_redis import EmbeddedRedis
 
@@ -48,8 +47,8 @@ SAMPLE_SECONDS = 5.0
 JSON = {"content-type": "application/json"}
 
 
-def _bodies(n: int, candidates: int, seed: int = 0) -> list[bytes]:
-    sim = Simulator(SimConfig(), seed=seed)
+def _bodies(store: Path, n: int, candidates: int, seed: int = 0) -> list[bytes]:
+    sim = store_world(store)  # the served policy's world: its widths and item table ids
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
@@ -137,7 +136,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     lake = work / "lake"
     streams = ["cascade:decisions", "cascade:feedback"]
     env = {"REDIS_URL": server.url, "CASCADE_LOG_SPOOL_DIR": str(work / "spool"), "CASCADE_ARCHIVE_FLUSH_SECONDS": "5"}
-    bodies = _bodies(200, args.candidates)
+    bodies = _bodies(args.store, 200, args.candidates)
     command = " ".join(["nice -n 10 python -m loadtest.archive_soak", *sys.argv[1:]])
     result: dict[str, Any] = {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     archiver = None

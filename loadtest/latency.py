@@ -19,8 +19,8 @@ import httpx
 import numpy as np
 import orjson
 
+from loadtest.store_world import store_world
 from models.sim.requests import rank_request
-from models.sim.simulator import Simulator
 from pipelines.server import HOST, cascade_serve_command, free_port, running
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args()
 
-    sim = Simulator(seed=7)
+    sim = store_world(args.store)  # the served policy's world: its request widths and item ids
     rng = np.random.default_rng(7)
     bodies = [orjson.dumps(rank_request(sim, rng, n_candidates=args.candidates, k=args.k)) for _ in range(50)]
 

@@ -6,11 +6,14 @@
     locust -f loadtest/locustfile.py,loadtest/ramp.py --headless --host ...   # + the p99 step ramp
 
 Settings (environment): LOADTEST_MIX (loadtest/mix.py: encodings and candidate counts with weights),
-LOADTEST_K (items served, 10), LOADTEST_SIM_SEED (the simulator's world, 0 = `cascade demo`'s),
-LOADTEST_ADMIN_TOKEN (enables the operator), LOADTEST_OPERATOR_PAUSE_S (between its steps, 5).
+LOADTEST_K (items served, 10), LOADTEST_STORE (the store whose demo policy's world the requests come from,
+`store`; loadtest/store_world.py), LOADTEST_SIM_SEED (the v1 world used when that store has no demo
+policy, e.g. against a server elsewhere, 0 = `cascade demo`'s; also seeds the bodies), LOADTEST_ADMIN_TOKEN
+(enables the operator), LOADTEST_OPERATOR_PAUSE_S (between its steps, 5).
 
-Viewers' rewards come from the project's simulator (models/sim, numpy only): the same world the demo
-policy was trained in, so feedback is realistic. Only models.sim is imported here, never torch, so a
+Requests and viewers' rewards come from the project's simulator (models/sim, numpy only): the world the
+served demo policy was trained in (v1 or v2.1, as its manifest says), so widths and item ids match and
+feedback is realistic. Only models.sim is imported here, never torch, so a
 Locust worker stays light (tests/loadtest/test_locust_imports.py holds this).
 """
 
@@ -33,6 +36,7 @@ from loadtest.mix import DEFAULT_MIX, MixEntry, RankBody, build_pool, parse_mix
 from loadtest.operator_cycle import OPERATOR, Operator
 from loadtest.own_server import OwnServer, from_environment
 from loadtest.phases import PHASES, report_phases
+from loadtest.store_world import store_world
 from models.sim.requests import served_responses
 from models.sim.simulator import Simulator
 
@@ -40,6 +44,7 @@ FEEDBACK = "/v1/feedback"
 K = int(os.environ.get("LOADTEST_K", "10"))
 PER_ENTRY = 20  # pooled bodies per kind of request and worker process
 SIM_SEED = int(os.environ.get("LOADTEST_SIM_SEED", "0"))
+STORE = Path(os.environ.get("LOADTEST_STORE", "store"))
 MIX = parse_mix(os.environ.get("LOADTEST_MIX", DEFAULT_MIX))
 ADMIN_TOKEN = os.environ.get("LOADTEST_ADMIN_TOKEN")
 OPERATOR_PAUSE_S = float(os.environ.get("LOADTEST_OPERATOR_PAUSE_S", "5"))
@@ -73,10 +78,19 @@ def _build_pool(environment: Environment, **_: Any) -> None:
     global _pool
     if isinstance(environment.runner, MasterRunner):
         return  # a master sends no requests
-    sim = Simulator(seed=SIM_SEED)
+    sim = _world()
     rng = np.random.default_rng([SIM_SEED, os.getpid()])  # distinct bodies per worker process
     weights = np.array([entry.weight for entry in MIX])
     _pool = Pool(sim, build_pool(sim, MIX, rng, PER_ENTRY, K), MIX, weights / weights.sum())
+
+
+def _world() -> Simulator:
+    if (STORE / "demo").is_dir():
+        world = store_world(STORE)
+        print(f"requests from the world of {STORE}'s demo policy: {type(world).__name__}", flush=True)
+        return world
+    print(f"{STORE} has no demo policy: requests from simulator v1, world {SIM_SEED}", flush=True)
+    return Simulator(seed=SIM_SEED)
 
 
 _own_server: OwnServer | None = None

@@ -215,7 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     external = os.environ.get("REDIS_URL") or os.environ.get("CASCADE_REDIS_URL")
     records: tuple[int, int] | None = None
-    locust_env = {} if args.no_operator else {"LOADTEST_ADMIN_TOKEN": ADMIN_TOKEN}
+    # Locust draws its requests from the world of the store's demo policy (loadtest/store_world.py).
+    locust_env = {"LOADTEST_STORE": str(args.store.resolve())}
+    locust_env |= {} if args.no_operator else {"LOADTEST_ADMIN_TOKEN": ADMIN_TOKEN}
     with tempfile.TemporaryDirectory(prefix="cascade-loadtest-") as scratch:
         store = copy_with_extra_version(args.store.resolve(), Path(scratch) / "store")
         # Without REDIS_URL we own the embedded Redis rather than letting `cascade serve` start one:

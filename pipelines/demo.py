@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
 
 from contracts.manifest import Manifest
 from contracts.store import read_manifest
@@ -22,9 +21,8 @@ from models.algorithms.demo_policy import DemoConfig, DemoTraining, bundle_descr
 from models.env.rollout import evaluate_fusion
 from models.nets.cascade import CascadePolicy
 from models.nets.checkpoint import CHECKPOINT_FILE, load_checkpoint, read_checkpoint, save_checkpoint
-from models.sim.config import SimConfig
 from models.sim.items import write_catalogue
-from models.sim.world import V2_WORLDS, WorldName, simulator_in
+from models.sim.world import trained_world
 
 
 def build_demo(
@@ -132,19 +130,14 @@ def evaluate_bundle(bundle: Path, requests: int, seed: int, k: int = 10) -> dict
     """
     manifest = read_manifest(bundle)
     trained = load_checkpoint(bundle, manifest)
-    world = manifest.training.get("simulator")
-    if not isinstance(world, dict) or "seed" not in manifest.training:
-        raise ValueError(f"{bundle}: its manifest does not say which simulated world it was trained in")
-    known = {f.name for f in fields(SimConfig)}
-    arguments: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in world.items() if k in known}
-    sim_config = SimConfig(**arguments)
+    try:
+        sim, sim_config = trained_world(manifest.training)
+    except ValueError as exc:
+        raise ValueError(f"{bundle}: {exc}") from exc
     sizes = manifest.stage_sizes
-    name = str(manifest.training.get("world", "v1"))  # bundles before v2 name no world: v1's
-    if name not in ("v1", *V2_WORLDS):
-        raise ValueError(f"{bundle}: its manifest names an unknown simulated world {name!r}")
     return evaluate_fusion(
         trained,
-        simulator_in(cast(WorldName, name), sim_config, int(str(manifest.training["seed"]))),
+        sim,
         n_requests=requests,
         n_candidates=sim_config.candidates_per_request,
         stage_sizes=(sizes[0], sizes[1], sizes[2]),

@@ -23,8 +23,9 @@ bundle contracts and the tests); v2 is the session world every method is compare
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -424,3 +425,18 @@ def simulator_in(world: WorldName, config: SimConfig, seed: int) -> Simulator:
     if world in V2_WORLDS:
         return SimulatorV2(config, seed=seed, world=world_config(world))
     return Simulator(config, seed=seed)
+
+
+def trained_world(training: Mapping[str, Any]) -> tuple[Simulator, SimConfig]:
+    """The world a bundle was trained in, from its manifest's `training` (`world`, `seed`, `simulator`), and
+    that world's config: what the evaluation, the load test and the example requests draw users from."""
+    recorded = training.get("simulator")
+    if not isinstance(recorded, Mapping) or "seed" not in training:
+        raise ValueError("the manifest does not say which simulated world the bundle was trained in")
+    known = {f.name for f in fields(SimConfig)}
+    arguments: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in known}
+    config = SimConfig(**arguments)
+    name = str(training.get("world", "v1"))  # bundles before v2 name no world: v1's
+    if name not in ("v1", *V2_WORLDS):
+        raise ValueError(f"the manifest names an unknown simulated world {name!r}")
+    return simulator_in(cast(WorldName, name), config, int(str(training["seed"]))), config

@@ -13,7 +13,17 @@ import sys
 
 from tests.test_architecture import ROOT, imported_modules
 
-LOCUST_MODULES = ["locustfile", "mix", "phases", "operator_cycle", "step_stats", "ramp", "own_server", "store_copy"]
+LOCUST_MODULES = [
+    "locustfile",
+    "mix",
+    "phases",
+    "operator_cycle",
+    "step_stats",
+    "ramp",
+    "own_server",
+    "store_copy",
+    "store_world",
+]
 # pipelines.server starts and stops a server (subprocess + HTTP polling), for a run without --host;
 # export.signing (cryptography + contracts) re-signs the extra version the operator swaps to.
 ALLOWED_OURS = (

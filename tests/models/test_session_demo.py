@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.algorithms.cem import SessionCEMConfig
-from models.algorithms.contextual_cem import ContextualCEMConfig
 from models.algorithms.demo_policy import session_demo_config, train_demo_policy
 from models.env.rollout import evaluate_fusion, user_states
 from models.nets.checkpoint import load_checkpoint
 from models.sim.world import SimulatorV2
 from pipelines.demo import evaluate_bundle, publish_demo
+from tests.tiny_policy import tiny_contextual_config
 
 
 def test_session_demo_trains_in_v2_with_discount_and_reports_scale_free_weights() -> None:
@@ -39,20 +38,9 @@ def test_session_demo_trains_in_v2_with_discount_and_reports_scale_free_weights(
 
 
 def test_the_contextual_demo_serves_one_action_per_segment_from_a_verified_bundle(tmp_path: Path) -> None:
-    base = session_demo_config(seed=0, world="v2.1")
-    assert base.fusion_search == "contextual_cem" and session_demo_config(0, "v2").fusion_search == "a3c"
-    config = replace(
-        base,
-        head_steps=3,
-        rnd_steps=3,
-        eval_users=16,
-        eval_requests=8,
-        session_run=replace(base.session_run, n_candidates=30, stage_sizes=(20, 15, 10)),
-        cem=SessionCEMConfig(iterations=1, population=3, elite=2, users=8),
-        contextual=ContextualCEMConfig(
-            iterations=1, population=3, elite=2, users_per_segment=3, validation_users_per_segment=3
-        ),
-    )
+    assert session_demo_config(0, "v2.1").fusion_search == "contextual_cem"
+    assert session_demo_config(0, "v2").fusion_search == "a3c"
+    config = tiny_contextual_config()
     trained = train_demo_policy(config)
     search = trained.report["contextual_cem"]
     assert trained.report["world"] == "v2.1"
