@@ -331,6 +331,10 @@ def offline_experiment(
     results: Annotated[Path, typer.Option(help="RESULTS.md whose section for this experiment is replaced")] = Path(
         "RESULTS.md"
     ),
+    section: Annotated[
+        str | None,
+        typer.Option(help="RESULTS.md section key (default offline:<name>), e.g. offline:ope_v21 beside the v2 one"),
+    ] = None,
 ) -> None:
     """Run one of the offline experiments (logged data) over seeds and write its section of RESULTS.md."""
     from models.reports.stats import parse_seeds
@@ -351,6 +355,9 @@ def offline_experiment(
     from models.reports.sections import update_section
 
     chosen = _world(world)
+    key = section or f"offline:{name}"
+    if not key.startswith("offline:"):
+        raise typer.BadParameter("a key of the form offline:<name>", param_hint="--section")
     ope = ope_validation.OPEValidationConfig()
     resact = resact_offline.ResActExperimentConfig()
     enhanced = enhanced_rl.EnhancedExperimentConfig()
@@ -376,15 +383,17 @@ def offline_experiment(
     }
     if name not in experiments:
         raise typer.BadParameter(f"unknown experiment {name!r}; known: {', '.join(experiments)}")
-    run, section = experiments[name]
+    run, render = experiments[name]
     record = run()
+    record["world"] = chosen  # the section's title names it
     record["machine"] = machine()
     record["cpu_seconds"] = time.process_time()  # the wall time depends on who else uses the 2 cores
-    folder = runs / name
+    folder = runs / key.removeprefix("offline:")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "all.json").write_text(json.dumps(record, indent=1, default=str))
     command = f"{_niceness()}cascade offline-experiment {name} --seeds {seeds} --world {world}"
-    update_section(results, f"offline:{name}", section(json.loads((folder / "all.json").read_text()), command))
+    command += f" --section {key}" if section else ""
+    update_section(results, key, render(json.loads((folder / "all.json").read_text()), command))
     typer.echo(f"wrote the {name} section of {results}; numbers in {folder / 'all.json'}")
 
 

@@ -30,8 +30,9 @@ def _fmt(values: npt.ArrayLike, digits: int = 1) -> str:
 def _header(title: str, record: dict[str, Any], command: str, scaled: str) -> list[str]:
     seeds = sorted(int(s) for s in record["per_seed"])
     cpu = f", {record['cpu_seconds'] / 60:.1f} min CPU" if "cpu_seconds" in record else ""
+    world = record.get("world", "v1")  # a record written before the CLI kept its world: no suffix
     return [
-        f"## {title}",
+        f"## {title}" + (f" (simulator {world})" if world != "v1" else ""),
         "",
         f"Command: `{command}` ({record['seconds'] / 60:.1f} min wall time{cpu} for seeds {seeds}; "
         f"{record['machine']}; 1 torch thread).",

@@ -72,6 +72,11 @@ def test_each_experiment_renders_its_section_from_its_own_record(tmp_path: Path)
     assert isinstance(per_seed, dict)
     returns = np.array([per_seed[s]["resact"]["return"] for s in per_seed])
     assert f"| resact | {returns.mean():.1f} ± {returns.std(ddof=1):.1f} |" in text
+    # A run in another world says so in its title (its section sits beside the first world's).
+    assert "(simulator" not in text
+    assert ope_section({**ope, "world": "v2.1"}, "cmd").startswith(
+        "## Off-policy evaluation against the simulator's truth (simulator v2.1)\n"
+    )
 
 
 def test_the_offline_experiments_run_in_simulator_v2() -> None:
