@@ -371,8 +371,10 @@ def world_section_markdown(record: dict[str, Any], command: str, key: str) -> st
     cfg = record["config"]
     methods = [m for m in cfg["methods"] if _present(per_seed, m)]
     seeds = [int(s) for s in per_seed]
+    # Sections of one world differ by their seeds and methods: the title says which, so no two read alike.
+    what = ", ".join(methods) if len(methods) <= 5 else "the seed methods and their baselines"
     lines = [
-        f"## Simulator {_world_name(cfg)}: the seed methods and their baselines",
+        f"## Simulator {_world_name(cfg)}, seeds {format_seeds(seeds)}: {what}",
         "",
         _provenance(record, command, f" (section `{key}`)")
         + f" Seeds: {format_seeds(seeds)} ({len(seeds)} worlds). The world is simulator {_world_name(cfg)} "

@@ -89,7 +89,7 @@ def test_a_run_in_v21_is_its_own_section_naming_its_world(tmp_path: Path) -> Non
     update_section(results, "world:v21", world_section_markdown(record, command, "world:v21"))
     text = results.read_text()
     assert text.startswith("# Results: the main table\n\nkept as it is\n")
-    assert "## Simulator v2.1: the seed methods and their baselines" in text and command in text
+    assert "## Simulator v2.1, seeds 0-1: uniform, cem_session, a3c_gamma_0\n" in text and command in text
     assert "### Gain over the baselines" in text and "| a3c_gamma_0 |" in text
     diff = np.array(
         [
