@@ -203,9 +203,15 @@ def _train_session_demo(config: DemoConfig, started: float) -> DemoTraining:
         "rnd": {"steps": config.rnd_steps, "loss": [rnd_losses[0], rnd_losses[-1]]},
         config.fusion_search: trained,
     }
+    session_return = {"policy": served["return"], "uniform": baseline["return"]}
+    session_depth = {"policy": served["depth"], "uniform": baseline["depth"]}
+    if "warm_start" in trained:  # the search's best constant, on the same users: what the table must beat
+        constant = torch.tensor(trained["warm_start"], dtype=torch.float32)
+        best = evaluate(policy, sim, run, users=config.eval_users, seed=10_000 + config.seed, fusion_action=constant)
+        session_return["best_constant"], session_depth["best_constant"] = best["return"], best["depth"]
     evaluation: dict[str, object] = {
-        "session_return": {"policy": served["return"], "uniform": baseline["return"]},
-        "session_depth": {"policy": served["depth"], "uniform": baseline["depth"]},
+        "session_return": session_return,
+        "session_depth": session_depth,
         "held_out_users": held_out,
         # Σ_j w_j·log(p_j + b_j) ranks the same for any common scaling of w: the powers as shares of their sum.
         "power_shares": dict(zip(names, shares.mean(0).round(4).tolist(), strict=True)),

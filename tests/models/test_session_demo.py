@@ -44,6 +44,9 @@ def test_the_contextual_demo_serves_one_action_per_segment_from_a_verified_bundl
     trained = train_demo_policy(config)
     search = trained.report["contextual_cem"]
     assert trained.report["world"] == "v2.1"
+    # The manifest shows the table against the constant it started from, on the same held-out users.
+    returns = trained.evaluation["session_return"]
+    assert set(returns) == {"policy", "uniform", "best_constant"}  # type: ignore[arg-type]
     table = torch.tensor(search["table"])  # type: ignore[index]
     assert table.shape == (5, trained.policy.fusion.action_dim)
     manifest = publish_demo(trained, tmp_path / "store", config, version="t1")
