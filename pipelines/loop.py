@@ -204,19 +204,24 @@ def _train_candidate(
     train = transitions.subset(~held_out)
     weights = reward_weights(manifest.feature_schema.objectives, business_weights)
     seed = config.seed * 100 + iteration
+    # One recalibrated reward model per round, fitted on the training users' served requests only (never on
+    # the held-out decisions the gate judges): the trainer follows it and the DR gate corrects it.
+    replaying = config.trainer == "replay"
+    gate_calibrates = config.gate.estimator == "dr" and config.gate.recalibrate
+    calibration = None
+    if (replaying and config.replay.recalibrate) or gate_calibrates:
+        calibration = fit_replay_calibration(train, weights, seed=seed)
     trained: dict[str, object]
-    if config.trainer == "replay":
+    if replaying:
         trained = {"trainer": "models.algorithms.replay_trainer", **asdict(config.replay)}
-        trained |= train_on_replay(candidate, train, weights, replace(config.replay, seed=seed)).as_dict()
+        followed = calibration if config.replay.recalibrate else None
+        trained |= train_on_replay(candidate, train, weights, replace(config.replay, seed=seed), followed).as_dict()
     else:
         train = train.explored_rows()
         trained = {"trainer": "models.algorithms.logged_a3c", **asdict(config.train)}
         trained |= train_on_log(candidate, train, replace(config.train, seed=seed)).as_dict()
     held = transitions.subset(held_out).explored_rows()
-    calibration = None
-    if config.gate.estimator == "dr" and config.gate.recalibrate:
-        calibration = fit_replay_calibration(transitions.subset(~held_out), weights, seed=seed)
-    verdict = judge(active, candidate, held, config.gate, weights, calibration)
+    verdict = judge(active, candidate, held, config.gate, weights, calibration if gate_calibrates else None)
     truth: dict[str, dict[str, float]] = {}
     for name, policy in (("active", active), ("candidate", candidate)):
         truth[name] = simulated_value(policy, sim, config)
@@ -225,7 +230,7 @@ def _train_candidate(
             truth[name]["session_return"] = session
     version = f"loop{config.seed}-it{iteration}-{time.strftime('%H%M%S')}"
     evaluation = {**verdict.as_dict(), "warm_start": active_name, "held_out": len(held)}
-    if calibration is not None:
+    if calibration is not None and gate_calibrates:
         evaluation["reward_model"] = {**calibration.record(), **reward_model_fit(held, weights, calibration)}
     bundle = run_dir / "bundles" / version
     export_bundle(

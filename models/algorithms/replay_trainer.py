@@ -20,6 +20,11 @@ fresh Gaussian draws (several per request; the baseline b(s) is the mean of the 
 KL penalty that keeps the candidate's mean close to the serving policy's, measured in its exploration
 std: the gate can only vouch for a candidate whose actions the log explored (importance weights stay
 near 1). The fusion std is not trained: it is the exploration the next round's log and gate need.
+
+Given a recalibration of r̂ on the training requests' logged rewards (models/algorithms/reward_calibration.py),
+the trainer follows r̃ instead: a mean KL is cheap to spend on a small segment, and where r̂ is far off (in
+simulator v2.1, new users' sparse predictions) a candidate trained on it moves its action there for a gain
+that is not in the world; r̃ trusts each objective in each state as far as the logged rewards support.
 """
 
 from __future__ import annotations
@@ -60,13 +65,6 @@ def replayed_contributions(
     rows = torch.arange(predictions.shape[1]).expand(predictions.shape[0], -1)
     served, _ = top_k(fused_scores(predictions, action), rows, torch.tensor([k]))
     return (gather_rows(predictions, served) * weights).sum(-2)
-
-
-def replayed_reward(
-    predictions: torch.Tensor, raw_action: torch.Tensor, policy: CascadePolicy, weights: torch.Tensor, k: int
-) -> torch.Tensor:
-    """r̂(s, a) [N] = Σ_j c_j(s, a): the business-weighted predictions of what the replay serves."""
-    return replayed_contributions(predictions, raw_action, policy, weights, k).sum(-1)
 
 
 def served_contributions(replay: CandidateReplay, weights: torch.Tensor) -> torch.Tensor:
@@ -128,12 +126,13 @@ class ReplayConfig:
     draws: int = 4  # Gaussian draws per request and step; each one's baseline is the others' mean
     kl_coef: float = 0.03  # β of β·KL(π_candidate ‖ π_serving), in standardised reward units
     noise_clip: float = 2.0  # |ε| clipped like the service (manifest exploration.noise_clip)
+    recalibrate: bool = True  # train on r̃, r̂ recalibrated on the training requests' rewards (the loop fits it)
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class ReplayReport:
-    rewards: list[float]  # mean r̂ of each step's draws (raw units)
+    rewards: list[float]  # mean r̂ (or r̃) of each step's draws (raw units)
     kl: float  # mean KL(candidate ‖ serving) over the training requests after training
     replay_agreement: float  # share of requests whose replay under the logged action serves the logged items
     requests: int
@@ -165,23 +164,41 @@ def replay_agreement(
 
 
 def train_on_replay(
-    policy: CascadePolicy, log: LoggedTransitions, weights: torch.Tensor, config: ReplayConfig
+    policy: CascadePolicy,
+    log: LoggedTransitions,
+    weights: torch.Tensor,
+    config: ReplayConfig,
+    calibration: RewardCalibration | None = None,
 ) -> ReplayReport:
     """Improve `policy`'s fusion mean in place on the log's replayed requests (any row, explored or not: the
-    reward model needs no propensity). Seeded by `config.seed`; the caller's torch RNG is left as it was."""
+    reward model needs no propensity), on r̂ or, with `calibration`, on r̃. Seeded by `config.seed`; the
+    caller's torch RNG is left as it was."""
     if log.replay is None:
         raise ValueError("the log holds no candidate matrices: serve with CASCADE_LOG_CANDIDATE_FEATURES=true")
+    objectives = weights.shape[-1]
+    trust = torch.ones(len(log), objectives)
+    if calibration is not None:
+        trust = torch.from_numpy(calibration.multipliers(log.state.double().numpy())).float()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return _train_on_replay(policy, log, log.replay, weights, config)
+        return _train_on_replay(policy, log, log.replay, weights, trust, config)
 
 
 def _train_on_replay(
-    policy: CascadePolicy, log: LoggedTransitions, replay: CandidateReplay, weights: torch.Tensor, config: ReplayConfig
+    policy: CascadePolicy,
+    log: LoggedTransitions,
+    replay: CandidateReplay,
+    weights: torch.Tensor,
+    trust: torch.Tensor,  # [N, J] multipliers of each objective's contribution: ones for r̂
+    config: ReplayConfig,
 ) -> ReplayReport:
     fusion = policy.fusion
     predictions = survivor_predictions(policy, log.state, replay)
     agreement = replay_agreement(policy, log, predictions, weights)
+
+    def reward(raw: torch.Tensor) -> torch.Tensor:
+        return (replayed_contributions(predictions, raw, policy, weights, replay.k) * trust).sum(-1)
+
     zeros = torch.zeros(len(log), fusion.action_dim)
     with torch.no_grad():
         serving_mean = fusion(log.state, zeros).mean.clone()
@@ -192,7 +209,7 @@ def _train_on_replay(
         step = fusion(log.state, zeros)
         noise = torch.randn(config.draws, len(log), fusion.action_dim).clamp(-config.noise_clip, config.noise_clip)
         raw = step.mean.detach() + step.std.detach() * noise
-        r = torch.stack([replayed_reward(predictions, raw[d], policy, weights, replay.k) for d in range(config.draws)])
+        r = torch.stack([reward(raw[d]) for d in range(config.draws)])
         if scale is None:  # a fixed affine map: the learning rate does not depend on the reward's units
             scale = float(r.std()) + 1e-8
         # Leave-one-out baseline: each draw against the mean of the request's other draws.

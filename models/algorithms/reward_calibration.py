@@ -49,10 +49,14 @@ class RewardCalibration:
         coef[:, 0] = 1.0
         return cls(coef, np.zeros(state_dim), np.ones(state_dim), float("inf"), 0)
 
+    def multipliers(self, state: FloatArray) -> FloatArray:
+        """θ_jᵀ [1, z(s)] [N, J]: how much of each objective's contribution the model trusts in each state."""
+        multipliers: FloatArray = _design_state(state, self.state_mean, self.state_scale) @ self.coef.T
+        return multipliers
+
     def predict(self, state: FloatArray, contributions: FloatArray) -> FloatArray:
         """r̃ [N] of states [N, S] and per-objective contributions c [N, J] (or [M, N, J] for M actions each)."""
-        multipliers = _design_state(state, self.state_mean, self.state_scale) @ self.coef.T  # [N, J]
-        return np.asarray((np.asarray(contributions, np.float64) * multipliers).sum(-1))
+        return np.asarray((np.asarray(contributions, np.float64) * self.multipliers(state)).sum(-1))
 
     def record(self) -> dict[str, object]:
         return {"model": "recalibrated MTL replay", "ridge": self.ridge, "rows": self.rows}

@@ -19,6 +19,7 @@ from models.algorithms.replay_trainer import (
     survivor_predictions,
     train_on_replay,
 )
+from models.algorithms.reward_calibration import RewardCalibration
 from models.log.transitions import LoggedTransitions
 from models.nets.cascade import CascadePolicy
 from models.nets.checkpoint import load_checkpoint
@@ -64,6 +65,34 @@ def test_training_on_the_replay_raises_the_model_reward_within_the_trust_region(
     before = expected_replayed_reward(active, logged.state, predictions, weights, logged.replay.k, noise)
     after = expected_replayed_reward(candidate, logged.state, predictions, weights, logged.replay.k, noise)
     assert float(after.mean()) > float(before.mean())
+
+
+def test_the_trainer_follows_the_recalibrated_reward_model(
+    exploring_store: Path, logged: LoggedTransitions, one_torch_thread: None
+) -> None:
+    active = _active(exploring_store)
+    weights = _weights(active)
+    config = ReplayConfig(steps=40, kl_coef=0.03)
+    objectives, state_dim = weights.shape[-1], logged.state.shape[1]
+    identity = RewardCalibration.identity(objectives, state_dim)
+    raw, calibrated = _active(exploring_store), _active(exploring_store)
+    train_on_replay(raw, logged, weights, config)
+    train_on_replay(calibrated, logged, weights, config, identity)
+    # r̃ = r̂ under the identity: the same steps, the same actor.
+    for a, b in zip(raw.fusion.parameters(), calibrated.fusion.parameters(), strict=True):
+        assert torch.allclose(a, b)
+    # A model that says every predicted reward is a loss (θ = −1): the trainer lowers r̂ instead of raising it.
+    inverted = RewardCalibration(-identity.coef, identity.state_mean, identity.state_scale, 1.0, len(logged))
+    contrary = _active(exploring_store)
+    train_on_replay(contrary, logged, weights, config, inverted)
+    assert logged.replay is not None
+    predictions = survivor_predictions(active, logged.state, logged.replay)
+    noise = draws(64, len(logged), active.fusion.action_dim, seed=5)
+    k = logged.replay.k
+    before = float(expected_replayed_reward(active, logged.state, predictions, weights, k, noise).mean())
+    lowered = float(expected_replayed_reward(contrary, logged.state, predictions, weights, k, noise).mean())
+    raised = float(expected_replayed_reward(raw, logged.state, predictions, weights, k, noise).mean())
+    assert lowered < before < raised
 
 
 def test_a_log_without_candidates_cannot_be_replayed(exploring_store: Path, logged: LoggedTransitions) -> None:
