@@ -326,7 +326,7 @@ def offline_experiment(
         str, typer.Argument(help="'ope' (OPE vs the truth), 'resact' (seed 004) or 'enhanced' (EnhancedRL, seed 003)")
     ],
     seeds: SeedsOption = "0-2",
-    world: Annotated[str, typer.Option(help="'v1' or 'v2' (SIMULATOR.md's world)")] = "v1",
+    world: Annotated[str, typer.Option(help="'v1', 'v2' or 'v2.1' (SIMULATOR.md's worlds)")] = "v1",
     runs: Annotated[Path, typer.Option(help="Run folder; <runs>/<name>/all.json holds every number")] = Path("runs"),
     results: Annotated[Path, typer.Option(help="RESULTS.md whose section for this experiment is replaced")] = Path(
         "RESULTS.md"
