@@ -161,6 +161,30 @@ COMPARISONS = (
         "the actor reads dense features; there is no representation-learning bottleneck for sharing to fix",
     ),
     Comparison(
+        "a3c_srs",
+        "a3c_gamma_0.95",
+        "signal_std",
+        -1,
+        "SRS (seed paper 002): the estimated reward lowers the variance of the critic's training signal",
+        "the estimator regresses on the same sparse responses, so its output keeps their spread",
+    ),
+    Comparison(
+        "a3c_srs",
+        "a3c_gamma_0.95",
+        "grad_cv",
+        -1,
+        "SRS (seed paper 002): a steadier training signal lowers the policy gradient's variance",
+        "the policy-gradient noise is dominated by exploration and the leave draws, not by the reward noise",
+    ),
+    Comparison(
+        "a3c_srs2",
+        "a3c_gamma_0.95",
+        "grad_cv",
+        -1,
+        "SRS (seed paper 002): SRS2 lowers the policy gradient's variance",
+        "as above",
+    ),
+    Comparison(
         "a3c_rnd",
         "a3c_gamma_0.95",
         "return",
@@ -206,7 +230,24 @@ COMPARISONS = (
 )
 
 
+# What a (method, seed)'s training log says of its noise, computed from the log beside its metrics: the std
+# of the signal the critic regresses on (the scaled reward, SRS's estimate for SRS), mean over updates,
+# and the coefficient of variation of the actor's gradient norm over the second half of training.
+TRAINING_NOISE = ("signal_std", "grad_cv")
+
+
+def _training_noise(record: dict[str, Any], metric: str) -> float:
+    log = record.get("log") or {}
+    if metric == "signal_std":
+        signal = (log.get("extra") or {}).get("signal_std")
+        return float(np.mean(signal)) if signal else np.nan
+    norms = np.asarray(log.get("grad_norms") or [], dtype=np.float64)[len(log.get("grad_norms") or []) // 2 :]
+    return float(norms.std() / norms.mean()) if norms.size > 1 and norms.mean() > 0 else np.nan
+
+
 def _values(per_seed: dict[str, Any], method: str, metric: str) -> np.ndarray:
+    if metric in TRAINING_NOISE:
+        return np.array([_training_noise(per_seed[s][method], metric) for s in per_seed], dtype=np.float64)
     return np.array([per_seed[s][method]["metrics"].get(metric, np.nan) for s in per_seed], dtype=np.float64)
 
 
@@ -305,6 +346,13 @@ def results_body(per_seed: dict[str, Any], methods: list[str], level: str) -> li
 
     table, sentences = _comparison_rows(per_seed, COMPARISONS)
     lines += ["", f"{level} The seeds' comparisons", "", *table]
+    if any(metric in row for row in table for metric in TRAINING_NOISE):
+        lines += [
+            "",
+            "`signal_std`: the per-batch std of the scaled reward the critic regresses on (for SRS its estimate), "
+            "mean over updates; `grad_cv`: std / mean of the actor's gradient norm over the second half of "
+            "training. Both from each (method, seed)'s training log.",
+        ]
 
     lines += ["", f"{level} Fusion weights served (scale-free)", ""]
     lines += [
@@ -412,7 +460,7 @@ def _comparison_rows(per_seed: dict[str, Any], comparisons: tuple[Comparison, ..
         p = Paired(_values(per_seed, c.first, c.metric), _values(per_seed, c.second, c.metric))
         lo, hi = p.interval
         verdict = p.verdict(c.sign)
-        digits = 4 if c.metric in ("follow", "next_day_return") else 2
+        digits = 4 if c.metric in ("follow", "next_day_return") else 3 if c.metric in TRAINING_NOISE else 2
         lines.append(
             f"| {c.first} vs {c.second} | {c.metric} | {'first higher' if c.sign > 0 else 'first lower'} "
             f"| {p.mean:+.{digits}f} ({p.relative:+.1%}) | [{lo:+.{digits}f}, {hi:+.{digits}f}] "

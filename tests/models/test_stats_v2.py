@@ -98,3 +98,22 @@ def test_a_run_in_v21_is_its_own_section_naming_its_world(tmp_path: Path) -> Non
         ]
     )
     assert f"{diff.mean():+.2f}" in text  # the gain over the best constant, as measured
+
+
+def test_srs_rows_compare_the_training_logs_noise(tmp_path: Path) -> None:
+    """SRS's claim is about variance: its rows compare the critic's signal std and the actor's gradient CV,
+    computed from each (method, seed)'s own training log, the paper's direction being 'lower'."""
+    cfg = replace(small(V2Config()), methods=("uniform", "a3c_gamma_0.95", "a3c_srs"))
+    per_seed = {str(s): run_seed(s, cfg, tmp_path / "runs") for s in (0, 1)}
+    text = write_results(experiment_record(cfg, per_seed, 1.0, "test"), tmp_path / "RESULTS.md", "cmd").read_text()
+
+    def grad_cv(seed: str, method: str) -> float:
+        norms = np.asarray(per_seed[seed][method]["log"]["grad_norms"])
+        tail = norms[len(norms) // 2 :]
+        return float(tail.std() / tail.mean())
+
+    diff = np.mean([grad_cv(s, "a3c_srs") - grad_cv(s, "a3c_gamma_0.95") for s in per_seed])
+    row = next(line for line in text.splitlines() if line.startswith("| a3c_srs vs a3c_gamma_0.95 | grad_cv |"))
+    assert "| first lower |" in row and f"| {diff:+.3f} (" in row
+    assert "| a3c_srs vs a3c_gamma_0.95 | signal_std | first lower |" in text
+    assert "`grad_cv`: std / mean of the actor's gradient norm" in text
