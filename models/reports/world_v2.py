@@ -314,15 +314,12 @@ def _world_name(cfg: dict[str, Any]) -> str:
     return str(cfg.get("world_name", "v2"))  # runs from before v2.1 existed carry no name: they are v2's
 
 
-def results_body(per_seed: dict[str, Any], methods: list[str], level: str) -> list[str]:
-    """Outcomes, gains over the baselines, the seeds' comparisons, the served weights and the generated
-    interpretation of one run, under headings of `level` ("##" in the main table, "###" in a section)."""
-    seeds = [int(s) for s in per_seed]
-    n = len(seeds)
-    lines = [f"{level} Per-session outcomes", ""]
-    lines += _outcome_rows(per_seed, methods)
-
-    lines += [
+def _gain_rows(per_seed: dict[str, Any], methods: list[str], level: str) -> list[str]:
+    """Each method's gain over the best constant and over uniform weights; nothing when a run has not both."""
+    if not _present(per_seed, "cem_session", "uniform"):
+        return []
+    n = len(per_seed)
+    lines = [
         "",
         f"{level} Gain over the baselines (return, paired over seeds)",
         "",
@@ -334,7 +331,7 @@ def results_body(per_seed: dict[str, Any], methods: list[str], level: str) -> li
         "|---|---|---|---|---|---|---|",
     ]
     for m in methods:
-        if m in ("cem_session",) or not _present(per_seed, "cem_session", "uniform"):
+        if m == "cem_session":
             continue
         a = Paired(_values(per_seed, m, "return"), _values(per_seed, "cem_session", "return"))
         b = Paired(_values(per_seed, m, "return"), _values(per_seed, "uniform", "return"))
@@ -343,6 +340,16 @@ def results_body(per_seed: dict[str, Any], methods: list[str], level: str) -> li
             f"| {m} | {a.mean:+.2f} ({a.relative:+.1%}) | [{alo:+.2f}, {ahi:+.2f}] | {a.mde:.2f} "
             f"| {b.mean:+.2f} ({b.relative:+.1%}) | [{blo:+.2f}, {bhi:+.2f}] | {a.wins}/{a.n} |"
         )
+    return lines
+
+
+def results_body(per_seed: dict[str, Any], methods: list[str], level: str) -> list[str]:
+    """Outcomes, gains over the baselines, the seeds' comparisons, the served weights and the generated
+    interpretation of one run, under headings of `level` ("##" in the main table, "###" in a section)."""
+    seeds = [int(s) for s in per_seed]
+    lines = [f"{level} Per-session outcomes", ""]
+    lines += _outcome_rows(per_seed, methods)
+    lines += _gain_rows(per_seed, methods, level)
 
     table, sentences = _comparison_rows(per_seed, COMPARISONS)
     lines += ["", f"{level} The seeds' comparisons", "", *table]

@@ -117,3 +117,5 @@ def test_srs_rows_compare_the_training_logs_noise(tmp_path: Path) -> None:
     assert "| first lower |" in row and f"| {diff:+.3f} (" in row
     assert "| a3c_srs vs a3c_gamma_0.95 | signal_std | first lower |" in text
     assert "`grad_cv`: std / mean of the actor's gradient norm" in text
+    # Without the best constant and uniform both run, there is no gain table to show (not an empty one).
+    assert "Gain over the baselines" not in text
