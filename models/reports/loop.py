@@ -36,6 +36,10 @@ def _gates(runs: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return [r["gate"] for s in sorted(runs) for r in runs[s] if r.get("gate")]
 
 
+_REPLAY = "models.algorithms.replay_trainer"
+_RECALIBRATED = " (recalibrated)"
+
+
 def _describe(runs: dict[int, list[dict[str, Any]]]) -> tuple[str, str, str]:
     """(trainer, estimator, margin) as the runs' verdicts and candidates' manifests record them."""
     gates = _gates(runs)
@@ -44,15 +48,26 @@ def _describe(runs: dict[int, list[dict[str, Any]]]) -> tuple[str, str, str]:
     trainers = sorted({str(g.get("trainer", "models.algorithms.logged_a3c")) for g in gates}) or [
         "models.algorithms.logged_a3c"
     ]
+    if any(g.get("trainer_recalibrated") for g in gates):
+        trainers = [f"{t}{_RECALIBRATED}" if t == _REPLAY else t for t in trainers]
+    # DR's reward model, when the gate recalibrated it (its verdict then records the fit)
+    calibrated = any(isinstance(g.get("reward_model"), dict) and "ridge" in g["reward_model"] for g in gates)
+    names = [
+        e.upper() + (" (its reward model recalibrated on the training users)" if calibrated else "") for e in estimators
+    ]
     margin = " / ".join(f"{100 * m:g}%" for m in margins)
-    return " / ".join(trainers), " / ".join(e.upper() for e in estimators), margin
+    return " / ".join(trainers), " / ".join(names), margin
 
 
 _TRAINERS = {
-    "models.algorithms.replay_trainer": "REINFORCE on the replayed logged requests, reward model = the "
+    _REPLAY: "REINFORCE on the replayed logged requests, reward model = the "
     "business-weighted MTL predictions of what the replay serves, KL trust region around the active version "
     "(models/algorithms/replay_trainer.py)",
     "models.algorithms.logged_a3c": "clipped A3C on the logged rewards (models/algorithms/logged_a3c.py)",
+    _REPLAY + _RECALIBRATED: "REINFORCE on the replayed logged requests, reward model = the business-weighted "
+    "MTL predictions of what the replay serves, recalibrated per state on the training users' logged rewards "
+    "once per round (models/algorithms/reward_calibration.py), KL trust region around the active version "
+    "(models/algorithms/replay_trainer.py)",
 }
 
 
@@ -215,7 +230,9 @@ def read_runs(root: Path) -> dict[int, list[dict[str, Any]]]:
         for report in reports:  # the trainer, from the candidate's manifest (loop.json has the verdict only)
             manifest = path.parent / "bundles" / str(report.get("candidate")) / "manifest.json"
             if report.get("gate") and manifest.exists():
-                report["gate"]["trainer"] = json.loads(manifest.read_text())["training"].get("trainer")
+                training = json.loads(manifest.read_text())["training"]
+                report["gate"]["trainer"] = training.get("trainer")
+                report["gate"]["trainer_recalibrated"] = bool(training.get("recalibrate", False))
         out[int(path.parent.name.removeprefix("seed-"))] = reports
     if len(out) < 3:
         raise ValueError(f"need at least 3 seeds under {root}, found {sorted(out)}")

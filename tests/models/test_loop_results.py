@@ -76,3 +76,25 @@ def test_a_session_world_section_has_the_session_return_per_phase_under_its_own_
     assert "3.00 | 3.10 | 66.00 | 65.50 |" in v21  # the gate table's session columns: active, candidate
     assert "Session return, last phase − first: -1.00" in v21
     assert "loop-v21.png" in v21 and (tmp_path / "loop-v21.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_section_says_when_trainer_and_gate_followed_the_recalibrated_reward_model(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed in (0, 1, 2):
+        _run(runs, seed, [3.0, 3.1], [True])
+        folder = runs / f"seed-{seed}"
+        reports = json.loads((folder / "loop.json").read_text())
+        reports[0]["candidate"] = "loop-it0"
+        reports[0]["gate"] |= {"estimator": "dr", "reward_model": {"model": "recalibrated", "ridge": 10.0}}
+        (folder / "loop.json").write_text(json.dumps(reports))
+        manifest = folder / "bundles" / "loop-it0" / "manifest.json"
+        manifest.parent.mkdir(parents=True)
+        manifest.write_text(
+            json.dumps({"training": {"trainer": "models.algorithms.replay_trainer", "recalibrate": True}})
+        )
+    results = tmp_path / "RESULTS.md"
+    write_loop_results(runs, results, "cascade loop", 60.0, "box")
+
+    text = results.read_text()
+    assert "recalibrated per state on the training users' logged rewards" in text
+    assert "DR (its reward model recalibrated on the training users) on held-out users' explored decisions" in text
