@@ -113,7 +113,7 @@ def render(world: str, seeds: tuple[int, ...], values: dict[int, dict[str, dict[
     """The RESULTS.md section: per seed the three values, then the paired gains over the demo with intervals
     (the text is made from these numbers)."""
     lines = [
-        "## How much the loop could lift: the demo against what its world allows",
+        f"## How much the loop could lift: the demo against what its world allows (simulator {world})",
         "",
         f"`{command}` (pipelines/loop_headroom.py), world {world}, seeds {format_seeds(seeds)}: the loop's truth "
         "(`pipelines.loop.simulated_value`: the expected reward per request on 1,000 fixed requests of the "
@@ -154,6 +154,9 @@ def main() -> None:
     parser.add_argument("--world", choices=("v1", "v2", "v2.1"), default="v1")
     parser.add_argument("--truth-steps", type=int, default=HeadroomConfig.truth_steps)
     parser.add_argument("--results", type=Path, default=None, help="also write the section into this RESULTS.md")
+    parser.add_argument(
+        "--section", default="loop:headroom", help="its key in RESULTS.md: one per world, e.g. loop:headroom_v21"
+    )
     args = parser.parse_args()
     seeds = parse_seeds(args.seeds)
     values = {}
@@ -161,10 +164,12 @@ def main() -> None:
         values[seed] = headroom(HeadroomConfig(seed=seed, world=args.world, truth_steps=args.truth_steps))
         print(f"seed {seed}: " + ", ".join(f"{name} {v['mean']:.3f}" for name, v in values[seed].items()), flush=True)
     command = f"python -m pipelines.loop_headroom --seeds {format_seeds(seeds)} --world {args.world}"
+    if args.section != "loop:headroom":
+        command += f" --section {args.section}"
     section = render(args.world, seeds, values, command)
     print(section)
     if args.results is not None:
-        update_section(args.results, "loop:headroom", section)
+        update_section(args.results, args.section, section)
 
 
 if __name__ == "__main__":

@@ -20,3 +20,4 @@ def test_the_section_is_made_from_the_values_it_is_given() -> None:
     truth = "trained on the truth − demo (served mean): +0.060 (+2.00%; 95 % CI [-0.015, +0.135], 3/3 seeds higher)"
     constant = "best constant − demo (served mean): -0.060 (-2.00%; 95 % CI [-0.135, +0.015], 0/3 seeds higher)"
     assert truth in section and constant in section
+    assert section.startswith("## How much the loop could lift: the demo against what its world allows (simulator v2)")
