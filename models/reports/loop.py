@@ -59,15 +59,21 @@ def _describe(runs: dict[int, list[dict[str, Any]]]) -> tuple[str, str, str]:
     return " / ".join(trainers), " / ".join(names), margin
 
 
+def _replay_text(reward_model: str) -> str:
+    return (
+        "REINFORCE on the replayed logged requests, reward model = the business-weighted MTL predictions of what "
+        f"the replay serves{reward_model}, KL trust region around the active version "
+        "(models/algorithms/replay_trainer.py)"
+    )
+
+
 _TRAINERS = {
-    _REPLAY: "REINFORCE on the replayed logged requests, reward model = the "
-    "business-weighted MTL predictions of what the replay serves, KL trust region around the active version "
-    "(models/algorithms/replay_trainer.py)",
+    _REPLAY: _replay_text(""),
+    _REPLAY + _RECALIBRATED: _replay_text(
+        ", recalibrated per state on the training users' logged rewards once per round "
+        "(models/algorithms/reward_calibration.py)"
+    ),
     "models.algorithms.logged_a3c": "clipped A3C on the logged rewards (models/algorithms/logged_a3c.py)",
-    _REPLAY + _RECALIBRATED: "REINFORCE on the replayed logged requests, reward model = the business-weighted "
-    "MTL predictions of what the replay serves, recalibrated per state on the training users' logged rewards "
-    "once per round (models/algorithms/reward_calibration.py), KL trust region around the active version "
-    "(models/algorithms/replay_trainer.py)",
 }
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from models.reports.sections import keep_sections
 from models.reports.stats import Paired, describe
+from models.reports.training_noise import gradient_cv, signal_std
 
 OBJECTIVES = ("watch_time", "like", "follow", "share", "comment")
 SPARSE = OBJECTIVES[1:]
@@ -43,15 +44,6 @@ def _compare(
 
 def _log_stat(per_seed: dict[int, dict[str, Any]], method: str, fn: Any) -> np.ndarray:
     return np.array([fn(per_seed[s][method]["log"]) for s in sorted(per_seed)])
-
-
-def _grad_cv(log: dict[str, Any]) -> float:
-    norms = np.asarray(log["grad_norms"])[len(log["grad_norms"]) // 2 :]
-    return float(norms.std() / (norms.mean() + 1e-12))
-
-
-def _signal_std(log: dict[str, Any]) -> float:
-    return float(np.mean(log["extra"]["signal_std"]))
 
 
 def write_results(per_seed: dict[int, dict[str, Any]], cfg: Any, path: Path, seconds: float, machine: str) -> Path:
@@ -143,8 +135,8 @@ def write_results(per_seed: dict[int, dict[str, Any]], cfg: Any, path: Path, sec
     for m in ("a3c_gamma_0.95", "a3c_srs", "a3c_srs2"):
         ret = _values(per_seed, m, "return")
         lines.append(
-            f"| {m} | {_fmt(ret)} | {ret.std(ddof=1):.1f} | {_fmt(_log_stat(per_seed, m, _signal_std), 3)} "
-            f"| {_fmt(_log_stat(per_seed, m, _grad_cv), 3)} |"
+            f"| {m} | {_fmt(ret)} | {ret.std(ddof=1):.1f} | {_fmt(_log_stat(per_seed, m, signal_std), 3)} "
+            f"| {_fmt(_log_stat(per_seed, m, gradient_cv), 3)} |"
         )
     interpretation = ["## Interpretation (generated from the intervals above)", "", *(text for _, text in compared)]
     lines += ["", "![results](results.png)", "", *interpretation, "", "## Configuration", "", "```"]

@@ -13,6 +13,7 @@ import numpy as np
 
 from models.reports.sections import keep_sections
 from models.reports.stats import Paired, describe, format_seeds, t_quantiles
+from models.reports.training_noise import gradient_cv, signal_std
 
 BASELINES = ("uniform", "cem_immediate", "cem_session", "grid_one", "grid_groups")
 METRICS = (
@@ -230,24 +231,14 @@ COMPARISONS = (
 )
 
 
-# What a (method, seed)'s training log says of its noise, computed from the log beside its metrics: the std
-# of the signal the critic regresses on (the scaled reward, SRS's estimate for SRS), mean over updates,
-# and the coefficient of variation of the actor's gradient norm over the second half of training.
-TRAINING_NOISE = ("signal_std", "grad_cv")
-
-
-def _training_noise(record: dict[str, Any], metric: str) -> float:
-    log = record.get("log") or {}
-    if metric == "signal_std":
-        signal = (log.get("extra") or {}).get("signal_std")
-        return float(np.mean(signal)) if signal else np.nan
-    norms = np.asarray(log.get("grad_norms") or [], dtype=np.float64)[len(log.get("grad_norms") or []) // 2 :]
-    return float(norms.std() / norms.mean()) if norms.size > 1 and norms.mean() > 0 else np.nan
+# Metrics read from a (method, seed)'s training log rather than from its evaluation (SRS's claims).
+TRAINING_NOISE = {"signal_std": signal_std, "grad_cv": gradient_cv}
 
 
 def _values(per_seed: dict[str, Any], method: str, metric: str) -> np.ndarray:
     if metric in TRAINING_NOISE:
-        return np.array([_training_noise(per_seed[s][method], metric) for s in per_seed], dtype=np.float64)
+        of_log = TRAINING_NOISE[metric]
+        return np.array([of_log(per_seed[s][method].get("log")) for s in per_seed], dtype=np.float64)
     return np.array([per_seed[s][method]["metrics"].get(metric, np.nan) for s in per_seed], dtype=np.float64)
 
 
