@@ -19,7 +19,7 @@ app = typer.Typer(
 
 StoreOption = Annotated[Path, typer.Option(help="Model store root", envvar="CASCADE_STORE")]
 # The simulators a `--world` names (models/sim/world.py `simulator_in`; spelled here so `serve` imports no numpy).
-WorldName = Literal["v1", "v2", "v2.1"]
+WorldName = Literal["v1", "v2", "v2.1", "v2.2"]
 
 
 @app.command()
@@ -133,7 +133,8 @@ def _niceness(level: int | None = None) -> str:
 
 
 def _section_key(base: str, world: str) -> str:
-    """The RESULTS.md section of a run in `world`: v2's keeps its historical key, v2.1's is `<base>_v21`."""
+    """The RESULTS.md section of a run in `world`: v2's keeps its historical key, v2.1's is `<base>_v21`
+    (v2.2's `<base>_v22`)."""
     return base if world == "v2" else f"{base}_{world.replace('.', '')}"
 
 
@@ -176,7 +177,8 @@ def experiment(
             help="'calibrate' (simulator v2's calibration table), 'sweep' (its unanchored parameters), 'headroom' "
             "(one constant per observable group over one, --eval-users users per world), 'v2' (the "
             "methods and baselines in simulator v2), 'report' (re-render RESULTS.md from a v2 run), 'heldout' (the "
-            "demo against the best constant on --seeds of a v2 run folder) or 'seeds' (v1)"
+            "demo against the best constant on --seeds of a v2 run folder), 'stages' (how far the stages' heads "
+            "disagree, v2.1 and v2.2, no learning) or 'seeds' (v1)"
         ),
     ] = "v2",
     seeds: SeedsOption = "0-9",
@@ -185,7 +187,11 @@ def experiment(
     eval_users: Annotated[int, typer.Option(help="v2: fixed users each method is evaluated on, per seed")] = 500,
     workers: Annotated[int, typer.Option(help="Seeds trained in parallel processes")] = 1,
     world: Annotated[
-        str, typer.Option(help="calibrate, sweep, headroom, v2, report, heldout: SIMULATOR.md's world, 'v2' or 'v2.1'")
+        str,
+        typer.Option(
+            help="calibrate, sweep, headroom, v2, report, heldout: SIMULATOR.md's world, 'v2', 'v2.1' or 'v2.2' "
+            "(v2.1 with stage heads that disagree)"
+        ),
     ] = "v2",
     resume: Annotated[bool, typer.Option(help="v2: keep the (seed, method) results already in --runs")] = False,
     section: Annotated[
@@ -209,7 +215,7 @@ def experiment(
         seed_list = parse_seeds(seeds)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--seeds") from error
-    world = _world(world, ("v2", "v2.1"))
+    world = _world(world, ("v2", "v2.1", "v2.2"))
     # The world is named in every command a report prints, so a reader can rerun it.
     in_world_flag = "" if world == "v2" else f" --world {world}"
     if section and re.fullmatch(r"[a-z0-9]+:[a-z0-9_]+", section) is None:
@@ -233,6 +239,14 @@ def experiment(
 
         text = headroom_markdown(seed_list, eval_users, world)
         update_section(results, _section_key("sim:headroom", world), text)
+        typer.echo(text)
+        return
+    if name == "stages":
+        from models.experiments.stage_agreement import agreement_markdown
+        from models.reports.sections import update_section
+
+        text = agreement_markdown(seed_list)
+        update_section(results, section or "sim:stages", text)
         typer.echo(text)
         return
     if name == "signal":
@@ -306,7 +320,8 @@ def experiment(
         return
     if name != "seeds":
         raise typer.BadParameter(
-            f"unknown experiment {name!r}; known: calibrate, sweep, headroom, signal, heldout, v2, report, seeds"
+            f"unknown experiment {name!r}; known: calibrate, sweep, headroom, signal, stages, heldout, v2, report, "
+            "seeds"
         )
     if len(seed_list) < 3:
         raise typer.BadParameter("at least 3 seeds", param_hint="--seeds")

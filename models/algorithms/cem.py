@@ -8,6 +8,8 @@ table's first row, and the fixed fusion action the stage-policy experiments (UNE
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +71,27 @@ class SessionCEMConfig:
     users: int = 160  # sessions per candidate action, the same users for every candidate of an iteration
 
 
+def _cross_entropy(
+    score: Callable[[np.ndarray, int], float],
+    low: np.ndarray,
+    high: np.ndarray,
+    rng: np.random.Generator,
+    config: SessionCEMConfig,
+) -> tuple[np.ndarray, list[float]]:
+    """The search of the session-return CEMs: each iteration draws a seed (its users, pools and draws, shared
+    by all its candidates) and a population in the box [low, high]; `score(action, seed)` rates one."""
+    mean, std = 0.5 * (low + high), 0.25 * (high - low)
+    history: list[float] = []
+    for _ in range(config.iterations):
+        seed = int(rng.integers(0, 2**31 - 1))
+        actions = np.clip(mean + std * rng.standard_normal((config.population, mean.size)), low, high)
+        scores = np.array([score(a, seed) for a in actions])
+        elite = actions[np.argsort(scores)[-config.elite :]]
+        mean, std = elite.mean(0), elite.std(0) + 1e-3
+        history.append(float(np.sort(scores)[-config.elite :].mean()))
+    return mean, history
+
+
 @torch.no_grad()
 def cem_session_action(
     policy: CascadePolicy, sim: Simulator, rng: np.random.Generator, run: RunConfig, config: SessionCEMConfig
@@ -82,26 +105,39 @@ def cem_session_action(
     """
     from models.env.episodes import evaluate
 
+    def session_return(action: np.ndarray, seed: int) -> float:
+        fusion = torch.from_numpy(action.astype(np.float32))
+        return evaluate(policy, sim, run, users=config.users, seed=seed, fusion_action=fusion)["return"]
+
     low, high = policy.fusion.low.numpy(), policy.fusion.high.numpy()
-    mean, std = 0.5 * (low + high), 0.25 * (high - low)
-    history: list[float] = []
-    for _ in range(config.iterations):
-        seed = int(rng.integers(0, 2**31 - 1))
-        actions = np.clip(mean + std * rng.standard_normal((config.population, mean.size)), low, high)
-        scores = np.array(
-            [
-                evaluate(
-                    policy,
-                    sim,
-                    run,
-                    users=config.users,
-                    seed=seed,
-                    fusion_action=torch.from_numpy(a.astype(np.float32)),
-                )["return"]
-                for a in actions
-            ]
-        )
-        elite = actions[np.argsort(scores)[-config.elite :]]
-        mean, std = elite.mean(0), elite.std(0) + 1e-3
-        history.append(float(np.sort(scores)[-config.elite :].mean()))
+    mean, history = _cross_entropy(session_return, low, high, rng, config)
     return torch.from_numpy(mean.astype(np.float32)), history
+
+
+# The box of the constant stage weights searched: a_ij in [0, 2], the search starting at every a_ij = 1.
+STAGE_WEIGHT_BOX = (0.0, 2.0)
+
+
+@torch.no_grad()
+def cem_stage_action(
+    policy: CascadePolicy,
+    sim: Simulator,
+    rng: np.random.Generator,
+    run: RunConfig,
+    config: SessionCEMConfig,
+    fusion_action: torch.Tensor,
+) -> tuple[torch.Tensor, list[float]]:
+    """(best constant stage weights [3, J] on session return under `fusion_action`, elite mean per iteration):
+    the no-RL baseline of the stage actors (UNEX-RL), searched as `cem_session_action` searches fusion."""
+    from models.env.episodes import evaluate
+
+    candidate = copy.deepcopy(policy)
+    shape = (len(candidate.stage_actors), candidate.config.n_objectives)
+
+    def session_return(action: np.ndarray, seed: int) -> float:
+        candidate.serve_constant_stages(torch.from_numpy(action.astype(np.float32)).reshape(shape))
+        return evaluate(candidate, sim, run, users=config.users, seed=seed, fusion_action=fusion_action)["return"]
+
+    low, high = np.full(shape[0] * shape[1], STAGE_WEIGHT_BOX[0]), np.full(shape[0] * shape[1], STAGE_WEIGHT_BOX[1])
+    mean, history = _cross_entropy(session_return, low, high, rng, config)
+    return torch.from_numpy(mean.astype(np.float32)).reshape(shape), history

@@ -31,13 +31,18 @@ Targets = Literal["expected", "sampled"]
 
 def response_batch(
     sim: Simulator, n_users: int, items_per_user: int, rng: np.random.Generator, targets: Targets = "expected"
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(state [B, S], items [B, M, I], responses [B, M, objectives]) for random users and items."""
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """(state [B, S], items [B, M, I], each stage's targets [B, M, objectives]) for random users and items.
+
+    The stages' targets are the same responses unless the world gives each stage a systematic error of its
+    own (`Simulator.stage_targets`, SIMULATOR.md "v2.2"); sampled targets have none."""
     requests = sim.sample_requests(n_users, items_per_user, rng)
     if targets == "expected":
         responses = sim.expected_responses(requests.users, requests.candidates, requests.context)
+        per_stage = [sim.stage_targets(stage, requests.candidates, responses) for stage in range(3)]
     else:
         responses = sim.respond(requests.users, requests.candidates, requests.context, rng).sampled
+        per_stage = [responses] * 3
     columns = [requests.user_features, requests.context]
     if sim.config.session_features:
         # Session features (depth, satisfaction in [0, 1]) do not change a response: drawn at random so the
@@ -47,17 +52,21 @@ def response_batch(
     return (
         torch.from_numpy(state),
         torch.from_numpy(sim.item_features[requests.candidates]),
-        torch.from_numpy(responses.astype(np.float32)),
+        [torch.from_numpy(y.astype(np.float32)) for y in per_stage],
     )
 
 
 def heads_loss(
-    policy: CascadePolicy, state: torch.Tensor, items: torch.Tensor, y: torch.Tensor, weights: torch.Tensor
+    policy: CascadePolicy,
+    state: torch.Tensor,
+    items: torch.Tensor,
+    targets: list[torch.Tensor],
+    weights: list[torch.Tensor],
 ) -> torch.Tensor:
-    """Σ over the three heads of Σ_j weights_j·loss_j."""
+    """Σ over the three heads of Σ_j weights_ij·loss_ij, head i against its stage's targets."""
     total = torch.zeros(())
     for i in range(len(policy.heads)):
-        total = total + (policy.head(i).objective_losses(state, items, y) * weights).sum()
+        total = total + (policy.head(i).objective_losses(state, items, targets[i]) * weights[i]).sum()
     return total
 
 
@@ -74,12 +83,13 @@ def train_heads(
 ) -> HeadTraining:
     """Fit every stage's heads to fresh simulator responses each step (the simulator is an endless log).
 
-    Each objective's loss is divided by its no-skill loss (that of predicting the mean), so a 1%-rate
-    objective, whose raw BCE is tiny, weighs as much as watch time; without it the sparse heads stay at
-    their base rates for the first few hundred steps. Losses reported are in these units (1 = no skill).
+    Each objective's loss is divided by its no-skill loss (that of predicting the mean of the stage's
+    targets), so a 1%-rate objective, whose raw BCE is tiny, weighs as much as watch time; without it the
+    sparse heads stay at their base rates for the first few hundred steps. Losses reported are in these
+    units (1 = no skill).
     """
     held_out = response_batch(sim, 512, items_per_user, rng, targets)
-    weights = 1.0 / policy.head(0).no_skill_losses(held_out[2]).clamp(min=1e-6)
+    weights = [1.0 / policy.head(i).no_skill_losses(y).clamp(min=1e-6) for i, y in enumerate(held_out[2])]
     with torch.no_grad():
         before = float(heads_loss(policy, *held_out, weights))
     optimiser = torch.optim.Adam(policy.heads.parameters(), lr=lr)

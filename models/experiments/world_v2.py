@@ -12,7 +12,9 @@ numbers of another. Baselines beside every RL row:
 `contextual_cem` is that search run once more per activity segment from its own `cem_session` constant
 (models/algorithms/contextual_cem.py): the no-RL row that can use what the headroom probe measures.
 `contextual_a3c` is the RL step from there: the session A3C (γ = 0.95, the comparison rows' budget and
-exploration) started from `contextual_cem`'s table instead of the middle of the box.
+exploration) started from `contextual_cem`'s table instead of the middle of the box. `cem_stages` is the
+stage rows' constant: the best constant stage weights by CEM on the session return, under the uniform
+fusion the stage actors learn with.
 """
 
 from __future__ import annotations
@@ -26,13 +28,19 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from models.algorithms.a3c import SessionA3CConfig, train_a3c
-from models.algorithms.cem import CEMConfig, SessionCEMConfig, cem_fusion_action, cem_session_action
+from models.algorithms.cem import (
+    CEMConfig,
+    SessionCEMConfig,
+    cem_fusion_action,
+    cem_session_action,
+    cem_stage_action,
+)
 from models.algorithms.contextual_cem import ContextualCEMConfig, fit_segment_table, write_segment_table
 from models.algorithms.lagrangian import LagrangianConfig, train_lagrangian
 from models.algorithms.multi_critic import MultiCriticConfig, train_multi_critic
@@ -66,6 +74,7 @@ ALL_METHODS = (
     "demo_a3c",
     "lagrangian_a3c",
     "two_stage",
+    "cem_stages",
     "independent_stages",
     "unex_rl",
 )
@@ -107,11 +116,16 @@ class V2Config:
     contextual_cem: ContextualCEMConfig = field(default_factory=ContextualCEMConfig)
     threads: int = 1
     resume: bool = False  # keep the (seed, method) results already in the run folder
+    stage_score: Literal["predictions", "logits"] = "predictions"  # PolicyConfig.stage_score of every policy
 
 
 def in_world(cfg: V2Config, name: str) -> V2Config:
-    """`cfg` in SIMULATOR.md's world `name` (v2 or v2.1) at its committed parameters."""
-    return replace(cfg, world=world_config(name), world_name=name)
+    """`cfg` in SIMULATOR.md's world `name` (v2, v2.1 or v2.2) at its committed parameters. Where the stages'
+    heads have errors of their own (v2.2) the stages score on the heads' logits, one scale for every
+    objective: on raw predictions watch minutes outweigh the probabilities and every stage sorts by watch."""
+    world = world_config(name)
+    score: Literal["predictions", "logits"] = "logits" if any(world.stage_bias) else "predictions"
+    return replace(cfg, world=world, world_name=name, stage_score=score)
 
 
 DEMO_STEPS_FACTOR = 2
@@ -275,6 +289,14 @@ def _trainers(
 
         return train
 
+    def stage_constant(p: CascadePolicy, rng: np.random.Generator) -> tuple[None, dict[str, Any]]:
+        # The stage rows' no-RL baseline: the best constant stage weights under the same uniform fusion.
+        fusion = _uniform(p)
+        action, history = cem_stage_action(p, sim, rng, run, cfg.cem, fusion)
+        p.serve_constant_stages(action)
+        p.serve_constant(fusion)
+        return None, {"cem": asdict(cfg.cem), "history": history, "stage_action": action.tolist()}
+
     return {
         "uniform": constant("uniform"),
         "cem_immediate": constant("immediate"),
@@ -292,6 +314,7 @@ def _trainers(
         "demo_a3c": demo,
         "lagrangian_a3c": lagrangian,
         "two_stage": two_stage,
+        "cem_stages": stage_constant,
         "independent_stages": stages(True),
         "unex_rl": stages(False),
     }
@@ -330,7 +353,8 @@ def base_policy(seed: int, cfg: V2Config) -> tuple[SimulatorV2, CascadePolicy, f
     sim = SimulatorV2(v2_sim_config(), seed=seed, world=cfg.world)
     base_rng = method_stream(seed, "base")
     torch.manual_seed(torch_seed(seed, "base"))
-    base = CascadePolicy(replace(PolicyConfig.from_sim(sim.config), scale_free_powers=True))
+    config = replace(PolicyConfig.from_sim(sim.config), scale_free_powers=True, stage_score=cfg.stage_score)
+    base = CascadePolicy(config)
     train_heads(base, sim, base_rng, steps=cfg.head_steps)
     train_rnd(base.rnd, lambda n: _states(sim, cfg.run, base_rng, n), cfg.rnd_steps)
     with torch.no_grad():

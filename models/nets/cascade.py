@@ -2,9 +2,10 @@
 
 matching → pre-ranking → ranking (UNEX-RL): stage i's actor sees o_i = user ⊕ context ⊕ mean features
 of the candidates entering stage i (the cascading information chain), outputs a_i ≥ 0, scores each
-candidate with h_i(user, item)·a_i and keeps its top min(n_in, max(size_i, k)). Then the request-level
-fusion actor (Kuaishou) picks (w, b) and the ranking survivors are ordered by Σ_j w_j·log(p_j + b_j)
-over the request's MTL predictions p; the top k are served. The RND novelty of the state rides along.
+candidate with h_i(user, item)·a_i (h_i the heads' predictions, or their logits: `stage_score`) and
+keeps its top min(n_in, max(size_i, k)). Then the request-level fusion actor (Kuaishou) picks (w, b)
+and the ranking survivors are ordered by Σ_j w_j·log(p_j + b_j) over the request's MTL predictions p;
+the top k are served. The RND novelty of the state rides along.
 
 `forward` has exactly the signature of `contracts.manifest.CASCADE_INPUTS` → `CASCADE_OUTPUTS`. Every
 size that depends on N or k is computed from tensors inside the graph (DESIGN.md "Known traps": a
@@ -50,6 +51,10 @@ class PolicyConfig:
     rnd_out: int = 16
     # Fusion powers normalised to a fixed sum (models/nets/actors.FusionActor `powers`): the v2 methods.
     scale_free_powers: bool = False
+    # What a stage's action weights: the heads' predictions (watch minutes beside probabilities, so watch
+    # decides every stage), or their logits, on one scale: Σ_j a_j·logit ĥ_j ranks like Π_j ĥ_j^{a_j} for
+    # rare events, the fusion's log-power form (SIMULATOR.md "v2.2").
+    stage_score: Literal["predictions", "logits"] = "predictions"
 
     @classmethod
     def from_sim(cls, sim: SimConfig) -> PolicyConfig:
@@ -179,6 +184,18 @@ class CascadePolicy(nn.Module):
             last.bias.copy_(fusion.mean_logit(action))
             fusion.log_std.copy_(torch.log(std_fraction * (fusion.high - fusion.low)))
 
+    def serve_constant_stages(self, actions: torch.Tensor) -> None:
+        """Make every stage actor serve its row of `actions` [3, J] (≥ 0) for every observation: the constant
+        stage weights of a no-RL baseline. Zero weights are served as 1e-4 (softplus never reaches 0)."""
+        for actor, action in zip(self.stage_actors, actions, strict=True):
+            assert isinstance(actor, StageActor)
+            last = actor.net[-1]
+            assert isinstance(last, nn.Linear)
+            with torch.no_grad():
+                last.weight.zero_()
+                # softplus⁻¹(a) = log(eᵃ − 1)
+                last.bias.copy_(torch.log(torch.expm1(action.clamp(min=1e-4))))
+
     def head(self, stage: int) -> PredictionHead:
         head = self.heads[stage]
         assert isinstance(head, PredictionHead)
@@ -239,7 +256,9 @@ class CascadePolicy(nn.Module):
             else:
                 action, log_prob = actor.sample(obs, stage_noise[:, i])
             # Selection function: the stage's heads weighted by the stage action, h_i(u, x)·a_i.
-            score = (self.head(i)(state, features) * action.unsqueeze(1)).sum(-1)
+            head = self.head(i)
+            values = head.logits(state, features) if self.config.stage_score == "logits" else head(state, features)
+            score = (values * action.unsqueeze(1)).sum(-1)
             kept = self.keep(size_of(score, 1), stage_sizes[i], k0)
             # k as a 0-d tensor, not an int: the tracer records it as a graph value (a dynamic TopK k).
             best = torch.topk(score, kept, dim=1).indices  # type: ignore[arg-type]  # tensor k, as above

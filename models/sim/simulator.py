@@ -153,6 +153,11 @@ class Simulator:
         expected = _sigmoid(logits)
         return np.where(self._dense, self.config.max_watch_time * expected, expected)
 
+    def stage_targets(self, stage: int, items: IntArray, expected: FloatArray) -> FloatArray:
+        """What stage `stage`'s heads are fitted to, given `expected` = E[y | u, items]: the truth here (v1's
+        stages have no bias of their own; SimulatorV2 adds one in v2.2)."""
+        return expected
+
     def predictions(
         self, users: IntArray, items: IntArray, context: FloatArray, rng: np.random.Generator | None = None
     ) -> FloatArray:

@@ -115,6 +115,12 @@ class WorldConfig:
     # per activity level below full_active). d = 1 in v2 (every user's predictions equally good), 4 in v2.1
     # (unanchored; SIMULATOR.md gives the no-learning probe at d = 1, 2, 4 it was chosen from).
     history_decay: float = 1.0
+    # ---- the stage heads' training targets (SIMULATOR.md "v2.2")
+    # Each stage's model is fitted to targets with its own systematic error: logit (sparse) / log (watch)
+    # shifted by σ_s·z_s(i), z_s a fixed standardised linear function of the item's features per (stage,
+    # objective). σ_s for (matching, pre-ranking, ranking): 0 in v2 and v2.1 (every stage's heads learn the
+    # same truth), (0.8, 0.8, 0.3) in v2.2 (the anchors' σ_pre ≈ 0.8, σ_rank ≈ 0.3, an assumption).
+    stage_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # Logging-like policy used for calibration: top-6 of 500 random candidates by A + N(0, 1).
     logging_candidates: int = 500
     logging_noise: float = 1.0
@@ -248,6 +254,8 @@ class SimulatorV2(Simulator):
         ).astype(np.float32)
         if self.user_features.shape[1] != cfg.user_dim or self.item_features.shape[1] != cfg.item_dim:
             raise ValueError("SimulatorV2 needs SimConfig(user_dim=16, item_dim=12): use v2_sim_config()")
+        # Drawn on a stream of its own, after everything else: v2 and v2.1 worlds are unchanged draw for draw.
+        self.stage_bias = _stage_bias(self.item_features, w.stage_bias, len(cfg.objectives), seed)
         self._dense = np.array(cfg.dense_mask)
         self._weights = np.array(cfg.business_weights, dtype=np.float64)
         if tuple(cfg.objectives) != ("watch_time", *SPARSE_V2):
@@ -387,6 +395,18 @@ class SimulatorV2(Simulator):
         watch = np.minimum(expected[..., :1] * np.exp(watch_noise), self.config.max_watch_time)
         return np.concatenate([watch, sparse], axis=-1).astype(np.float32)
 
+    def stage_targets(self, stage: int, items: IntArray, expected: FloatArray) -> FloatArray:
+        """What stage `stage`'s heads are fitted to for `expected` = E[y | u, items] [B, M, 5]: the truth with
+        the stage's systematic error, σ(logit p_k + e_sk(i)) for the sparse responses, E[T]·exp(e_sw(i))
+        for watch (capped at the heads' range); the truth itself where the world has no stage bias."""
+        if not np.any(self.world.stage_bias[stage]):
+            return expected
+        error = self.stage_bias[stage][items]  # [B, M, 5]
+        p = np.clip(expected[..., 1:], 1e-7, 1 - 1e-7)
+        sparse = _sigmoid(np.log(p / (1 - p)) + error[..., 1:])
+        watch = np.minimum(expected[..., :1] * np.exp(error[..., :1]), self.config.max_watch_time)
+        return np.concatenate([watch, sparse], axis=-1)
+
     def sample_requests(
         self, n_requests: int, n_candidates: int | None = None, rng: np.random.Generator | None = None
     ) -> Requests:
@@ -406,22 +426,35 @@ class SimulatorV2(Simulator):
         return SessionsV2(self, n, rng, config, n_candidates, refill, users)
 
 
-WorldName = Literal["v1", "v2", "v2.1"]
-V2_WORLDS = ("v2", "v2.1")
+def _stage_bias(item_features: FloatArray, sd: tuple[float, float, float], objectives: int, seed: int) -> FloatArray:
+    """e_s(i) = σ_s·z_s(i) [3, items, objectives]: z_s = X·β_s standardised over the catalogue, β_s ~ N(0, I)
+    per (stage, objective), so each stage errs by a fixed amount on each item that its heads can learn
+    from the item's features (a systematic bias, not noise that more training would average out)."""
+    directions = np.random.default_rng([seed, 22]).standard_normal((3, item_features.shape[1], objectives))
+    z = item_features.astype(np.float64) @ directions  # [3, items, objectives]
+    z = (z - z.mean(axis=1, keepdims=True)) / z.std(axis=1, keepdims=True)
+    bias: FloatArray = np.asarray(sd, dtype=np.float64)[:, None, None] * z
+    return bias
+
+
+WorldName = Literal["v1", "v2", "v2.1", "v2.2"]
+V2_WORLDS = ("v2", "v2.1", "v2.2")
 
 
 def world_config(name: str) -> WorldConfig:
-    """The committed parameters of a v2 world: v2, or v2.1 (v2 whose sparse predictions get worse as a
-    user's history shrinks, SIMULATOR.md "v2.1": d = 4)."""
+    """The committed parameters of a v2 world: v2, v2.1 (v2 whose sparse predictions get worse as a user's
+    history shrinks, SIMULATOR.md "v2.1": d = 4) or v2.2 (v2.1 whose stage heads learn biased targets)."""
     if name == "v2":
         return WorldConfig()
     if name == "v2.1":
         return WorldConfig(history_decay=4.0)
+    if name == "v2.2":
+        return WorldConfig(history_decay=4.0, stage_bias=(0.8, 0.8, 0.3))
     raise ValueError(f"unknown v2 world {name!r}; known: {', '.join(V2_WORLDS)}")
 
 
 def simulator_in(world: WorldName, config: SimConfig, seed: int) -> Simulator:
-    """World `seed` of simulator v1, v2 or v2.1 (at their committed parameters) with `config`'s widths."""
+    """World `seed` of simulator v1, v2, v2.1 or v2.2 (at their committed parameters) with `config`'s widths."""
     if world in V2_WORLDS:
         return SimulatorV2(config, seed=seed, world=world_config(world))
     return Simulator(config, seed=seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +209,26 @@ def test_cem_finds_a_bounded_action_that_a_constant_fusion_actor_serves(sim: Sim
     fixed = evaluate(policy, sim, RUN, users=30, fusion_action=action)
     learned = evaluate(policy, sim, RUN, users=30)
     assert fixed["return"] == pytest.approx(learned["return"], rel=0.05) and fixed["depth"] >= 1
+
+
+def test_stages_scored_on_logits_keep_the_best_by_weighted_logits_and_export_with_parity(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    policy = CascadePolicy(replace(PolicyConfig.from_sim(SIM), stage_score="logits"))
+    rng = np.random.default_rng(0)
+    sessions = Sessions(sim, 4, rng, n_candidates=100)
+    batch = to_batch(sim, sessions.requests(), sessions, rng)
+    sizes, k = torch.tensor(RUN.stage_sizes), torch.tensor([RUN.k])
+    actions = torch.rand(4, 3, SIM.n_objectives) + 0.1
+    with torch.no_grad():
+        selection = policy.select(batch.state, batch.items, sizes, k, stage_actions=actions)
+        logits = policy.head(0).logits(batch.state, batch.items)
+        want = torch.topk((logits * actions[:, :1]).sum(-1), RUN.stage_sizes[0], dim=1).indices
+        on_predictions = torch.topk((policy.head(0)(batch.state, batch.items) * actions[:, :1]).sum(-1), 60, dim=1)
+    # The matching stage's survivors are the top by Σ_j a_j·logit_j (their mean features are stage 2's view).
+    kept = torch.gather(batch.items, 1, want.unsqueeze(-1).expand(-1, -1, batch.items.shape[-1])).mean(1)
+    torch.testing.assert_close(selection.observations[:, 1, -batch.items.shape[-1] :], kept)
+    assert not torch.equal(torch.sort(want).values, torch.sort(on_predictions.indices).values)
+    export_method_bundle(policy, ExperimentConfig(sim=SIM, run=RUN), tmp_path / "bundle", "unex_rl", seed=0)
+    assert (tmp_path / "bundle" / "manifest.json").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from models.reports.calibration import calibration_markdown
 from models.sim.calibration import calibration_table, logging_items
@@ -98,6 +99,12 @@ def test_session_lengths_are_smooth_not_a_cliff(sim: SimulatorV2) -> None:
     assert (counts[:20] > 0).all() and counts.max() < 0.2 * depth.size
 
 
+def _unclipped(p: np.ndarray) -> np.ndarray:
+    """Where `_logit` does not clip."""
+    inside: np.ndarray = (p > 1e-7) & (p < 1 - 1e-7)
+    return inside
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-7, 1 - 1e-7)
     out: np.ndarray = np.log(p / (1 - p))
@@ -133,3 +140,70 @@ def test_worlds_are_named_and_an_unknown_name_is_refused() -> None:
     assert world_config("v2.1").history_decay > 1.0
     with pytest.raises(ValueError, match=r"v2\.1"):
         world_config("v3")
+
+
+def test_v22_stage_heads_learn_targets_with_errors_of_their_own() -> None:
+    v21, v22 = SimulatorV2(seed=4, world=world_config("v2.1")), SimulatorV2(seed=4, world=world_config("v2.2"))
+    rng = np.random.default_rng(0)
+    users = v22.sample_users(500, rng)
+    items = rng.integers(0, v22.config.n_items, size=(len(users), 40))
+    context = v22.sample_requests(len(users), 2, rng).context
+    expected = v22.expected_responses(users, items, context)
+    # Nothing users do or the ranking model predicts changes: v2.2 is v2.1 draw for draw.
+    np.testing.assert_array_equal(expected, v21.expected_responses(users, items, context))
+    np.testing.assert_array_equal(
+        v22.predictions(users, items, context, np.random.default_rng(1)),
+        v21.predictions(users, items, context, np.random.default_rng(1)),
+    )
+    errors = []
+    for stage, sd in enumerate(v22.world.stage_bias):
+        assert v21.stage_targets(stage, items, expected) is expected  # v2.1's stages learn the truth
+        target = v22.stage_targets(stage, items, expected)
+        sparse_error = _logit(target[..., 1:]) - _logit(expected[..., 1:])
+        # A fixed error per (item, objective) of sd σ_s over the catalogue, the same for every user (where
+        # E[y] is not clipped away from 0: a response with no play has no interaction to predict).
+        representable = _unclipped(expected[..., 1:]) & _unclipped(target[..., 1:])
+        assert representable.mean() > 0.5
+        np.testing.assert_allclose(
+            sparse_error[representable], v22.stage_bias[stage][items][..., 1:][representable], atol=1e-4
+        )
+        assert v22.stage_bias[stage].std(axis=0) == pytest.approx(np.full(5, sd), rel=1e-6)
+        uncapped = target[..., 0] < v22.config.max_watch_time
+        np.testing.assert_allclose(
+            np.log(target[..., 0] / expected[..., 0])[uncapped], v22.stage_bias[stage][items][..., 0][uncapped]
+        )
+        errors.append(v22.stage_bias[stage].ravel())
+    # Pre-ranking errs more than ranking, and the stages err differently (they disagree).
+    assert v22.world.stage_bias[1] > v22.world.stage_bias[2] > 0.0
+    assert abs(np.corrcoef(errors[0], errors[1])[0, 1]) < 0.2
+    # The errors are a function of what a head sees (the item's features), so training learns them.
+    features = np.c_[v22.item_features, np.ones(len(v22.item_features))]
+    residuals = np.linalg.lstsq(features, v22.stage_bias[1], rcond=None)[1]
+    assert np.all(residuals < 1e-6 * len(features))
+
+
+def test_stage_heads_are_fitted_to_their_own_stage_targets() -> None:
+    from models.algorithms.supervised import response_batch
+
+    v21, v22 = SimulatorV2(seed=4, world=world_config("v2.1")), SimulatorV2(seed=4, world=world_config("v2.2"))
+    *_, same = response_batch(v21, 8, 5, np.random.default_rng(2))
+    *_, own = response_batch(v22, 8, 5, np.random.default_rng(2))
+    assert all(torch.equal(same[0], y) for y in same)
+    assert (own[0] != own[2]).float().mean() > 0.9
+    assert world_config("v2.2").history_decay == world_config("v2.1").history_decay
+
+
+def test_the_stage_agreement_probe_measures_rank_correlations() -> None:
+    from models.experiments.stage_agreement import agreement, spearman
+    from models.experiments.world_v2 import V2Config, in_world, small
+
+    scores = np.random.default_rng(0).standard_normal((6, 30))
+    assert spearman(scores, 3 * scores + 1) == pytest.approx(1.0)
+    assert spearman(scores, -scores) == pytest.approx(-1.0)
+    cfg = small(in_world(V2Config(), "v2.2"))
+    assert cfg.stage_score == "logits" and in_world(V2Config(), "v2.1").stage_score == "predictions"
+    measured = agreement(0, cfg, requests=16)
+    assert {"matching vs truth", "ranking vs truth", "matching vs ranking"} <= set(measured)
+    assert all(-1.0 <= value <= 1.0 for value in measured.values())
+    # The simulator's own ranking predictions are informative: they are the truth with v2.1's noise.
+    assert measured["MTL predictions (the fusion's input) vs truth"] > 0.5
