@@ -13,6 +13,8 @@ actions) on replayed sessions:
   current upstream actors would not produce (the observation-dependency problem).
 - Stop-gradient (SG): the actor gradient of stage i reaches a_i through Q_g's action input only, not
   through the downstream observations (our P^i is a top-k, so that path is also not differentiable).
+  `cascade_gradient=True` keeps that path instead (the cascading effect), through a straight-through
+  relaxation of each cut (`relaxed_execution`), and logs its share of every actor step.
 - Category-quantile rescaling (CQR): r̃ = Φ(r | G_u), the reward's quantile among recent rewards of the
   user's category (quartiles of a user feature). The reward is request-level here, so there is no item
   category G_i.
@@ -42,6 +44,9 @@ class UnexConfig:
     run: RunConfig = field(default_factory=lambda: RunConfig(actor_lr=1e-3))
     gamma: float = 0.95
     independent: bool = False  # the baseline: per-stage critics on stored observations, no CIC, no CQR
+    # The cascading-effect gradient: the actors' update also follows how each action changes the downstream
+    # observations (`relaxed_execution`) instead of stopping the gradient there (the paper's SG).
+    cascade_gradient: bool = False
     cqr: bool = True
     replay: int = 16  # batches kept
     updates: int = 2  # gradient steps per collected batch (one on the newest batch, the rest replayed)
@@ -77,6 +82,51 @@ def rebuild(
     sizes, k = torch.tensor(config.stage_sizes), torch.tensor([config.k])
     with torch.no_grad():
         return policy.select(state, items, sizes, k, stage_actions=actions).observations
+
+
+def _spread(score: torch.Tensor, arrived: torch.Tensor) -> torch.Tensor:
+    """The std [B, 1] of each row's scores over the candidates that reached the stage."""
+    count = arrived.sum(1, keepdim=True)
+    mean = (score * arrived).sum(1, keepdim=True) / count
+    return torch.sqrt((((score - mean) * arrived) ** 2).sum(1, keepdim=True) / count)
+
+
+def relaxed_execution(
+    policy: CascadePolicy,
+    state: torch.Tensor,
+    items: torch.Tensor,
+    sizes: torch.Tensor,
+    k: torch.Tensor,
+    temperature: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The current actors' unidirectional execution, (observations [B, 3, obs], actions [B, 3, J]), with the
+    cascading effect differentiable: the forward pass is exactly the hard cascade (each stage keeps its top
+    candidates and the next observation is the mean of their features), while the backward pass sees each
+    cut as a sigmoid of (score − cut) / (temperature·std of the scores), a straight-through estimator of
+    how a stage's action moves what the next stages observe and therefore do (∂τ^{i+1}/∂a_i)."""
+    member = torch.ones_like(items[..., 0])  # [B, N]: which candidates reach the stage (1/0 forward)
+    observations, actions = [], []
+    k0 = k.reshape(())
+    for i, actor in enumerate(policy.stage_actors):
+        weight = member.unsqueeze(-1)
+        observation = torch.cat([state, (weight * items).sum(1) / weight.sum(1)], dim=-1)
+        action = actor(observation)
+        score = (policy.stage_values(i, state, items) * action.unsqueeze(1)).sum(-1)
+        arrived = member.detach() > 0.5
+        kept = int(policy.keep(arrived[0].sum(), sizes[i], k0))
+        ranked = score.masked_fill(~arrived, float("-inf"))
+        top = torch.topk(ranked, min(kept + 1, int(arrived[0].sum())), dim=1)
+        hard = torch.zeros_like(score).scatter(1, top.indices[:, :kept], 1.0)
+        if top.values.shape[1] > kept:  # the cut halfway between the last kept score and the first dropped
+            cut = 0.5 * (top.values[:, kept - 1] + top.values[:, kept]).detach().unsqueeze(1)
+            scale = temperature * _spread(score.detach(), arrived).clamp(min=1e-6)
+            soft = torch.sigmoid((score - cut) / scale) * arrived
+            member = member * (hard + soft - soft.detach())
+        else:  # nothing dropped: the membership does not depend on the action
+            member = member * hard
+        observations.append(observation)
+        actions.append(action)
+    return torch.stack(observations, dim=1), torch.stack(actions, dim=1)
 
 
 def _critic(width: int, hidden: int) -> nn.Sequential:
@@ -122,6 +172,8 @@ def train_stages(
         joint_q: torch.Tensor = nets[0](joint.flatten(1))  # [B, 1]
         return joint_q
 
+    shares: list[float] = []  # the cascading effect's share of each actor step (`cascade_gradient` only)
+
     def update(d: _Stored) -> tuple[float, float]:
         with torch.no_grad():  # y = r + γ·Q'(τ', π(τ')): τ' rebuilt by running the current actors (CIC)
             nxt = policy.select(d.next_state, d.next_items, sizes, k)
@@ -136,6 +188,9 @@ def train_stages(
         if config.independent:  # each actor on its stored observation: a_i = π_i(τ^i_stored)
             actions = torch.stack([actor(d.observations[:, i]) for i, actor in enumerate(policy.stage_actors)], dim=1)
             q = q_values(d.observations, actions, critics)
+        elif config.cascade_gradient:  # CIC, and the gradient through the downstream observations kept
+            observations, actions = relaxed_execution(policy, d.state, d.items, sizes, k)
+            q = q_values(observations, actions, critics)
         else:  # unidirectional execution with the current actors (CIC), SG through the observations
             current = policy.select(d.state, d.items, sizes, k)
             q = q_values(current.observations.detach(), current.actions, critics)
@@ -143,6 +198,17 @@ def train_stages(
         actor_opt.zero_grad()
         actor_loss.backward()  # type: ignore[no-untyped-call]
         norm = grad_norm(actor_params)
+        if config.cascade_gradient:  # how much of the step is the cascading effect: ‖g − g_SG‖ / ‖g‖
+            full = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in actor_params]
+            # The SG step from the same forward pass: every actor on its observation as a constant.
+            fixed = observations.detach()
+            stopped_actions = torch.stack([actor(fixed[:, i]) for i, actor in enumerate(policy.stage_actors)], dim=1)
+            stopped = torch.autograd.grad(
+                -q_values(fixed, stopped_actions, critics).mean(), actor_params, allow_unused=True
+            )
+            g_sg = [torch.zeros_like(p) if g is None else g for p, g in zip(actor_params, stopped, strict=True)]
+            diff = torch.stack([((a - b) ** 2).sum() for a, b in zip(full, g_sg, strict=True)]).sum().sqrt()
+            shares.append(float(diff) / max(norm, 1e-12))
         actor_opt.step()
         critics.zero_grad()
         with torch.no_grad():
@@ -170,5 +236,6 @@ def train_stages(
         losses = [update(replay[-1])]
         for _ in range(config.updates - 1):
             losses.append(update(replay[int(rng.integers(len(replay)))]))
-        log.record(t, float(np.mean([x[0] for x in losses])), float(np.mean([x[1] for x in losses])))
+        extra = {"cascade_share": float(np.mean(shares[-len(losses) :]))} if shares else {}
+        log.record(t, float(np.mean([x[0] for x in losses])), float(np.mean([x[1] for x in losses])), **extra)
     return log

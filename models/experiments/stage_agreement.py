@@ -45,9 +45,7 @@ def stage_scores(policy: CascadePolicy, state: torch.Tensor, items: torch.Tensor
     scores = []
     with torch.no_grad():
         for i in range(len(STAGES)):
-            head = policy.head(i)
-            values = head.logits(state, items) if policy.config.stage_score == "logits" else head(state, items)
-            scores.append((values * ones).sum(-1).numpy())
+            scores.append((policy.stage_values(i, state, items) * ones).sum(-1).numpy())
     return scores
 
 

@@ -14,7 +14,8 @@ numbers of another. Baselines beside every RL row:
 `contextual_a3c` is the RL step from there: the session A3C (γ = 0.95, the comparison rows' budget and
 exploration) started from `contextual_cem`'s table instead of the middle of the box. `cem_stages` is the
 stage rows' constant: the best constant stage weights by CEM on the session return, under the uniform
-fusion the stage actors learn with.
+fusion the stage actors learn with. `unex_rl_ce` is UNEX-RL without its stop-gradient: the actors' update
+also follows the cascading effect (models/algorithms/unex_rl.py, `relaxed_execution`).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ ALL_METHODS = (
     "cem_stages",
     "independent_stages",
     "unex_rl",
+    "unex_rl_ce",
 )
 # The exploration std the A3C rows start with (FusionActor's init_std_fraction), given to contextual_a3c's
 # written table too: the table's own bundles serve a 2 % std, too narrow for a policy gradient to move it.
@@ -276,10 +278,10 @@ def _trainers(
         config = TwoStageConfig(run=run, auxiliary_steps=run.steps // 2)
         return train_two_stage(p, sim, rng, config)[0], asdict(config)
 
-    def stages(independent: bool) -> Train:
+    def stages(independent: bool, cascade_gradient: bool = False) -> Train:
         # Stage actors learn under a fixed fusion (uniform weights, the comparison's common starting point),
         # which both rows then serve: the difference is the stages' alone (seed 000's setting).
-        config = UnexConfig(run=replace(run, actor_lr=1e-3), independent=independent)
+        config = UnexConfig(run=replace(run, actor_lr=1e-3), independent=independent, cascade_gradient=cascade_gradient)
 
         def train(p: CascadePolicy, rng: np.random.Generator) -> tuple[TrainLog, dict[str, Any]]:
             fusion = _uniform(p)
@@ -317,6 +319,7 @@ def _trainers(
         "cem_stages": stage_constant,
         "independent_stages": stages(True),
         "unex_rl": stages(False),
+        "unex_rl_ce": stages(False, cascade_gradient=True),
     }
 
 

@@ -201,6 +201,12 @@ class CascadePolicy(nn.Module):
         assert isinstance(head, PredictionHead)
         return head
 
+    def stage_values(self, stage: int, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """What stage `stage`'s action weights, [B, N, objectives]: its heads' predictions or their logits
+        (`PolicyConfig.stage_score`)."""
+        head = self.head(stage)
+        return head.logits(state, items) if self.config.stage_score == "logits" else head(state, items)
+
     def keep(self, n_in: torch.Tensor, size: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Candidates a stage keeps; a method so tests can plant the traced-constant trap in a subclass."""
         return stage_keep(n_in, size, k)
@@ -256,9 +262,7 @@ class CascadePolicy(nn.Module):
             else:
                 action, log_prob = actor.sample(obs, stage_noise[:, i])
             # Selection function: the stage's heads weighted by the stage action, h_i(u, x)·a_i.
-            head = self.head(i)
-            values = head.logits(state, features) if self.config.stage_score == "logits" else head(state, features)
-            score = (values * action.unsqueeze(1)).sum(-1)
+            score = (self.stage_values(i, state, features) * action.unsqueeze(1)).sum(-1)
             kept = self.keep(size_of(score, 1), stage_sizes[i], k0)
             # k as a 0-d tensor, not an int: the tracer records it as a graph value (a dynamic TopK k).
             best = torch.topk(score, kept, dim=1).indices  # type: ignore[arg-type]  # tensor k, as above

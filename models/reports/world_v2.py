@@ -242,6 +242,15 @@ COMPARISONS = (
         "as above",
     ),
     Comparison(
+        "unex_rl",
+        "unex_rl_ce",
+        "return",
+        1,
+        "UNEX-RL (seed paper 000): stopping the gradient at the downstream observations (SG) costs no return "
+        "against following the cascading effect",
+        "—",
+    ),
+    Comparison(
         "cem_stages",
         "uniform",
         "return",
@@ -355,6 +364,19 @@ def _gain_rows(per_seed: dict[str, Any], methods: list[str], level: str) -> list
     return lines
 
 
+def _cascade_share_lines(per_seed: dict[str, Any]) -> list[str]:
+    """How much of `unex_rl_ce`'s actor steps the cascading effect was, from its training logs."""
+    if not _present(per_seed, "unex_rl_ce"):
+        return []
+    shares = np.array([np.mean(per_seed[s]["unex_rl_ce"]["log"]["extra"]["cascade_share"]) for s in per_seed])
+    return [
+        "",
+        "`unex_rl_ce`'s cascading effect: ‖g − g_SG‖ / ‖g‖ of its actor steps (g its gradient, g_SG the same "
+        "step with the downstream observations held fixed), mean over updates: "
+        f"{shares.mean():.3f} over the seeds (min {shares.min():.3f}, max {shares.max():.3f}).",
+    ]
+
+
 def stage_biased(cfg: dict[str, Any]) -> bool:
     """Whether the run's world gives each stage's heads an error of its own (v2.2; runs before it had none)."""
     return any(cfg.get("world", {}).get("stage_bias", ()))
@@ -377,6 +399,7 @@ def results_body(per_seed: dict[str, Any], methods: list[str], level: str, stage
             "mean over updates; `grad_cv`: std / mean of the actor's gradient norm over the second half of "
             "training. Both from each (method, seed)'s training log.",
         ]
+    lines += _cascade_share_lines(per_seed)
 
     lines += ["", f"{level} Fusion weights served (scale-free)", ""]
     lines += [

@@ -18,7 +18,13 @@ from models.algorithms.multi_critic import MultiCriticConfig, train_multi_critic
 from models.algorithms.rnd import RND, ExplorationWidener, train_rnd
 from models.algorithms.srs import SRSConfig, train_srs
 from models.algorithms.two_stage import TwoStageConfig, train_two_stage, two_stage_log_weights
-from models.algorithms.unex_rl import CategoryQuantileRescaler, UnexConfig, rebuild, train_stages
+from models.algorithms.unex_rl import (
+    CategoryQuantileRescaler,
+    UnexConfig,
+    rebuild,
+    relaxed_execution,
+    train_stages,
+)
 from models.env.episodes import RunConfig, critic_net, evaluate, to_batch
 from models.experiments.session_methods import ExperimentConfig
 from models.nets.cascade import CascadePolicy, PolicyConfig
@@ -134,6 +140,24 @@ def test_cic_rebuilds_the_downstream_observations_from_the_first_and_the_actions
     assert not torch.allclose(other[:, 1:], executed.observations[:, 1:])
 
 
+def test_the_relaxed_cascade_executes_as_the_hard_one_and_passes_the_cascading_effect_back(
+    sim: Simulator, policy: CascadePolicy
+) -> None:
+    rng = np.random.default_rng(0)
+    sessions = Sessions(sim, 16, rng, n_candidates=100)
+    batch = to_batch(sim, sessions.requests(), sessions, rng)
+    sizes, k = torch.tensor(RUN.stage_sizes), torch.tensor([RUN.k])
+    with torch.no_grad():
+        hard = policy.select(batch.state, batch.items, sizes, k)
+    observations, actions = relaxed_execution(policy, batch.state, batch.items, sizes, k)
+    torch.testing.assert_close(observations, hard.observations)
+    torch.testing.assert_close(actions, hard.actions)
+    # The matching actor reaches the pre-ranking observation only through the cut: the path SG stops.
+    first = list(policy.stage_actors[0].parameters())
+    through_cut = torch.autograd.grad(observations[:, 1:].sum(), first, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in through_cut)
+
+
 @pytest.mark.parametrize("independent", [False, True])
 def test_stage_learners_fit_their_critics(sim: Simulator, policy: CascadePolicy, independent: bool) -> None:
     fusion = 0.5 * (policy.fusion.low + policy.fusion.high)
@@ -146,6 +170,19 @@ def test_stage_learners_fit_their_critics(sim: Simulator, policy: CascadePolicy,
     log = train_stages(policy, sim, np.random.default_rng(0), config, fusion)
     first, last = _first_last(log.critic_losses, 5)
     assert np.isfinite(log.critic_losses).all() and last < first
+    assert any(not torch.equal(before[k], v) for k, v in policy.stage_actors.state_dict().items())
+
+
+def test_unex_rl_with_the_cascading_effect_gradient_trains_and_logs_its_share(
+    sim: Simulator, policy: CascadePolicy
+) -> None:
+    fusion = 0.5 * (policy.fusion.low + policy.fusion.high)
+    config = UnexConfig(run=RunConfig(**{**EXPECTED.__dict__, "steps": 6}), cascade_gradient=True)
+    before = copy.deepcopy(policy.stage_actors.state_dict())
+    log = train_stages(policy, sim, np.random.default_rng(0), config, fusion)
+    shares = log.extra["cascade_share"]
+    assert len(shares) == 6 and np.isfinite(shares).all() and all(s >= 0 for s in shares)
+    assert any(s > 0 for s in shares)  # the cut moves the downstream observations: not always zero
     assert any(not torch.equal(before[k], v) for k, v in policy.stage_actors.state_dict().items())
 
 
