@@ -9,9 +9,12 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
+
+if TYPE_CHECKING:  # training modules import torch: only when a training command runs
+    from models.experiments.world_v2 import V2Config
 
 app = typer.Typer(
     help="cascade-serve: train, export, evaluate, publish, activate and serve cascade policies.", no_args_is_help=True
@@ -143,8 +146,25 @@ SeedsOption = Annotated[
 ]
 
 
+def _stage_scored(config: V2Config, stage_score: str) -> V2Config:
+    """`config` with its stages scored on `stage_score` ('predictions' or 'logits'), or as its world does."""
+    from dataclasses import replace
+
+    if stage_score in ("", config.stage_score):
+        return config
+    if stage_score not in ("predictions", "logits"):
+        raise typer.BadParameter("'predictions' or 'logits'", param_hint="--stage-score")
+    return replace(config, stage_score=cast(Literal["predictions", "logits"], stage_score))
+
+
 def _complete_v2_runs(
-    runs: Path, methods: tuple[str, ...], eval_users: int, steps: int, seeds: tuple[int, ...] = (), world: str = "v2"
+    runs: Path,
+    methods: tuple[str, ...],
+    eval_users: int,
+    steps: int,
+    seeds: tuple[int, ...] = (),
+    world: str = "v2",
+    stage_score: str = "",
 ) -> dict[str, Any]:
     """The v2 run folder's record over the seeds (of `seeds`, or all) whose chosen methods all finished.
     The folder's all.json, when there is one, says what ran (updates, evaluation users, niceness): its
@@ -160,7 +180,7 @@ def _complete_v2_runs(
         saved = json.loads(recorded.read_text())
         steps, eval_users = int(saved["config"]["run"]["steps"]), int(saved["config"]["eval_users"])
         niceness = int(saved.get("niceness", 0))
-    base = in_world(V2Config(), world)
+    base = _stage_scored(in_world(V2Config(), world), stage_score)
     config = replace(base, methods=methods, eval_users=eval_users, run=replace(base.run, steps=steps))
     record = collect_runs(runs, config, seconds=0.0, seeds=seeds)
     record["niceness"] = niceness
@@ -194,6 +214,13 @@ def experiment(
         ),
     ] = "v2",
     resume: Annotated[bool, typer.Option(help="v2: keep the (seed, method) results already in --runs")] = False,
+    stage_score: Annotated[
+        str,
+        typer.Option(
+            help="v2/report: score the stages on 'predictions' or 'logits' instead of as the world does (v2.2: "
+            "logits, the others: predictions), an ablation named in the report"
+        ),
+    ] = "",
     section: Annotated[
         str,
         typer.Option(
@@ -285,7 +312,7 @@ def experiment(
         if name == "v2":
             if len(seed_list) < 2:
                 raise typer.BadParameter("at least 2 seeds for a paired interval", param_hint="--seeds")
-            base = in_world(V2Config(), world)
+            base = _stage_scored(in_world(V2Config(), world), stage_score)
             config = replace(
                 base,
                 seeds=seed_list,
@@ -297,12 +324,14 @@ def experiment(
             record = run_experiment(config, runs, workers=workers)
         else:
             # Re-render from the per-seed folders: every seed of --seeds whose chosen methods all finished.
-            record = _complete_v2_runs(runs, chosen, eval_users, steps, seed_list, world)
+            record = _complete_v2_runs(runs, chosen, eval_users, steps, seed_list, world, stage_score)
+        scored = record["config"].get("stage_score", "predictions")
+        ablation = "" if scored == in_world(V2Config(), world).stage_score else f" --stage-score {scored}"
         command = (
             f"{_niceness(record.get('niceness', 0))}cascade experiment v2{in_world_flag} "
             f"--seeds {format_seeds(list(map(int, record['per_seed'])))} "
             f"--methods {','.join(record['config']['methods'])} "
-            f"--steps {record['config']['run']['steps']} --eval-users {record['config']['eval_users']}"
+            f"--steps {record['config']['run']['steps']} --eval-users {record['config']['eval_users']}{ablation}"
         )
         if section:
             from models.reports.sections import update_section

@@ -555,6 +555,13 @@ def _scope_lines(cfg: dict[str, Any], mention_left_out: bool = True) -> list[str
 
     lines = []
     methods = cfg["methods"]
+    scored = cfg.get("stage_score", "predictions")
+    if scored != ("logits" if stage_biased(cfg) else "predictions"):  # not as the world's own runs score
+        lines += [
+            "",
+            f"**An ablation:** every policy of this run scores its stages on the heads' {scored}, not as the "
+            f'world\'s own runs do (`--stage-score {scored}`; SIMULATOR.md "v2.2").',
+        ]
     about: list[str] = []
     if "lagrangian_a3c" in methods or "two_stage" in methods:
         about.append(

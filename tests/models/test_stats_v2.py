@@ -94,6 +94,16 @@ def test_v22_stage_rows_against_their_constant_and_the_cascading_effect_are_comp
     assert "no simulator-side per-stage bias" not in text
 
 
+def test_a_run_scoring_stages_unlike_its_world_is_named_an_ablation(tmp_path: Path) -> None:
+    cfg = replace(in_world(replace(small(V2Config()), methods=("uniform", "unex_rl")), "v2.1"), stage_score="logits")
+    per_seed = {str(s): run_seed(s, cfg, tmp_path / "runs") for s in (0, 1)}
+    text = world_section_markdown(experiment_record(cfg, per_seed, 1.0, "test"), "cmd", "world:t")
+    assert "**An ablation:** every policy of this run scores its stages on the heads' logits" in text
+    plain = in_world(replace(small(V2Config()), methods=("uniform", "unex_rl")), "v2.2")
+    per_seed = {str(s): run_seed(s, plain, tmp_path / "plain") for s in (0, 1)}
+    assert "An ablation" not in world_section_markdown(experiment_record(plain, per_seed, 1.0, "test"), "cmd", "w:t")
+
+
 def test_a_run_in_v21_is_its_own_section_naming_its_world(tmp_path: Path) -> None:
     cfg = in_world(replace(small(V2Config()), methods=("uniform", "cem_session", "a3c_gamma_0")), "v2.1")
     per_seed = {str(s): run_seed(s, cfg, tmp_path / "runs") for s in (0, 1)}
