@@ -221,8 +221,8 @@ COMPARISONS = (
         "UNEX-RL (seed paper 000): joint stage actors (global critic, CIC) beat independent stage learners",
         "the stages' own heads agree (no simulator-side per-stage bias or noise), so there is little for "
         "cooperation between the stages to fix",
-        "the stages' errors are fixed per item, so each stage's best weights hardly depend on the state or on "
-        "the other stages, and a constant re-weighting (which the actors start near) is most of what can be won",
+        "the stages' heads order a request's candidates barely better than chance (RESULTS.md `sim:stages`), so "
+        "what re-weighting them can win is small next to how much the learned stage rows vary from seed to seed",
     ),
     Comparison(
         "unex_rl",
@@ -246,8 +246,8 @@ COMPARISONS = (
         "unex_rl_ce",
         "return",
         1,
-        "UNEX-RL (seed paper 000): stopping the gradient at the downstream observations (SG) costs no return "
-        "against following the cascading effect",
+        "UNEX-RL (seed paper 000): stopping the gradient at the downstream observations (SG) makes a better "
+        "update than following the cascading effect through them",
         "—",
     ),
     Comparison(
