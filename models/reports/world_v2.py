@@ -14,6 +14,7 @@ import numpy as np
 from models.reports.sections import keep_sections
 from models.reports.stats import Paired, describe, format_seeds, t_quantiles
 from models.reports.training_noise import gradient_cv, signal_std
+from models.sim.world import SPARSE_V2
 
 BASELINES = ("uniform", "cem_immediate", "cem_session", "grid_one", "grid_groups")
 METRICS = (
@@ -377,6 +378,30 @@ def _cascade_share_lines(per_seed: dict[str, Any]) -> list[str]:
     ]
 
 
+def _stage_weight_lines(per_seed: dict[str, Any]) -> list[str]:
+    """The constant stage weights `cem_stages` found, per (stage, objective): mean [min, max] over the seeds."""
+    if not _present(per_seed, "cem_stages"):
+        return []
+    weights = np.array([per_seed[s]["cem_stages"]["config"]["stage_action"] for s in per_seed])  # [seeds, 3, J]
+    objectives = ("watch_time", *SPARSE_V2)
+    lines = [
+        "",
+        "`cem_stages`'s constant stage weights a_ij (search box [0, 2], started at 1; each stage ranks by "
+        "Σ_j a_ij·h_ij, so only their ratios within a stage matter), mean [min, max] over the seeds:",
+        "",
+        "| stage | " + " | ".join(f"a_{name}" for name in objectives) + " |",
+        "|---|" + "---|" * len(objectives),
+    ]
+    for i, stage in enumerate(("matching", "pre_ranking", "ranking")):  # models/nets/cascade.STAGES (torch-free)
+        column = weights[:, i]
+        cells = [
+            f"{column[:, j].mean():.2f} [{column[:, j].min():.2f}, {column[:, j].max():.2f}]"
+            for j in range(len(objectives))
+        ]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def stage_biased(cfg: dict[str, Any]) -> bool:
     """Whether the run's world gives each stage's heads an error of its own (v2.2; runs before it had none)."""
     return any(cfg.get("world", {}).get("stage_bias", ()))
@@ -400,6 +425,7 @@ def results_body(per_seed: dict[str, Any], methods: list[str], level: str, stage
             "training. Both from each (method, seed)'s training log.",
         ]
     lines += _cascade_share_lines(per_seed)
+    lines += _stage_weight_lines(per_seed)
 
     lines += ["", f"{level} Fusion weights served (scale-free)", ""]
     lines += [

@@ -88,6 +88,9 @@ def test_v22_stage_rows_against_their_constant_and_the_cascading_effect_are_comp
     text = world_section_markdown(record, "cascade experiment v2 --world v2.2", "world:v22")
     for pair in ("unex_rl vs cem_stages", "cem_stages vs uniform", "unex_rl vs unex_rl_ce"):
         assert f"| {pair} | return |" in text
+    # The constant stage weights found, as recorded: mean [min, max] over the seeds per (stage, objective).
+    found = np.array([per_seed[s]["cem_stages"]["config"]["stage_action"] for s in per_seed])
+    assert f"| matching | {found[:, 0, 0].mean():.2f} [{found[:, 0, 0].min():.2f}, " in text
     shares = [np.mean(per_seed[s]["unex_rl_ce"]["log"]["extra"]["cascade_share"]) for s in per_seed]
     assert f"{np.mean(shares):.3f} over the seeds" in text
     # v2.2's stages have errors of their own: the mechanism text that says they agree is not printed.
