@@ -26,6 +26,7 @@ from models.algorithms.unex_rl import (
     train_stages,
 )
 from models.env.episodes import RunConfig, critic_net, evaluate, to_batch
+from models.env.rollout import RequestBatch
 from models.experiments.session_methods import ExperimentConfig
 from models.nets.cascade import CascadePolicy, PolicyConfig
 from models.sim.config import SimConfig
@@ -122,13 +123,17 @@ def test_two_stage_trains_auxiliary_then_main_policy(sim: Simulator, policy: Cas
     assert not any(p.requires_grad for a in auxiliary for p in a.parameters())
 
 
+def _session_batch(sim: Simulator, n: int) -> tuple[RequestBatch, torch.Tensor, torch.Tensor]:
+    """`n` session-start requests of 100 candidates, with RUN's stage sizes and k as tensors."""
+    rng = np.random.default_rng(0)
+    sessions = Sessions(sim, n, rng, n_candidates=100)
+    return to_batch(sim, sessions.requests(), sessions, rng), torch.tensor(RUN.stage_sizes), torch.tensor([RUN.k])
+
+
 def test_cic_rebuilds_the_downstream_observations_from_the_first_and_the_actions(
     sim: Simulator, policy: CascadePolicy
 ) -> None:
-    rng = np.random.default_rng(0)
-    sessions = Sessions(sim, 16, rng, n_candidates=100)
-    batch = to_batch(sim, sessions.requests(), sessions, rng)
-    sizes, k = torch.tensor(RUN.stage_sizes), torch.tensor([RUN.k])
+    batch, sizes, k = _session_batch(sim, 16)
     noise = torch.randn(16, 3, SIM.n_objectives)
     with torch.no_grad():
         executed = policy.select(batch.state, batch.items, sizes, k, noise)
@@ -143,10 +148,7 @@ def test_cic_rebuilds_the_downstream_observations_from_the_first_and_the_actions
 def test_the_relaxed_cascade_executes_as_the_hard_one_and_passes_the_cascading_effect_back(
     sim: Simulator, policy: CascadePolicy
 ) -> None:
-    rng = np.random.default_rng(0)
-    sessions = Sessions(sim, 16, rng, n_candidates=100)
-    batch = to_batch(sim, sessions.requests(), sessions, rng)
-    sizes, k = torch.tensor(RUN.stage_sizes), torch.tensor([RUN.k])
+    batch, sizes, k = _session_batch(sim, 16)
     with torch.no_grad():
         hard = policy.select(batch.state, batch.items, sizes, k)
     observations, actions = relaxed_execution(policy, batch.state, batch.items, sizes, k)
@@ -253,10 +255,7 @@ def test_stages_scored_on_logits_keep_the_best_by_weighted_logits_and_export_wit
 ) -> None:
     torch.manual_seed(0)
     policy = CascadePolicy(replace(PolicyConfig.from_sim(SIM), stage_score="logits"))
-    rng = np.random.default_rng(0)
-    sessions = Sessions(sim, 4, rng, n_candidates=100)
-    batch = to_batch(sim, sessions.requests(), sessions, rng)
-    sizes, k = torch.tensor(RUN.stage_sizes), torch.tensor([RUN.k])
+    batch, sizes, k = _session_batch(sim, 4)
     actions = torch.rand(4, 3, SIM.n_objectives) + 0.1
     with torch.no_grad():
         selection = policy.select(batch.state, batch.items, sizes, k, stage_actions=actions)

@@ -99,6 +99,15 @@ def test_session_lengths_are_smooth_not_a_cliff(sim: SimulatorV2) -> None:
     assert (counts[:20] > 0).all() and counts.max() < 0.2 * depth.size
 
 
+def _exposures(sim: SimulatorV2, n_users: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(users, 40 random items each, context, E[y]) for `n_users` users of `sim`, from a fixed stream."""
+    rng = np.random.default_rng(0)
+    users = sim.sample_users(n_users, rng)
+    items = rng.integers(0, sim.config.n_items, size=(len(users), 40))
+    context = sim.sample_requests(len(users), 2, rng).context
+    return users, items, context, sim.expected_responses(users, items, context)
+
+
 def _unclipped(p: np.ndarray) -> np.ndarray:
     """Where `_logit` does not clip."""
     inside: np.ndarray = (p > 1e-7) & (p < 1 - 1e-7)
@@ -113,11 +122,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def test_v21_sparse_predictions_get_worse_as_a_users_history_shrinks() -> None:
     v2, v21 = SimulatorV2(seed=3), SimulatorV2(seed=3, world=world_config("v2.1"))
-    rng = np.random.default_rng(0)
-    users = v21.sample_users(3000, rng)
-    items = rng.integers(0, v21.config.n_items, size=(len(users), 40))
-    context = v21.sample_requests(len(users), 2, rng).context
-    expected = v21.expected_responses(users, items, context)
+    users, items, context, expected = _exposures(v21, 3000)
     # The world itself is v2's: v2.1 changes what the ranking model predicts, nothing the user does.
     np.testing.assert_array_equal(expected, v2.expected_responses(users, items, context))
     predicted = v21.predictions(users, items, context, np.random.default_rng(1)).astype(np.float64)
@@ -144,11 +149,7 @@ def test_worlds_are_named_and_an_unknown_name_is_refused() -> None:
 
 def test_v22_stage_heads_learn_targets_with_errors_of_their_own() -> None:
     v21, v22 = SimulatorV2(seed=4, world=world_config("v2.1")), SimulatorV2(seed=4, world=world_config("v2.2"))
-    rng = np.random.default_rng(0)
-    users = v22.sample_users(500, rng)
-    items = rng.integers(0, v22.config.n_items, size=(len(users), 40))
-    context = v22.sample_requests(len(users), 2, rng).context
-    expected = v22.expected_responses(users, items, context)
+    users, items, context, expected = _exposures(v22, 500)
     # Nothing users do or the ranking model predicts changes: v2.2 is v2.1 draw for draw.
     np.testing.assert_array_equal(expected, v21.expected_responses(users, items, context))
     np.testing.assert_array_equal(
