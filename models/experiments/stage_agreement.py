@@ -41,12 +41,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def stage_scores(policy: CascadePolicy, state: torch.Tensor, items: torch.Tensor) -> list[np.ndarray]:
     """Each stage's score of every candidate [B, N] under equal weights, on the policy's stage scale."""
-    ones = torch.ones(policy.config.n_objectives)
-    scores = []
-    with torch.no_grad():
-        for i in range(len(STAGES)):
-            scores.append((policy.stage_values(i, state, items) * ones).sum(-1).numpy())
-    return scores
+    with torch.no_grad():  # every a_j = 1: the score is the plain sum over objectives
+        return [policy.stage_values(i, state, items).sum(-1).numpy() for i in range(len(STAGES))]
 
 
 def agreement(seed: int, cfg: V2Config, requests: int = 256) -> dict[str, float]:

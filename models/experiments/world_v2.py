@@ -25,7 +25,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -126,8 +126,12 @@ def in_world(cfg: V2Config, name: str) -> V2Config:
     heads have errors of their own (v2.2) the stages score on the heads' logits, one scale for every
     objective: on raw predictions watch minutes outweigh the probabilities and every stage sorts by watch."""
     world = world_config(name)
-    score: Literal["predictions", "logits"] = "logits" if any(world.stage_bias) else "predictions"
-    return replace(cfg, world=world, world_name=name, stage_score=score)
+    return replace(cfg, world=world, world_name=name, stage_score=stage_score_for(world.stage_bias))
+
+
+def stage_score_for(stage_bias: Sequence[float]) -> Literal["predictions", "logits"]:
+    """How a world's own runs score the stages: on logits where its stages' heads err on their own (v2.2)."""
+    return "logits" if any(stage_bias) else "predictions"
 
 
 DEMO_STEPS_FACTOR = 2

@@ -577,12 +577,12 @@ def section_markdown(record: dict[str, Any], command: str, title: str) -> str:
 
 def _scope_lines(cfg: dict[str, Any], mention_left_out: bool = True) -> list[str]:
     """What differs from the shared budget, and which registered methods this run left out."""
-    from models.experiments.world_v2 import ALL_METHODS, DEMO_STEPS_FACTOR
+    from models.experiments.world_v2 import ALL_METHODS, DEMO_STEPS_FACTOR, stage_score_for
 
     lines = []
     methods = cfg["methods"]
     scored = cfg.get("stage_score", "predictions")
-    if scored != ("logits" if stage_biased(cfg) else "predictions"):  # not as the world's own runs score
+    if scored != stage_score_for(cfg.get("world", {}).get("stage_bias", ())):  # not as the world's own runs do
         lines += [
             "",
             f"**An ablation:** every policy of this run scores its stages on the heads' {scored}, not as the "

@@ -389,11 +389,9 @@ class SimulatorV2(Simulator):
         rng = rng or self.rng
         expected = self.expected_responses(users, items, context)
         noise = rng.standard_normal(expected.shape)
-        p = np.clip(expected[..., 1:], 1e-7, 1 - 1e-7)
-        sparse = _sigmoid(np.log(p / (1 - p)) + self.sparse_prediction_noise[users][:, None, None] * noise[..., 1:])
+        sparse_noise = self.sparse_prediction_noise[users][:, None, None] * noise[..., 1:]
         watch_noise = self.world.prediction_noise * noise[..., :1]  # watch is logged on every exposure
-        watch = np.minimum(expected[..., :1] * np.exp(watch_noise), self.config.max_watch_time)
-        return np.concatenate([watch, sparse], axis=-1).astype(np.float32)
+        return self._shifted(expected, watch_noise, sparse_noise).astype(np.float32)
 
     def stage_targets(self, stage: int, items: IntArray, expected: FloatArray) -> FloatArray:
         """What stage `stage`'s heads are fitted to for `expected` = E[y | u, items] [B, M, 5]: the truth with
@@ -402,9 +400,14 @@ class SimulatorV2(Simulator):
         if not np.any(self.world.stage_bias[stage]):
             return expected
         error = self.stage_bias[stage][items]  # [B, M, 5]
+        return self._shifted(expected, error[..., :1], error[..., 1:])
+
+    def _shifted(self, expected: FloatArray, watch_shift: FloatArray, sparse_shift: FloatArray) -> FloatArray:
+        """`expected` [B, M, 5] with log(watch) moved by `watch_shift` (capped at the heads' range) and the
+        sparse responses' logits by `sparse_shift`: how every estimate of the truth here errs."""
         p = np.clip(expected[..., 1:], 1e-7, 1 - 1e-7)
-        sparse = _sigmoid(np.log(p / (1 - p)) + error[..., 1:])
-        watch = np.minimum(expected[..., :1] * np.exp(error[..., :1]), self.config.max_watch_time)
+        sparse = _sigmoid(np.log(p / (1 - p)) + sparse_shift)
+        watch = np.minimum(expected[..., :1] * np.exp(watch_shift), self.config.max_watch_time)
         return np.concatenate([watch, sparse], axis=-1)
 
     def sample_requests(
